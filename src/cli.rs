@@ -1,0 +1,91 @@
+//! Command-line arguments (clap derive types only).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Catch performance regressions in PyTorch workloads before they merge.
+#[derive(Debug, Parser)]
+#[command(name = "regress", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check pipeline files; errors name the file, line, column and key.
+    Validate {
+        /// Pipeline files (workflows/*.yaml).
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// List the cases a pipeline expands to, with their ids.
+    List(ListArgs),
+    /// Run pipelines and store the results under the checked-out commit.
+    Run(RunArgs),
+    /// Compare the stored results of two commits and report per case.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Pipeline file.
+    pub pipeline: PathBuf,
+    /// Only cases whose label contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline files to run, in order.
+    #[arg(required = true)]
+    pub pipelines: Vec<PathBuf>,
+    /// Only cases whose label contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Store directory [default: .regress at the repository root].
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A coloured table.
+    Terminal,
+    /// Markdown, as posted in a PR comment or job summary.
+    Markdown,
+    /// Every number, versioned, for other tools.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Base revision: branch, tag, sha or expression such as HEAD~1.
+    pub base: String,
+    /// Head revision.
+    #[arg(default_value = "HEAD")]
+    pub head: String,
+    /// Store directory [default: .regress at the repository root].
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Only this pipeline (by name).
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Terminal)]
+    pub format: Format,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Directory whose templates replace the built-in ones of the same name.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// Exit with status 1 when any case regressed.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+}

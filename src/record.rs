@@ -1,0 +1,279 @@
+//! A record: one run of one pipeline on one machine at one commit, with the
+//! raw samples of every case so any statistic can be recomputed later.
+//! Records are the only thing the store keeps; their format is versioned.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::runner::{FailureKind, Machine, Outcome};
+use crate::spec::{BackendKind, Case, CaseId, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision};
+
+/// Version of the record format written by this build; readers reject newer ones.
+pub const RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// Metric names, shared by the runner's outcome and the comparison.
+pub mod metric {
+    /// Steady-state time per iteration, seconds.
+    pub const LATENCY: &str = "latency";
+    /// First call of a compiled model, seconds.
+    pub const COMPILE_TIME: &str = "compile_time";
+    /// Peak device memory allocated, bytes.
+    pub const PEAK_MEMORY: &str = "peak_memory";
+}
+
+/// A full 40-digit git commit id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CommitSha(String);
+
+impl CommitSha {
+    /// Hex digits in a SHA-1 commit id.
+    pub const LEN: usize = 40;
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The abbreviated form shown to people.
+    pub fn short(&self) -> &str {
+        &self.0[..7]
+    }
+}
+
+impl TryFrom<String> for CommitSha {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(CommitSha(s))
+        } else {
+            Err(format!("`{s}` is not a full commit id ({} lowercase hex digits)", Self::LEN))
+        }
+    }
+}
+
+impl From<CommitSha> for String {
+    fn from(s: CommitSha) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for CommitSha {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The commit a record measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitInfo {
+    pub sha: CommitSha,
+    pub time: Option<DateTime<Utc>>,
+    pub branch: Option<String>,
+    /// Tracked files differed from the commit when the run started.
+    pub dirty: bool,
+    pub summary: Option<String>,
+}
+
+/// Where a run got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Still going, or killed without a chance to say so.
+    Running,
+    Complete,
+    /// Stopped by the user; the cases that finished are kept.
+    Interrupted,
+}
+
+/// What happened to a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    Pending,
+    Ok,
+    Failed,
+    Skipped,
+    Timeout,
+    Oom,
+    Interrupted,
+}
+
+impl CaseStatus {
+    /// The spelling used in records and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::Pending => "pending",
+            CaseStatus::Ok => "ok",
+            CaseStatus::Failed => "failed",
+            CaseStatus::Skipped => "skipped",
+            CaseStatus::Timeout => "timeout",
+            CaseStatus::Oom => "oom",
+            CaseStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The pipeline a record ran, as much of it as a reader needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineInfo {
+    pub name: String,
+    /// Hash of the validated pipeline; records with other hashes measured something else.
+    pub hash: String,
+    pub source: String,
+    pub backend: BackendKind,
+    pub compare: CompareConfig,
+}
+
+/// Raw samples of one metric: one list per process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub unit: String,
+    pub samples: Vec<Vec<f64>>,
+}
+
+impl Metric {
+    /// Every sample of every process, in order.
+    pub fn pooled(&self) -> Vec<f64> {
+        self.samples.iter().flatten().copied().collect()
+    }
+}
+
+/// One case of a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseRecord {
+    pub id: CaseId,
+    pub label: String,
+    /// The label without the compile mode: eager and compiled variants share it.
+    pub group: String,
+    pub params: Params,
+    pub precision: Option<Precision>,
+    pub compile: Option<CompileMode>,
+    pub phase: Phase,
+    pub status: CaseStatus,
+    pub reason: Option<String>,
+    pub metrics: BTreeMap<String, Metric>,
+    /// Per-process diagnostics from the backend (device, warm-up iterations, ...).
+    pub diagnostics: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One run of one pipeline on one machine at one commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub state: RunState,
+    pub pipeline: PipelineInfo,
+    pub commit: CommitInfo,
+    pub machine: Machine,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub cases: Vec<CaseRecord>,
+}
+
+impl Record {
+    /// A new, running record with every case pending.
+    pub fn begin(pipeline: &Pipeline, cases: &[Case], commit: CommitInfo, machine: Machine) -> Record {
+        let started_at = Utc::now();
+        let run_id = format!(
+            "{}-{}-{:04x}",
+            started_at.format("%Y%m%dT%H%M%S%.3fZ"),
+            std::process::id(),
+            started_at.timestamp_subsec_nanos() & 0xffff
+        );
+        let model_name = pipeline.model.label_name(&pipeline.name).to_string();
+        Record {
+            schema_version: RECORD_SCHEMA_VERSION,
+            run_id,
+            state: RunState::Running,
+            pipeline: PipelineInfo {
+                name: pipeline.name.clone(),
+                hash: pipeline.hash(),
+                source: pipeline.source.display().to_string(),
+                backend: pipeline.runner.backend,
+                compare: pipeline.compare,
+            },
+            commit,
+            machine,
+            started_at,
+            finished_at: None,
+            cases: cases
+                .iter()
+                .map(|c| CaseRecord {
+                    id: c.id.clone(),
+                    label: c.label.clone(),
+                    group: c.group_label(&model_name),
+                    params: c.params.clone(),
+                    precision: c.precision,
+                    compile: c.compile,
+                    phase: c.phase,
+                    status: CaseStatus::Pending,
+                    reason: None,
+                    metrics: BTreeMap::new(),
+                    diagnostics: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds the outcome of one process of case `index`.
+    pub fn apply(&mut self, index: usize, outcome: Outcome) {
+        let case = &mut self.cases[index];
+        match outcome {
+            Outcome::Measured(s) => {
+                let mut push = |name: &str, unit: &str, values: Vec<f64>| {
+                    case.metrics
+                        .entry(name.to_string())
+                        .or_insert_with(|| Metric { unit: unit.to_string(), samples: Vec::new() })
+                        .samples
+                        .push(values);
+                };
+                push(metric::LATENCY, "s", s.latency);
+                if let Some(t) = s.compile_time {
+                    push(metric::COMPILE_TIME, "s", vec![t]);
+                }
+                if let Some(m) = s.peak_memory {
+                    push(metric::PEAK_MEMORY, "B", vec![m]);
+                }
+                case.diagnostics.push(s.diagnostics);
+                if case.status == CaseStatus::Pending {
+                    case.status = CaseStatus::Ok;
+                }
+            }
+            Outcome::Skipped(reason) => {
+                case.status = CaseStatus::Skipped;
+                case.reason = Some(reason);
+            }
+            Outcome::Failed { kind, reason } => {
+                case.status = match kind {
+                    FailureKind::Failed => CaseStatus::Failed,
+                    FailureKind::Timeout => CaseStatus::Timeout,
+                    FailureKind::Oom => CaseStatus::Oom,
+                };
+                case.reason = Some(reason);
+            }
+            Outcome::Interrupted => {}
+        }
+    }
+
+    /// Whether later processes of case `index` should still run.
+    pub fn wants_more(&self, index: usize) -> bool {
+        matches!(self.cases[index].status, CaseStatus::Pending | CaseStatus::Ok)
+    }
+
+    /// Closes the record; cases that never ran are marked as interrupted.
+    pub fn finish(&mut self, state: RunState) {
+        self.state = state;
+        self.finished_at = Some(Utc::now());
+        for case in &mut self.cases {
+            if case.status == CaseStatus::Pending {
+                case.status = CaseStatus::Interrupted;
+                case.reason = Some("the run was stopped before this case ran".into());
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Number formatting shared by every renderer.
+
+/// A duration in seconds with a unit that keeps 3–4 significant digits.
+pub fn format_duration(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "—".into();
+    }
+    let (value, unit) = match secs.abs() {
+        s if s >= 1.0 => (secs, "s"),
+        s if s >= 1e-3 => (secs * 1e3, "ms"),
+        s if s >= 1e-6 => (secs * 1e6, "µs"),
+        _ => (secs * 1e9, "ns"),
+    };
+    let decimals = match value.abs() {
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    format!("{value:.decimals$} {unit}")
+}
+
+/// A signed percentage change.
+pub fn format_pct(pct: f64) -> String {
+    format!("{pct:+.1}%")
+}
+
+/// A p-value: fixed notation down to 0.001, scientific below.
+pub fn format_p(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_pick_units() {
+        assert_eq!(format_duration(0.0215), "21.50 ms");
+        assert_eq!(format_duration(1.5), "1.500 s");
+        assert_eq!(format_duration(2.5e-6), "2.500 µs");
+        assert_eq!(format_duration(0.1234), "123.4 ms");
+        assert_eq!(format_duration(f64::NAN), "—");
+    }
+
+    #[test]
+    fn percentages_and_p_values() {
+        assert_eq!(format_pct(25.04), "+25.0%");
+        assert_eq!(format_pct(-3.0), "-3.0%");
+        assert_eq!(format_p(0.5), "0.500");
+        assert_eq!(format_p(1.3e-8), "1.3e-8");
+    }
+}

@@ -1,0 +1,171 @@
+//! Coloured tables for the terminal. Colour codes are always emitted here;
+//! the caller writes through `anstream`, which strips them when the output
+//! is not a terminal or `NO_COLOR` is set.
+
+use anstyle::{AnsiColor, Style};
+
+use super::{format_duration, CompareView};
+use crate::record::{metric, CaseStatus, Record};
+use crate::stats::{Summary, Verdict};
+
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+const RED: Style = AnsiColor::Red.on_default().bold();
+const GREEN: Style = AnsiColor::Green.on_default().bold();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const CYAN: Style = AnsiColor::Cyan.on_default();
+
+/// A cell: text and an optional style.
+type Cell = (String, Style);
+
+struct Table {
+    headers: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    fn render(&self, out: &mut String) {
+        let width = |s: &str| s.chars().count();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| width(h)).collect();
+        for row in &self.rows {
+            for (i, (text, _)) in row.iter().enumerate() {
+                widths[i] = widths[i].max(width(text));
+            }
+        }
+        let pad = |text: &str, i: usize| {
+            let fill = " ".repeat(widths[i] - width(text));
+            if self.right[i] { format!("{fill}{text}") } else { format!("{text}{fill}") }
+        };
+        let header: Vec<String> = self.headers.iter().enumerate().map(|(i, h)| pad(h, i)).collect();
+        out.push_str(&format!("{BOLD}{}{BOLD:#}\n", header.join("  ").trim_end()));
+        for row in &self.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, (text, style))| format!("{style}{}{style:#}", pad(text, i)))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+    }
+}
+
+fn verdict_style(v: Verdict) -> Style {
+    match v {
+        Verdict::Regressed | Verdict::Failed => RED,
+        Verdict::Improved => GREEN,
+        Verdict::Unchanged => Style::new(),
+        Verdict::New | Verdict::Removed => CYAN,
+        Verdict::Skipped | Verdict::NotComparable => YELLOW,
+    }
+}
+
+/// The comparison as a table with a headline and notes.
+pub fn render_compare_terminal(view: &CompareView) -> String {
+    let mut out = String::new();
+    let side = |s: &super::SideView| match &s.branch {
+        Some(b) if *b != s.rev => format!("{} ({}, {})", s.rev, s.short, b),
+        _ => format!("{} ({})", s.rev, s.short),
+    };
+    out.push_str(&format!(
+        "{BOLD}regress compare{BOLD:#}  base {}  →  head {}\n\n",
+        side(&view.base),
+        side(&view.head)
+    ));
+    let mut table = Table {
+        headers: vec!["case", "base", "head", "change", "p", "verdict"],
+        right: vec![false, true, true, true, true, false],
+        rows: Vec::new(),
+    };
+    for r in &view.rows {
+        let style = verdict_style(r.verdict);
+        let mut verdict = r.display.verdict.clone();
+        if let Some(note) = &r.note {
+            verdict.push_str(&format!("  ({note})"));
+        }
+        table.rows.push(vec![
+            (r.label.clone(), Style::new()),
+            (r.display.base.clone(), Style::new()),
+            (r.display.head.clone(), Style::new()),
+            (r.display.change.clone(), style),
+            (r.display.p.clone(), DIM),
+            (verdict, style),
+        ]);
+    }
+    table.render(&mut out);
+    if !view.speedups.is_empty() {
+        out.push_str(&format!("\n{BOLD}eager vs compiled (head){BOLD:#}\n"));
+        let mut t = Table {
+            headers: vec!["case", "mode", "eager", "compiled", "speed-up", "base speed-up"],
+            right: vec![false, false, true, true, true, true],
+            rows: Vec::new(),
+        };
+        for s in &view.speedups {
+            let style = if s.speedup >= 1.0 { GREEN } else { YELLOW };
+            t.rows.push(vec![
+                (s.group.clone(), Style::new()),
+                (s.mode.clone(), Style::new()),
+                (s.display.eager.clone(), Style::new()),
+                (s.display.compiled.clone(), Style::new()),
+                (s.display.speedup.clone(), style),
+                (s.display.base_speedup.clone(), DIM),
+            ]);
+        }
+        t.render(&mut out);
+    }
+    for note in &view.notes {
+        out.push_str(&format!("{YELLOW}note:{YELLOW:#} {note}\n"));
+    }
+    let style = if view.regressed { RED } else { GREEN };
+    out.push_str(&format!("\n{style}{}{style:#}\n", view.headline));
+    out
+}
+
+fn status_style(s: CaseStatus) -> Style {
+    match s {
+        CaseStatus::Ok => GREEN,
+        CaseStatus::Skipped | CaseStatus::Pending | CaseStatus::Interrupted => YELLOW,
+        CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom => RED,
+    }
+}
+
+/// The cases of one record: status, median, quartiles, sample count, compile time.
+pub fn render_record_terminal(record: &Record) -> String {
+    let mut out = String::new();
+    let mut table = Table {
+        headers: vec!["case", "status", "median", "p25–p75", "n", "compile"],
+        right: vec![false, false, true, true, true, true],
+        rows: Vec::new(),
+    };
+    let mut reasons = Vec::new();
+    for case in &record.cases {
+        let latency = case.metrics.get(metric::LATENCY).map(|m| m.pooled()).unwrap_or_default();
+        let summary = Summary::of(&latency).ok();
+        let compile = case
+            .metrics
+            .get(metric::COMPILE_TIME)
+            .and_then(|m| Summary::of(&m.pooled()).ok())
+            .map_or(String::new(), |s| format_duration(s.median));
+        let processes = case.metrics.get(metric::LATENCY).map_or(0, |m| m.samples.len());
+        table.rows.push(vec![
+            (case.label.clone(), Style::new()),
+            (case.status.as_str().to_string(), status_style(case.status)),
+            (summary.map_or("—".into(), |s| format_duration(s.median)), Style::new()),
+            (
+                summary.map_or("—".into(), |s| format!("{}–{}", format_duration(s.p25), format_duration(s.p75))),
+                DIM,
+            ),
+            (summary.map_or("0".into(), |s| format!("{}×{}", processes, s.n / processes.max(1))), DIM),
+            (compile, Style::new()),
+        ]);
+        if let Some(reason) = &case.reason {
+            reasons.push(format!("{}: {}", case.label, reason.lines().next().unwrap_or("")));
+        }
+    }
+    table.render(&mut out);
+    for r in reasons {
+        out.push_str(&format!("{DIM}  {r}{DIM:#}\n"));
+    }
+    out
+}

@@ -1,0 +1,94 @@
+//! A deterministic stand-in for a real backend, for tests and dry runs that
+//! need no torch: samples come from a seeded generator, around a latency
+//! derived from the case id.
+//!
+//! Knobs, all optional: `REGRESS_MOCK_SCALE` multiplies every latency (a
+//! fake regression), `REGRESS_MOCK_SEED` changes the noise, and
+//! `REGRESS_MOCK_DELAY_MS` makes each process take that long in wall time.
+
+use std::time::Duration;
+
+use super::{Backend, Environment, Outcome, ProcessSamples, RunContext, RunnerError};
+use crate::spec::{Case, Pipeline, Precision};
+
+/// Relative spread of the fake samples (1 % coefficient of variation).
+const MOCK_CV: f64 = 0.01;
+
+pub struct MockBackend {
+    ctx: RunContext,
+    iters: u64,
+    scale: f64,
+    seed: u64,
+    delay: Duration,
+}
+
+fn env_f64(name: &str) -> Option<f64> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+impl MockBackend {
+    pub fn new(pipeline: &Pipeline, ctx: RunContext) -> Self {
+        MockBackend {
+            ctx,
+            iters: pipeline.runner.measure.min_iters,
+            scale: env_f64("REGRESS_MOCK_SCALE").unwrap_or(1.0),
+            seed: env_f64("REGRESS_MOCK_SEED").unwrap_or(0.0) as u64,
+            delay: Duration::from_millis(env_f64("REGRESS_MOCK_DELAY_MS").unwrap_or(0.0) as u64),
+        }
+    }
+}
+
+/// SplitMix64: a tiny, well-mixed generator, ample for fake noise.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn uniform(state: &mut u64) -> f64 {
+    (splitmix(state) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A standard normal draw (Box–Muller).
+fn normal(state: &mut u64) -> f64 {
+    let u1 = uniform(state).max(f64::MIN_POSITIVE);
+    let u2 = uniform(state);
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+impl Backend for MockBackend {
+    fn environment(&mut self) -> Result<Environment, RunnerError> {
+        Ok(Environment {
+            device: Some("cpu".into()),
+            ..Environment::default()
+        })
+    }
+
+    fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome {
+        if case.precision == Some(Precision::Fp8) {
+            return Outcome::Skipped("fp8 needs a CUDA GPU of compute capability 8.9 or newer".into());
+        }
+        let step = Duration::from_millis(10);
+        let mut waited = Duration::ZERO;
+        while waited < self.delay {
+            if self.ctx.stop.is_set() {
+                return Outcome::Interrupted;
+            }
+            std::thread::sleep(step.min(self.delay - waited));
+            waited += step;
+        }
+        let id = u64::from_str_radix(case.id.as_str(), 16).unwrap_or(0);
+        // 1 ms to 2 ms, fixed per case.
+        let base = 1e-3 * (1.0 + (id % 1000) as f64 / 1000.0) * self.scale;
+        let mut state = id ^ self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(repeat) << 32;
+        let latency = (0..self.iters)
+            .map(|_| base * (MOCK_CV * normal(&mut state)).exp())
+            .collect();
+        Outcome::Measured(ProcessSamples {
+            latency,
+            ..ProcessSamples::default()
+        })
+    }
+}

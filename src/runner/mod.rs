@@ -1,0 +1,134 @@
+//! Turning a case into samples. One `Backend` trait, one implementation per
+//! way of executing a case, chosen in `select` and nowhere else. Every
+//! backend returns the same `Outcome`, so the rest of regress never needs to
+//! know how a number was taken.
+
+mod command;
+mod env;
+mod machine;
+mod mock;
+#[cfg_attr(not(feature = "native"), path = "native_disabled.rs")]
+mod native;
+mod process;
+mod python;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{BackendKind, Case, Pipeline};
+
+pub use env::{is_secret_name, scrubbed_env};
+pub use machine::{Fingerprint, Machine};
+pub use python::{interpreter, PYTHON_ENV};
+
+/// Set when the user asks regress to stop (Ctrl-C, SIGTERM); backends check
+/// it between iterations and kill their worker.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// Asks every backend holding this flag to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What every backend needs besides the pipeline.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Directory commands and workers run in: the repository's root.
+    pub workdir: PathBuf,
+    pub stop: StopFlag,
+    /// Seed for weights and inputs, the same in every process.
+    pub seed: u64,
+}
+
+/// The software and device a backend measures with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub torch: Option<String>,
+    pub python: Option<String>,
+    /// The device `auto` resolved to (`cpu`, `cuda`, `mps`), if any.
+    pub device: Option<String>,
+    pub gpu: Option<String>,
+    pub gpu_count: u32,
+    pub compute_capability: Option<String>,
+    pub cuda: Option<String>,
+    pub cudnn: Option<String>,
+    pub threads: Option<u32>,
+}
+
+/// The samples and diagnostics of one process (one repeat) of one case.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessSamples {
+    /// Steady-state latency of each iteration, in seconds.
+    pub latency: Vec<f64>,
+    /// Duration of the first call of a compiled model, in seconds.
+    pub compile_time: Option<f64>,
+    /// Peak device memory allocated, in bytes, where measurable.
+    pub peak_memory: Option<f64>,
+    pub diagnostics: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How a process that produced no samples ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    Failed,
+    Timeout,
+    Oom,
+}
+
+/// The result of one process of one case.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Measured(ProcessSamples),
+    /// The case cannot run on this machine; the reason says why.
+    Skipped(String),
+    Failed { kind: FailureKind, reason: String },
+    /// The user stopped the run while this process was going.
+    Interrupted,
+}
+
+/// A backend that cannot start at all (as opposed to one case failing).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("cannot start Python `{python}`: {source}\n  set `runner.python` in the pipeline or {PYTHON_ENV} to an interpreter that has torch")]
+    PythonMissing {
+        python: String,
+        source: std::io::Error,
+    },
+    #[error("`{python}` has no torch ({detail})\n  install it: `{python} -m pip install torch==2.11.0` (or run `make venv`), or point regress at a Python that has it with `runner.python` or {PYTHON_ENV}=.venv/bin/python")]
+    NoTorch { python: String, detail: String },
+    #[error("the python worker (`{python}`) did not answer the probe: {detail}")]
+    Probe { python: String, detail: String },
+    #[error("cannot prepare the python worker: {0}")]
+    Worker(std::io::Error),
+}
+
+/// One way of executing cases.
+pub trait Backend {
+    /// Probes the software and device this backend will measure with.
+    fn environment(&mut self) -> Result<Environment, RunnerError>;
+
+    /// Runs one independent repeat (`repeat` counts from 0) of a case.
+    fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome;
+}
+
+/// Chooses the backend a pipeline asks for. The only place that knows them all.
+pub fn select(pipeline: &Pipeline, ctx: RunContext) -> Result<Box<dyn Backend>, RunnerError> {
+    Ok(match pipeline.runner.backend {
+        BackendKind::Python => Box::new(python::PythonBackend::new(pipeline, ctx)?),
+        BackendKind::Native => Box::new(native::NativeBackend::new(pipeline, ctx)),
+        BackendKind::Command => Box::new(command::CommandBackend::new(pipeline, ctx)),
+        BackendKind::Mock => Box::new(mock::MockBackend::new(pipeline, ctx)),
+    })
+}

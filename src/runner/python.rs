@@ -1,0 +1,286 @@
+//! The torch.compile backend: a Python worker, embedded in the binary, run in
+//! a fresh process per case and repeat, speaking JSON lines.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::process::{describe_exit, Ended, Supervised};
+use super::{
+    scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
+    RunnerError,
+};
+use crate::spec::{Case, DeviceChoice, Model, Pipeline};
+
+/// Environment variable naming the interpreter when the pipeline does not.
+pub const PYTHON_ENV: &str = "REGRESS_PYTHON";
+
+/// Worker sources shipped inside the binary: (file name, text).
+const WORKER_FILES: [(&str, &str); 2] = [
+    ("regress_worker.py", include_str!("../../python/regress_worker.py")),
+    ("regress_zoo.py", include_str!("../../python/regress_zoo.py")),
+];
+
+/// The probe imports torch and may initialise CUDA: allow for a slow disk.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Which Python runs the worker: `runner.python`, else `REGRESS_PYTHON`, else
+/// the repository's `.venv/bin/python` when present, else `python3`.
+pub fn interpreter(configured: Option<&str>, workdir: &Path) -> PathBuf {
+    if let Some(p) = configured {
+        let path = PathBuf::from(p);
+        return if path.is_relative() && p.contains('/') {
+            workdir.join(path)
+        } else {
+            path
+        };
+    }
+    if let Some(p) = std::env::var_os(PYTHON_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let venv = workdir.join(".venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+pub struct PythonBackend {
+    python: PathBuf,
+    /// Holds the worker sources for as long as the backend lives.
+    dir: tempfile::TempDir,
+    ctx: RunContext,
+    model: String,
+    args: Map<String, Value>,
+    device: DeviceChoice,
+    warmup: Value,
+    measure: Value,
+    timeout: Duration,
+    passthrough: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Line {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+impl PythonBackend {
+    pub fn new(pipeline: &Pipeline, ctx: RunContext) -> Result<Self, RunnerError> {
+        let dir = tempfile::Builder::new()
+            .prefix("regress-worker-")
+            .tempdir()
+            .map_err(RunnerError::Worker)?;
+        for (name, text) in WORKER_FILES {
+            std::fs::write(dir.path().join(name), text).map_err(RunnerError::Worker)?;
+        }
+        let (model, args) = match &pipeline.model {
+            Model::Builtin { name, args } => (
+                name.to_string(),
+                args.iter()
+                    .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("params serialise")))
+                    .collect(),
+            ),
+            Model::Command { .. } => unreachable!("spec validation pairs command models with the command backend"),
+        };
+        let r = &pipeline.runner;
+        Ok(PythonBackend {
+            python: interpreter(r.python.as_deref(), &ctx.workdir),
+            dir,
+            model,
+            args,
+            device: r.device,
+            warmup: json!({"min_iters": r.warmup.min_iters, "min_time": r.warmup.min_time.as_secs_f64()}),
+            measure: json!({
+                "min_iters": r.measure.min_iters,
+                "min_time": r.measure.min_time.as_secs_f64(),
+                "max_time": r.measure.max_time.as_secs_f64(),
+            }),
+            timeout: r.timeout,
+            passthrough: r.env_passthrough.clone(),
+            ctx,
+        })
+    }
+
+    fn python_name(&self) -> String {
+        self.python.display().to_string()
+    }
+
+    /// Runs the worker with one request; returns its protocol lines and how it ended.
+    fn exchange(&self, request: &Value, timeout: Duration) -> std::io::Result<(Vec<Line>, Ended, String)> {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(self.dir.path().join("regress_worker.py"))
+            .current_dir(&self.ctx.workdir)
+            .env_clear()
+            .envs(scrubbed_env(&self.passthrough))
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut proc = Supervised::spawn(cmd)?;
+        let mut stdin = proc.child.stdin.take().expect("stdin is piped");
+        writeln!(stdin, "{request}")?;
+        drop(stdin);
+        let stdout = proc.child.stdout.take().expect("stdout is piped");
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| serde_json::from_str::<Line>(&l).ok())
+                .collect::<Vec<_>>()
+        });
+        let ended = proc.wait(Instant::now() + timeout, &self.ctx.stop)?;
+        let lines = reader.join().unwrap_or_default();
+        let tail = proc.stderr_tail();
+        Ok((lines, ended, tail))
+    }
+}
+
+fn str_field(map: &Map<String, Value>, key: &str) -> Option<String> {
+    map.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn f64_field(map: &Map<String, Value>, key: &str) -> Option<f64> {
+    map.get(key).and_then(Value::as_f64)
+}
+
+impl Backend for PythonBackend {
+    fn environment(&mut self) -> Result<Environment, RunnerError> {
+        let request = json!({"cmd": "probe", "device": self.device.as_str()});
+        let (lines, ended, tail) = self.exchange(&request, PROBE_TIMEOUT).map_err(|source| {
+            RunnerError::PythonMissing {
+                python: self.python_name(),
+                source,
+            }
+        })?;
+        for line in &lines {
+            match line.kind.as_str() {
+                "probe" => {
+                    let m = &line.rest;
+                    return Ok(Environment {
+                        torch: str_field(m, "torch"),
+                        python: str_field(m, "python"),
+                        device: str_field(m, "device"),
+                        gpu: str_field(m, "gpu"),
+                        gpu_count: m.get("gpu_count").and_then(Value::as_u64).unwrap_or(0) as u32,
+                        compute_capability: str_field(m, "compute_capability"),
+                        cuda: str_field(m, "cuda"),
+                        cudnn: str_field(m, "cudnn"),
+                        threads: m.get("threads").and_then(Value::as_u64).map(|t| t as u32),
+                    });
+                }
+                "error" if str_field(&line.rest, "kind").as_deref() == Some("no_torch") => {
+                    return Err(RunnerError::NoTorch {
+                        python: self.python_name(),
+                        detail: str_field(&line.rest, "message").unwrap_or_default(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let detail = match ended {
+            Ended::Exited(status) => format!("{}; stderr:\n{tail}", describe_exit(status)),
+            Ended::TimedOut => format!("no answer within {PROBE_TIMEOUT:?}"),
+            Ended::Stopped => "interrupted".to_string(),
+        };
+        Err(RunnerError::Probe {
+            python: self.python_name(),
+            detail,
+        })
+    }
+
+    fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome {
+        let request = json!({
+            "cmd": "run",
+            "model": self.model,
+            "args": self.args,
+            "device": self.device.as_str(),
+            "case": {
+                "id": case.id,
+                "label": case.label,
+                "params": case.params,
+                "precision": case.precision,
+                "compile": case.compile,
+                "phase": case.phase,
+            },
+            "repeat": repeat,
+            "seed": self.ctx.seed,
+            "warmup": self.warmup,
+            "measure": self.measure,
+        });
+        let (lines, ended, tail) = match self.exchange(&request, self.timeout) {
+            Ok(x) => x,
+            Err(e) => {
+                return Outcome::Failed {
+                    kind: FailureKind::Failed,
+                    reason: format!("cannot start `{}`: {e}", self.python_name()),
+                }
+            }
+        };
+        match ended {
+            Ended::Stopped => return Outcome::Interrupted,
+            Ended::TimedOut => {
+                return Outcome::Failed {
+                    kind: FailureKind::Timeout,
+                    reason: format!(
+                        "no result within the {:?} timeout (runner.timeout); stderr:\n{tail}",
+                        self.timeout
+                    ),
+                }
+            }
+            Ended::Exited(_) => {}
+        }
+        for line in lines {
+            let m = &line.rest;
+            match line.kind.as_str() {
+                "result" => {
+                    let latency: Vec<f64> = m
+                        .get("samples")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                        .unwrap_or_default();
+                    let mut diagnostics = m
+                        .get("diagnostics")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    if let Some(first) = m.get("first_call") {
+                        diagnostics.insert("first_call".into(), first.clone());
+                    }
+                    return Outcome::Measured(ProcessSamples {
+                        latency,
+                        compile_time: f64_field(m, "compile_time"),
+                        peak_memory: f64_field(m, "peak_memory"),
+                        diagnostics,
+                    });
+                }
+                "skipped" => return Outcome::Skipped(str_field(m, "reason").unwrap_or_default()),
+                "error" => {
+                    let kind = match str_field(m, "kind").as_deref() {
+                        Some("oom") => FailureKind::Oom,
+                        _ => FailureKind::Failed,
+                    };
+                    let message = str_field(m, "message").unwrap_or_default();
+                    return Outcome::Failed {
+                        kind,
+                        reason: if tail.is_empty() { message } else { format!("{message}\n{tail}") },
+                    };
+                }
+                _ => {}
+            }
+        }
+        let how = match ended {
+            Ended::Exited(status) => describe_exit(status),
+            _ => "ended".to_string(),
+        };
+        Outcome::Failed {
+            kind: FailureKind::Failed,
+            reason: format!("the worker {how} without a result; stderr:\n{tail}"),
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Expanding a pipeline's matrix into cases, each with a stable id and a
+//! readable label such as `attention[batch=8,seq_len=1024,bf16,eager]/forward`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BackendKind, CompileMode, ParamValue, Phase, Pipeline, Precision};
+
+/// The parameters of one case, in matrix order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Params(pub Vec<(String, ParamValue)>);
+
+impl Params {
+    /// The value of a parameter, if the case has it.
+    pub fn get(&self, name: &str) -> Option<&ParamValue> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    fn set(&mut self, name: &str, value: ParamValue) {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_string(), value)),
+        }
+    }
+
+    /// Parameters sorted by name: the canonical form that ids are hashed from.
+    fn canonical(&self) -> String {
+        let mut sorted: Vec<_> = self.0.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        serde_json::to_string(&sorted).expect("params serialise")
+    }
+}
+
+impl Serialize for Params {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let mut params = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            let value = ParamValue::deserialize(v).map_err(serde::de::Error::custom)?;
+            params.push((k, value));
+        }
+        Ok(Params(params))
+    }
+}
+
+/// A case's stable identity: 16 hex digits of a hash of the pipeline name,
+/// the model and the case's parameters and phase.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CaseId(String);
+
+impl CaseId {
+    /// Hex digits in an id.
+    pub const LEN: usize = 16;
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CaseId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            Ok(CaseId(s))
+        } else {
+            Err(format!("`{s}` is not a case id ({} lowercase hex digits)", Self::LEN))
+        }
+    }
+}
+
+impl From<CaseId> for String {
+    fn from(id: CaseId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for CaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One thing to measure: a point of the matrix and a phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Case {
+    pub id: CaseId,
+    pub label: String,
+    pub params: Params,
+    pub precision: Option<Precision>,
+    pub compile: Option<CompileMode>,
+    pub phase: Phase,
+}
+
+impl Case {
+    /// The label with the compile mode left out: cases that differ only in
+    /// compile mode share it, which is how eager and compiled are paired.
+    pub fn group_label(&self, model_name: &str) -> String {
+        label(model_name, &self.params, self.phase, true)
+    }
+}
+
+/// FNV-1a, 64 bit: tiny, dependency-free and stable across releases and
+/// platforms, which `std`'s hasher is not. Collisions are irrelevant at the
+/// scale of a pipeline's cases.
+pub(crate) fn fnv_hex(bytes: &[u8]) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(PRIME);
+    }
+    format!("{h:016x}")
+}
+
+fn label(model_name: &str, params: &Params, phase: Phase, without_compile: bool) -> String {
+    let parts: Vec<String> = params
+        .0
+        .iter()
+        .filter(|(k, _)| !(without_compile && k == "compile"))
+        .map(|(k, v)| match k.as_str() {
+            "precision" | "compile" => v.to_string(),
+            _ => format!("{k}={v}"),
+        })
+        .collect();
+    format!("{model_name}[{}]/{phase}", parts.join(","))
+}
+
+fn matches(params: &Params, filter: &[(String, ParamValue)]) -> bool {
+    filter.iter().all(|(k, v)| params.get(k) == Some(v))
+}
+
+pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
+    let mut points: Vec<Params> = vec![Params::default()];
+    for (axis, values) in &p.matrix.axes {
+        points = points
+            .into_iter()
+            .flat_map(|base| {
+                values.iter().map(move |v| {
+                    let mut next = base.clone();
+                    next.set(axis, v.clone());
+                    next
+                })
+            })
+            .collect();
+    }
+    points.retain(|pt| !p.matrix.exclude.iter().any(|ex| matches(pt, ex)));
+    for inc in &p.matrix.include {
+        let mut extra = Params::default();
+        for (k, v) in inc {
+            extra.set(k, v.clone());
+        }
+        points.push(extra);
+    }
+    let torch_backend = matches!(
+        p.runner.backend,
+        BackendKind::Python | BackendKind::Native | BackendKind::Mock
+    );
+    let model_json = serde_json::to_string(&p.model).expect("models serialise");
+    let model_name = p.model.label_name(&p.name).to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut cases = Vec::new();
+    for mut params in points {
+        if torch_backend {
+            if params.get("precision").is_none() {
+                params.set("precision", ParamValue::Str("fp32".into()));
+            }
+            if params.get("compile").is_none() {
+                params.set("compile", ParamValue::Str("eager".into()));
+            }
+        }
+        let text = |name: &str| match params.get(name) {
+            Some(ParamValue::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let precision = text("precision").and_then(|s| Precision::parse(&s));
+        let compile = text("compile").and_then(|s| CompileMode::parse(&s));
+        for &phase in &p.phases {
+            let key = format!(
+                "{}\u{0}{}\u{0}{}\u{0}{}",
+                p.name,
+                model_json,
+                params.canonical(),
+                phase
+            );
+            let id = CaseId(fnv_hex(key.as_bytes()));
+            if !seen.insert(id.clone()) {
+                continue; // an `include` that repeats a matrix point
+            }
+            cases.push(Case {
+                id,
+                label: label(&model_name, &params, phase, false),
+                params: params.clone(),
+                precision,
+                compile,
+                phase,
+            });
+        }
+    }
+    cases
+}
+
+/// Substitutes a case's parameters into a command template; an undefined
+/// name is an error naming it and the parameters that exist.
+pub fn render_command(template: &str, params: &Params) -> Result<String, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let ctx: serde_json::Map<String, serde_json::Value> = params
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("params serialise")))
+        .collect();
+    env.render_str(template, minijinja::value::Serde(ctx)).map_err(|e| {
+        let names: Vec<_> = params.0.iter().map(|(k, _)| k.as_str()).collect();
+        format!(
+            "cannot substitute the case's parameters: {}; parameters: {}",
+            e,
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        )
+    })
+}

@@ -1,0 +1,317 @@
+//! Pipelines: YAML files in `workflows/` turned into validated domain types
+//! and then into the list of cases to run.
+//!
+//! Parsing happens in two steps (raw serde structs, then `validate`), and all
+//! YAML handling stays inside this module so the YAML crate can be swapped in
+//! one place. Every error names the file, line, column and key, and says what
+//! would be valid.
+
+mod case;
+mod duration;
+mod error;
+mod locate;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use case::{Case, CaseId, Params};
+pub(crate) use case::fnv_hex;
+pub use duration::{parse_duration, DURATION_HINT};
+pub use error::SpecError;
+pub use locate::KeyPath;
+
+/// The only pipeline format version this build reads.
+pub const PIPELINE_VERSION: u32 = 1;
+
+/// A validated pipeline: what to run, where, how often, and how to judge it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    pub name: String,
+    #[serde(skip)]
+    pub source: PathBuf,
+    pub description: Option<String>,
+    pub model: Model,
+    pub runner: RunnerConfig,
+    pub matrix: Matrix,
+    pub phases: Vec<Phase>,
+    pub compare: CompareConfig,
+}
+
+/// What is being measured.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    /// A model of the built-in zoo, with constructor arguments.
+    Builtin {
+        name: BuiltinModel,
+        args: BTreeMap<String, ParamValue>,
+    },
+    /// A shell command; `{{ param }}` is replaced by the case's value.
+    Command { template: String },
+}
+
+impl Model {
+    /// The short name used in case labels.
+    pub fn label_name<'a>(&'a self, pipeline: &'a str) -> &'a str {
+        match self {
+            Model::Builtin { name, .. } => name.as_str(),
+            Model::Command { .. } => pipeline,
+        }
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in the order they are documented.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling used in pipelines and records.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses the pipeline spelling.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            /// The valid spellings, for error messages.
+            pub fn valid() -> String {
+                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Models of the built-in zoo.
+    BuiltinModel { Mlp => "mlp", Attention => "attention" }
+}
+
+string_enum! {
+    /// How a case is executed.
+    BackendKind { Python => "python", Native => "native", Command => "command", Mock => "mock" }
+}
+
+string_enum! {
+    /// Where a case runs; `auto` picks CUDA, then MPS, then CPU.
+    DeviceChoice { Auto => "auto", Cuda => "cuda", Cpu => "cpu", Mps => "mps" }
+}
+
+string_enum! {
+    /// Numeric precision of weights and inputs.
+    Precision { Fp32 => "fp32", Bf16 => "bf16", Fp16 => "fp16", Fp8 => "fp8" }
+}
+
+string_enum! {
+    /// `eager` or a `torch.compile` mode.
+    CompileMode {
+        Eager => "eager",
+        Default => "default",
+        ReduceOverhead => "reduce-overhead",
+        MaxAutotune => "max-autotune",
+        MaxAutotuneNoCudagraphs => "max-autotune-no-cudagraphs",
+    }
+}
+
+string_enum! {
+    /// The part of a training or inference step that is timed.
+    Phase { Forward => "forward" }
+}
+
+impl BuiltinModel {
+    /// Parameters the model accepts, from `model.args` or a matrix axis.
+    pub fn params(self) -> &'static [&'static str] {
+        match self {
+            BuiltinModel::Mlp => &["batch", "seq_len", "dim", "hidden"],
+            BuiltinModel::Attention => &["batch", "seq_len", "embed_dim", "heads", "causal"],
+        }
+    }
+}
+
+impl BackendKind {
+    /// Compile modes this backend can execute.
+    pub fn compile_modes(self) -> &'static [CompileMode] {
+        match self {
+            BackendKind::Python | BackendKind::Mock | BackendKind::Command => CompileMode::ALL,
+            BackendKind::Native => &[CompileMode::Eager],
+        }
+    }
+
+    /// Built-in models this backend implements.
+    pub fn builtins(self) -> &'static [BuiltinModel] {
+        match self {
+            BackendKind::Python | BackendKind::Mock => BuiltinModel::ALL,
+            BackendKind::Native => &[BuiltinModel::Mlp],
+            BackendKind::Command => &[],
+        }
+    }
+}
+
+/// A scalar parameter value: a matrix entry or a model argument.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl ParamValue {
+    /// The value as an integer, when it is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            ParamValue::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Int(i) => write!(f, "{i}"),
+            ParamValue::Float(x) => write!(f, "{x}"),
+            ParamValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// How cases are executed and how long each is measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerConfig {
+    pub backend: BackendKind,
+    pub device: DeviceChoice,
+    /// Independent repeats of every case, each in a fresh process where the
+    /// backend allows.
+    pub processes: u32,
+    pub warmup: Warmup,
+    pub measure: Measure,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    /// Interpreter for the python backend, overriding `REGRESS_PYTHON`.
+    pub python: Option<String>,
+    /// Environment variables passed to workers although their names look secret.
+    pub env_passthrough: Vec<String>,
+}
+
+/// Warm-up before samples are taken: both bounds must be met.
+#[derive(Debug, Clone, Serialize)]
+pub struct Warmup {
+    pub min_iters: u64,
+    #[serde(with = "secs")]
+    pub min_time: Duration,
+}
+
+/// Sampling: at least `min_iters` and `min_time`, never beyond `max_time`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measure {
+    pub min_iters: u64,
+    #[serde(with = "secs")]
+    pub min_time: Duration,
+    #[serde(with = "secs")]
+    pub max_time: Duration,
+}
+
+/// The expanded axes of a matrix, in the order they were written.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Matrix {
+    pub axes: Vec<(String, Vec<ParamValue>)>,
+    pub include: Vec<Vec<(String, ParamValue)>>,
+    pub exclude: Vec<Vec<(String, ParamValue)>>,
+}
+
+/// How `regress compare` judges this pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CompareConfig {
+    /// Smallest relative change that matters, as a fraction (0.03 = 3 %).
+    pub threshold: f64,
+    /// Significance level of the two-sample test.
+    pub alpha: f64,
+}
+
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file. A file holds one pipeline, or
+    /// several separated by `---` (each with its own name).
+    pub fn load(path: &Path) -> Result<Vec<Pipeline>, SpecError> {
+        let src = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Pipeline::parse(&src, path)
+    }
+
+    /// Validates pipeline text; `path` only names the source in errors.
+    pub fn parse(src: &str, path: &Path) -> Result<Vec<Pipeline>, SpecError> {
+        use serde::Deserialize as _;
+        let mut pipelines: Vec<Pipeline> = Vec::new();
+        for (doc, de) in serde_yaml::Deserializer::from_str(src).enumerate() {
+            let raw = raw::RawPipeline::deserialize(de).map_err(|e| SpecError::from_yaml(path, &e))?;
+            let pipeline = validate::pipeline(raw, path).map_err(|e| e.into_spec_error(src, doc, path))?;
+            if pipelines.iter().any(|p| p.name == pipeline.name) {
+                let e = error::Invalid::new(
+                    KeyPath::root().key("name"),
+                    format!("pipeline name `{}` is used twice in this file; names key the results, give each its own", pipeline.name),
+                );
+                return Err(e.into_spec_error(src, doc, path));
+            }
+            pipelines.push(pipeline);
+        }
+        if pipelines.is_empty() {
+            return Err(SpecError::Syntax {
+                file: path.to_path_buf(),
+                location: None,
+                message: "the file holds no pipeline; start with `version: 1`".into(),
+            });
+        }
+        Ok(pipelines)
+    }
+
+    /// Every case of the pipeline: the matrix product, minus `exclude`, plus
+    /// `include`, times the phases.
+    pub fn cases(&self) -> Vec<Case> {
+        case::expand(self)
+    }
+
+    /// A stable hash of everything that defines what the pipeline measures;
+    /// records whose hashes differ are not comparable.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).expect("pipelines serialise");
+        case::fnv_hex(json.as_bytes())
+    }
+}
+
+/// The shell command of a case of a command pipeline, parameters substituted.
+pub fn case_command(template: &str, case: &Case) -> Result<String, String> {
+    case::render_command(template, &case.params)
+}

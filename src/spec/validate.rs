@@ -1,0 +1,566 @@
+//! Raw pipeline → validated `Pipeline`. Each check names the key it failed
+//! on and what would be valid; `Invalid::into_spec_error` adds line and column.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_yaml::{Mapping, Value};
+
+use super::error::Invalid;
+use super::locate::KeyPath;
+use super::raw::{RawCompare, RawModel, RawPipeline, RawRunner};
+use super::{
+    parse_duration, BackendKind, BuiltinModel, CompareConfig, CompileMode, DeviceChoice, Matrix,
+    Measure, Model, ParamValue, Phase, Pipeline, Precision, RunnerConfig, Warmup, DURATION_HINT,
+    PIPELINE_VERSION,
+};
+
+type Result<T> = std::result::Result<T, Invalid>;
+
+/// Longest pipeline name: it becomes a directory name in the store.
+const MAX_NAME_LEN: usize = 64;
+
+/// Default practical threshold: changes below 3 % are not worth a red check
+/// on shared GPU runners, whose run-to-run noise is of that order.
+const DEFAULT_THRESHOLD: f64 = 0.03;
+/// Default significance level; strict because a CI gate runs many tests.
+const DEFAULT_ALPHA: f64 = 0.01;
+/// Default independent repeats per case.
+const DEFAULT_PROCESSES: u32 = 3;
+
+/// Matrix keys that are not axes.
+const MATRIX_RESERVED: [&str; 2] = ["include", "exclude"];
+
+pub(crate) fn pipeline(raw: RawPipeline, _path: &Path) -> Result<Pipeline> {
+    let root = KeyPath::root();
+    if raw.version != PIPELINE_VERSION {
+        return Err(Invalid::new(
+            root.key("version"),
+            format!(
+                "version {} is not supported; this regress reads version {PIPELINE_VERSION}",
+                raw.version
+            ),
+        ));
+    }
+    check_name(&raw.name, &root.key("name"))?;
+    let runner = runner(raw.runner, &root.key("runner"))?;
+    let model = model(raw.model, runner.backend, &root.key("model"))?;
+    let matrix = matrix(raw.matrix, &model, runner.backend, &root.key("matrix"))?;
+    let phases = phases(raw.phases, &root.key("phases"))?;
+    let compare = compare(raw.compare, &root.key("compare"))?;
+    let pipeline = Pipeline {
+        name: raw.name,
+        source: _path.to_path_buf(),
+        description: raw.description,
+        model,
+        runner,
+        matrix,
+        phases,
+        compare,
+    };
+    check_command_template(&pipeline)?;
+    if pipeline.cases().is_empty() {
+        return Err(Invalid::new(
+            root.key("matrix").key("exclude"),
+            "the matrix expands to no cases: every combination is excluded",
+        ));
+    }
+    Ok(pipeline)
+}
+
+fn check_name(name: &str, key: &KeyPath) -> Result<()> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let valid_start = name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !valid_chars || !valid_start {
+        return Err(Invalid::new(
+            key.clone(),
+            format!(
+                "`{name}` is not a valid pipeline name; use 1 to {MAX_NAME_LEN} letters, digits, \
+                 '-', '_' or '.', starting with a letter or digit (results are stored under it)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
+    let backend = match raw.backend {
+        None => BackendKind::Python,
+        Some(text) => BackendKind::parse(&text).ok_or_else(|| {
+            Invalid::new(
+                key.key("backend"),
+                format!("unknown backend `{text}`; valid: {}", BackendKind::valid()),
+            )
+        })?,
+    };
+    let device = match raw.device {
+        None => DeviceChoice::Auto,
+        Some(text) => DeviceChoice::parse(&text).ok_or_else(|| {
+            Invalid::new(
+                key.key("device"),
+                format!("unknown device `{text}`; valid: {}", DeviceChoice::valid()),
+            )
+        })?,
+    };
+    let processes = raw.processes.unwrap_or(DEFAULT_PROCESSES);
+    if processes == 0 {
+        return Err(Invalid::new(
+            key.key("processes"),
+            "must be at least 1: each process is one independent repeat of the case",
+        ));
+    }
+    // The command backend pays a process start per iteration: fewer iterations by default.
+    let (warm_iters, measure_iters) = match backend {
+        BackendKind::Command => (1, 10),
+        _ => (10, 30),
+    };
+    let warmup_raw = raw.warmup.unwrap_or_default();
+    let wkey = key.key("warmup");
+    let warmup = Warmup {
+        min_iters: warmup_raw.min_iters.unwrap_or(warm_iters),
+        min_time: duration_or(warmup_raw.min_time, &wkey.key("min_time"), "100ms")?,
+    };
+    let measure_raw = raw.measure.unwrap_or_default();
+    let mkey = key.key("measure");
+    let measure = Measure {
+        min_iters: measure_raw.min_iters.unwrap_or(measure_iters),
+        min_time: duration_or(measure_raw.min_time, &mkey.key("min_time"), "1s")?,
+        max_time: duration_or(measure_raw.max_time, &mkey.key("max_time"), "10s")?,
+    };
+    if measure.min_iters < 2 {
+        return Err(Invalid::new(
+            mkey.key("min_iters"),
+            "must be at least 2: a comparison needs a spread, not a single sample",
+        ));
+    }
+    if measure.max_time < measure.min_time {
+        return Err(Invalid::new(
+            mkey.key("max_time"),
+            format!(
+                "max_time ({:?}) is shorter than min_time ({:?}); make max_time at least min_time",
+                measure.max_time, measure.min_time
+            ),
+        ));
+    }
+    let timeout = duration_or(raw.timeout, &key.key("timeout"), "10m")?;
+    if timeout.is_zero() {
+        return Err(Invalid::new(
+            key.key("timeout"),
+            "must be longer than 0s",
+        ));
+    }
+    Ok(RunnerConfig {
+        backend,
+        device,
+        processes,
+        warmup,
+        measure,
+        timeout,
+        python: raw.python,
+        env_passthrough: raw.env_passthrough.unwrap_or_default(),
+    })
+}
+
+fn duration_or(text: Option<String>, key: &KeyPath, default: &str) -> Result<Duration> {
+    let text = text.unwrap_or_else(|| default.to_string());
+    parse_duration(&text).ok_or_else(|| {
+        Invalid::new(
+            key.clone(),
+            format!("`{text}` is not a duration; write {DURATION_HINT}"),
+        )
+    })
+}
+
+fn model(raw: RawModel, backend: BackendKind, key: &KeyPath) -> Result<Model> {
+    match (raw.builtin, raw.command) {
+        (Some(_), Some(_)) => Err(Invalid::new(
+            key.key("command"),
+            "give either `builtin` or `command`, not both",
+        )),
+        (None, None) => Err(Invalid::new(
+            key.clone(),
+            format!(
+                "no model: add `builtin: <name>` (one of {}) or `command: \"...\"`",
+                BuiltinModel::valid()
+            ),
+        )),
+        (None, Some(template)) => {
+            if backend != BackendKind::Command {
+                return Err(Invalid::new(
+                    key.key("command"),
+                    format!(
+                        "a command model needs `runner.backend: command` (the backend is `{backend}`)"
+                    ),
+                ));
+            }
+            if let Some(_args) = raw.args {
+                return Err(Invalid::new(
+                    key.key("args"),
+                    "a command model takes no args: put parameters in the matrix and write `{{ name }}` in the command",
+                ));
+            }
+            if template.trim().is_empty() {
+                return Err(Invalid::new(key.key("command"), "the command is empty"));
+            }
+            Ok(Model::Command { template })
+        }
+        (Some(name), None) => {
+            let bkey = key.key("builtin");
+            let builtin = BuiltinModel::parse(&name).ok_or_else(|| {
+                Invalid::new(
+                    bkey.clone(),
+                    format!(
+                        "unknown built-in model `{name}`; valid: {}",
+                        BuiltinModel::valid()
+                    ),
+                )
+            })?;
+            if backend == BackendKind::Command {
+                return Err(Invalid::new(
+                    bkey,
+                    "the command backend runs `model.command`, not a built-in model; use `backend: python` or `native`",
+                ));
+            }
+            if !backend.builtins().contains(&builtin) {
+                let available: Vec<_> = backend.builtins().iter().map(|b| b.as_str()).collect();
+                return Err(Invalid::new(
+                    bkey,
+                    format!(
+                        "built-in model `{builtin}` is not available on the {backend} backend (available: {}); use `backend: python`",
+                        available.join(", ")
+                    ),
+                ));
+            }
+            let mut args = BTreeMap::new();
+            let akey = key.key("args");
+            for (k, v) in raw.args.unwrap_or_default() {
+                let name = key_name(&k, &akey)?;
+                let vkey = akey.key(&name);
+                if !builtin.params().contains(&name.as_str()) {
+                    return Err(Invalid::new(
+                        vkey,
+                        format!(
+                            "`{name}` is not a parameter of built-in model {builtin}; valid: {}",
+                            builtin.params().join(", ")
+                        ),
+                    ));
+                }
+                args.insert(name, scalar(&v, &vkey)?);
+            }
+            Ok(Model::Builtin {
+                name: builtin,
+                args,
+            })
+        }
+    }
+}
+
+fn key_name(k: &Value, parent: &KeyPath) -> Result<String> {
+    match k {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(Invalid::new(
+            parent.clone(),
+            format!("keys must be names, found {}", describe(other)),
+        )),
+    }
+}
+
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a map",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+fn scalar(v: &Value, key: &KeyPath) -> Result<ParamValue> {
+    match v {
+        Value::Bool(b) => Ok(ParamValue::Bool(*b)),
+        Value::Number(n) => Ok(match n.as_i64() {
+            Some(i) => ParamValue::Int(i),
+            None => ParamValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        Value::String(s) => Ok(ParamValue::Str(s.clone())),
+        other => Err(Invalid::new(
+            key.clone(),
+            format!(
+                "expected a number, string or boolean, found {}",
+                describe(other)
+            ),
+        )),
+    }
+}
+
+/// Checks one value of a typed axis (`precision`, `compile`) wherever it appears.
+fn typed_value(
+    axis: &str,
+    value: &ParamValue,
+    backend: BackendKind,
+    key: &KeyPath,
+) -> Result<()> {
+    if axis != "precision" && axis != "compile" {
+        return Ok(());
+    }
+    let text = match value {
+        ParamValue::Str(s) => s.as_str(),
+        other => {
+            return Err(Invalid::new(
+                key.clone(),
+                format!("`{other}` is not a {axis} name"),
+            ))
+        }
+    };
+    match axis {
+        "precision" => {
+            Precision::parse(text).ok_or_else(|| {
+                Invalid::new(
+                    key.clone(),
+                    format!("unknown precision `{text}`; valid: {}", Precision::valid()),
+                )
+            })?;
+        }
+        "compile" => {
+            let mode = CompileMode::parse(text).ok_or_else(|| {
+                Invalid::new(
+                    key.clone(),
+                    format!("unknown compile mode `{text}`; valid: {}", CompileMode::valid()),
+                )
+            })?;
+            if !backend.compile_modes().contains(&mode) {
+                let valid: Vec<_> = backend.compile_modes().iter().map(|m| m.as_str()).collect();
+                return Err(Invalid::new(
+                    key.clone(),
+                    format!(
+                        "the {backend} backend cannot run compile mode `{mode}` (it runs: {}); use `backend: python` for torch.compile",
+                        valid.join(", ")
+                    ),
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_param_name(name: &str, model: &Model, key: &KeyPath) -> Result<()> {
+    if name == "precision" || name == "compile" {
+        return Ok(());
+    }
+    if let Model::Builtin { name: builtin, .. } = model {
+        if !builtin.params().contains(&name) {
+            return Err(Invalid::new(
+                key.clone(),
+                format!(
+                    "`{name}` is not a parameter of built-in model {builtin}; valid: {}, precision, compile",
+                    builtin.params().join(", ")
+                ),
+            ));
+        }
+    }
+    let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    if !valid {
+        return Err(Invalid::new(
+            key.clone(),
+            format!("`{name}` is not a valid axis name; use letters, digits and '_'"),
+        ));
+    }
+    Ok(())
+}
+
+fn matrix(
+    raw: Option<Mapping>,
+    model: &Model,
+    backend: BackendKind,
+    key: &KeyPath,
+) -> Result<Matrix> {
+    let mut matrix = Matrix::default();
+    let Some(raw) = raw else {
+        return Ok(matrix);
+    };
+    for (k, v) in &raw {
+        let name = key_name(k, key)?;
+        let akey = key.key(&name);
+        if MATRIX_RESERVED.contains(&name.as_str()) {
+            continue;
+        }
+        check_param_name(&name, model, &akey)?;
+        let Value::Sequence(items) = v else {
+            return Err(Invalid::new(
+                akey,
+                format!(
+                    "an axis is a list of values, e.g. `{name}: [1, 8]`; found {}",
+                    describe(v)
+                ),
+            ));
+        };
+        if items.is_empty() {
+            return Err(Invalid::new(
+                akey,
+                format!("axis `{name}` has no values; give at least one, e.g. `{name}: [1, 8]`"),
+            ));
+        }
+        let mut values = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let ikey = akey.index(i);
+            let value = scalar(item, &ikey)?;
+            typed_value(&name, &value, backend, &ikey)?;
+            if values.contains(&value) {
+                return Err(Invalid::new(
+                    ikey,
+                    format!("`{value}` appears twice in axis `{name}`"),
+                ));
+            }
+            values.push(value);
+        }
+        matrix.axes.push((name, values));
+    }
+    for reserved in MATRIX_RESERVED {
+        let Some(v) = raw.get(reserved) else { continue };
+        let rkey = key.key(reserved);
+        let Value::Sequence(entries) = v else {
+            return Err(Invalid::new(
+                rkey,
+                format!(
+                    "`{reserved}` is a list of combinations, e.g. `- {{batch: 1, precision: bf16}}`"
+                ),
+            ));
+        };
+        let mut combos = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let ekey = rkey.index(i);
+            let Value::Mapping(map) = entry else {
+                return Err(Invalid::new(
+                    ekey,
+                    format!("each `{reserved}` entry is a map of axis to value, found {}", describe(entry)),
+                ));
+            };
+            if map.is_empty() {
+                return Err(Invalid::new(ekey, format!("empty `{reserved}` entry")));
+            }
+            let mut combo = Vec::new();
+            for (k, v) in map {
+                let name = key_name(k, &ekey)?;
+                let vkey = ekey.key(&name);
+                let value = scalar(v, &vkey)?;
+                typed_value(&name, &value, backend, &vkey)?;
+                if reserved == "exclude" {
+                    let Some((_, values)) = matrix.axes.iter().find(|(a, _)| *a == name) else {
+                        let axes: Vec<_> = matrix.axes.iter().map(|(a, _)| a.as_str()).collect();
+                        return Err(Invalid::new(
+                            vkey,
+                            format!(
+                                "`{name}` is not a matrix axis, so excluding it matches nothing (axes: {})",
+                                if axes.is_empty() { "none".to_string() } else { axes.join(", ") }
+                            ),
+                        ));
+                    };
+                    if !values.contains(&value) {
+                        let listed: Vec<_> = values.iter().map(|v| v.to_string()).collect();
+                        return Err(Invalid::new(
+                            vkey,
+                            format!(
+                                "`{value}` is not a value of axis `{name}`, so this exclude matches nothing (values: {})",
+                                listed.join(", ")
+                            ),
+                        ));
+                    }
+                } else {
+                    check_param_name(&name, model, &vkey)?;
+                }
+                combo.push((name, value));
+            }
+            combos.push(combo);
+        }
+        if reserved == "include" {
+            matrix.include = combos;
+        } else {
+            matrix.exclude = combos;
+        }
+    }
+    Ok(matrix)
+}
+
+fn phases(raw: Option<Vec<String>>, key: &KeyPath) -> Result<Vec<Phase>> {
+    let Some(raw) = raw else {
+        return Ok(vec![Phase::Forward]);
+    };
+    if raw.is_empty() {
+        return Err(Invalid::new(
+            key.clone(),
+            format!("no phases; give at least one of: {}", Phase::valid()),
+        ));
+    }
+    let mut phases = Vec::new();
+    for (i, text) in raw.iter().enumerate() {
+        let phase = Phase::parse(text).ok_or_else(|| {
+            Invalid::new(
+                key.index(i),
+                format!("unknown phase `{text}`; valid: {}", Phase::valid()),
+            )
+        })?;
+        if phases.contains(&phase) {
+            return Err(Invalid::new(key.index(i), format!("phase `{text}` is listed twice")));
+        }
+        phases.push(phase);
+    }
+    Ok(phases)
+}
+
+fn compare(raw: RawCompare, key: &KeyPath) -> Result<CompareConfig> {
+    let threshold = match raw.threshold {
+        None => DEFAULT_THRESHOLD,
+        Some(v) => {
+            let tkey = key.key("threshold");
+            let text = match &v {
+                Value::String(s) => s.trim().to_string(),
+                other => {
+                    return Err(Invalid::new(
+                        tkey,
+                        format!("write the threshold as a percentage such as `3%`, found {}", describe(other)),
+                    ))
+                }
+            };
+            let pct = text
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .filter(|p| p.is_finite() && *p >= 0.0 && *p < 1000.0)
+                .ok_or_else(|| {
+                    Invalid::new(
+                        tkey,
+                        format!("`{text}` is not a percentage; write e.g. `3%` (0% to 1000%)"),
+                    )
+                })?;
+            pct / 100.0
+        }
+    };
+    let alpha = raw.alpha.unwrap_or(DEFAULT_ALPHA);
+    if !(alpha > 0.0 && alpha <= 0.5) {
+        return Err(Invalid::new(
+            key.key("alpha"),
+            format!("alpha {alpha} is out of range; use a significance level in (0, 0.5], e.g. 0.01"),
+        ));
+    }
+    Ok(CompareConfig { threshold, alpha })
+}
+
+/// Renders the command for every case now, so an undefined `{{ name }}` is a
+/// validation error rather than a failure halfway through a run.
+fn check_command_template(pipeline: &Pipeline) -> Result<()> {
+    let Model::Command { template } = &pipeline.model else {
+        return Ok(());
+    };
+    let key = KeyPath::root().key("model").key("command");
+    for case in pipeline.cases() {
+        super::case::render_command(template, &case.params)
+            .map_err(|message| Invalid::new(key.clone(), message))?;
+    }
+    Ok(())
+}

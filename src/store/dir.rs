@@ -1,0 +1,142 @@
+//! The directory store: `<root>/records/<commit>/<pipeline>/<run>.json`.
+//!
+//! Each write goes to a hidden temporary file in the same directory, is
+//! flushed to disk, then renamed over the final name: rename is atomic on
+//! POSIX file systems, so readers see the old record or the new one, never a
+//! mix. Readers skip hidden files, so a temporary file left by a killed
+//! process is never taken for a record. Runs never rewrite each other's files.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Store, StoreError, Stored};
+use crate::record::{CommitSha, Record, RECORD_SCHEMA_VERSION};
+
+/// Prefix of in-progress files; readers ignore names starting with '.'.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// A store rooted at a directory, `.regress/` by default.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    root: PathBuf,
+}
+
+impl DirStore {
+    /// A store at `root`; nothing is created until the first write.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirStore { root: root.into() }
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn commit_dir(&self, sha: &CommitSha) -> PathBuf {
+        self.root.join("records").join(sha.as_str())
+    }
+
+    /// The file a record is kept in.
+    pub fn path_of(&self, record: &Record) -> PathBuf {
+        self.commit_dir(&record.commit.sha)
+            .join(&record.pipeline.name)
+            .join(format!("{}.json", record.run_id))
+    }
+
+    /// Keeps the store out of `git status` without touching the user's .gitignore.
+    fn ensure_root(&self) -> Result<(), StoreError> {
+        let ignore = self.root.join(".gitignore");
+        if ignore.exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.root).map_err(|source| StoreError::Write { path: self.root.clone(), source })?;
+        fs::write(&ignore, "# results of `regress run`; kept out of git\n*\n")
+            .map_err(|source| StoreError::Write { path: ignore, source })
+    }
+}
+
+impl Store for DirStore {
+    fn save(&self, record: &Record) -> Result<PathBuf, StoreError> {
+        self.ensure_root()?;
+        let path = self.path_of(record);
+        let dir = path.parent().expect("record paths have a parent").to_path_buf();
+        let werr = |source| StoreError::Write { path: path.clone(), source };
+        fs::create_dir_all(&dir).map_err(werr)?;
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialise");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .map_err(werr)?;
+        tmp.write_all(&bytes).map_err(werr)?;
+        tmp.write_all(b"\n").map_err(werr)?;
+        tmp.as_file().sync_all().map_err(werr)?;
+        tmp.persist(&path).map_err(|e| werr(e.error))?;
+        // Make the rename itself durable.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(path)
+    }
+
+    fn load(&self, sha: &CommitSha) -> Result<Vec<Stored>, StoreError> {
+        let dir = self.commit_dir(sha);
+        let mut out = Vec::new();
+        if !dir.exists() {
+            return Ok(out);
+        }
+        for pipeline_dir in read_dir_sorted(&dir)? {
+            if !pipeline_dir.is_dir() || is_hidden(&pipeline_dir) {
+                continue;
+            }
+            for file in read_dir_sorted(&pipeline_dir)? {
+                if is_hidden(&file) || file.extension().is_none_or(|e| e != "json") {
+                    continue;
+                }
+                out.push(Stored { record: read_record(&file)?, path: file });
+            }
+        }
+        out.sort_by(|a, b| a.record.started_at.cmp(&b.record.started_at));
+        Ok(out)
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let rerr = |source| StoreError::Read { path: dir.to_path_buf(), source };
+    let mut paths = fs::read_dir(dir)
+        .map_err(rerr)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(rerr)?;
+    paths.sort();
+    Ok(paths)
+}
+
+/// Reads and checks one record file.
+pub fn read_record(path: &Path) -> Result<Record, StoreError> {
+    let text = fs::read_to_string(path).map_err(|source| StoreError::Read { path: path.to_path_buf(), source })?;
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema_version: u32,
+    }
+    let version: Version = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if version.schema_version > RECORD_SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version.schema_version,
+            supported: RECORD_SCHEMA_VERSION,
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,43 @@
+//! Where records live, keyed by commit. One trait so the directory store and
+//! (later) the git-ref store are interchangeable; every backend must make a
+//! write all-or-nothing, so a killed run never leaves a broken record.
+
+mod dir;
+
+use std::path::PathBuf;
+
+use crate::record::{CommitSha, Record};
+
+pub use dir::DirStore;
+
+/// Default store directory, at the repository root.
+pub const DEFAULT_STORE_DIR: &str = ".regress";
+
+/// A store operation that failed, naming the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a valid regress record: {message}\n  move it out of the store if it was not written by regress", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{} was written by a newer regress (record schema {found}, this build reads up to {supported}); upgrade regress", path.display())]
+    TooNew { path: PathBuf, found: u32, supported: u32 },
+}
+
+/// A record as found in the store.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub path: PathBuf,
+    pub record: Record,
+}
+
+/// Keeps records by commit.
+pub trait Store {
+    /// Writes (or replaces, for the same run) a record atomically; returns its location.
+    fn save(&self, record: &Record) -> Result<PathBuf, StoreError>;
+
+    /// Every record stored under a commit, oldest run first.
+    fn load(&self, sha: &CommitSha) -> Result<Vec<Stored>, StoreError>;
+}
