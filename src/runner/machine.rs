@@ -59,7 +59,7 @@ pub struct Machine {
     pub gpu: Option<String>,
     pub gpu_count: u32,
     pub driver: Option<String>,
-    #[serde(flatten)]
+    /// What the backend reported (torch, CUDA, device, threads).
     pub software: Environment,
     pub runner_label: Option<String>,
     pub hostname: Option<String>,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::record::{CommitSha, Record};
 
-pub use dir::DirStore;
+pub use dir::{read_record, DirStore};
 
 /// Default store directory, at the repository root.
 pub const DEFAULT_STORE_DIR: &str = ".regress";

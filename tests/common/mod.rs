@@ -1,0 +1,104 @@
+//! Helpers shared by the integration tests: scratch git repositories and the
+//! `regress` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+/// A git repository in a temporary directory, removed on drop.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let dir = tempfile::Builder::new().prefix("regress-test-").tempdir().unwrap();
+        let repo = Repo { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.git(&["config", "user.email", "test@example.com"]);
+        repo.git(&["config", "user.name", "regress test"]);
+        repo.git(&["config", "commit.gpgsign", "false"]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git").args(args).current_dir(self.path()).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// `regress` with its working directory in this repository.
+    pub fn regress(&self) -> Command {
+        let mut cmd = Command::cargo_bin("regress").unwrap();
+        cmd.current_dir(self.path()).env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Every record file in the default store.
+    pub fn record_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.path().join(".regress")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "json") {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Runs a command and returns (exit code, stdout, stderr).
+pub fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The Python with torch the tests should use: REGRESS_PYTHON, else the
+/// crate's .venv. None when neither exists (then torch tests are skipped).
+pub fn torch_python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("REGRESS_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    venv.exists().then_some(venv)
+}
+
+/// A mock pipeline with `n` batch values.
+pub fn mock_pipeline(name: &str, n: usize, processes: u32) -> String {
+    let batches: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    format!(
+        "version: 1\nname: {name}\nmodel: {{builtin: mlp}}\nrunner:\n  backend: mock\n  processes: {processes}\n  measure: {{min_iters: 20}}\nmatrix:\n  batch: [{}]\n  precision: [fp32, fp8]\ncompare: {{threshold: 5%, alpha: 0.01}}\n",
+        batches.join(", ")
+    )
+}

@@ -1,0 +1,215 @@
+//! The whole flow in scratch repositories: run at two commits, compare,
+//! gate on regressions.
+
+mod common;
+
+use std::sync::Mutex;
+
+use common::{mock_pipeline, output, Repo};
+
+/// The sleep-based tests measure wall time: run them one at a time so they
+/// do not slow each other down.
+static TIMING: Mutex<()> = Mutex::new(());
+
+const SLEEP_PIPELINE: &str = "version: 1
+name: sleepy
+model:
+  command: \"sh bench.sh {{ ms }}\"
+runner:
+  backend: command
+  processes: 2
+  warmup: {min_iters: 1, min_time: 0s}
+  measure: {min_iters: 12, min_time: 0s, max_time: 30s}
+  timeout: 30s
+matrix:
+  ms: [20]
+compare: {threshold: 10%, alpha: 0.01}
+";
+
+fn sleep_script(extra_ms: u32) -> String {
+    // Sleeps {{ ms }} milliseconds plus `extra_ms`.
+    format!("#!/bin/sh\nsleep $(echo \"scale=3; ($1 + {extra_ms}) / 1000\" | bc 2>/dev/null || echo 0.0$(( $1 + {extra_ms} )))\n")
+}
+
+fn run_at(repo: &Repo, pipeline: &str) {
+    let (code, stdout, stderr) = output(repo.regress().args(["run", pipeline]));
+    assert_eq!(code, 0, "run failed:\n{stdout}\n{stderr}");
+}
+
+#[test]
+fn command_pipeline_slower_script_regresses() {
+    let _guard = TIMING.lock().unwrap_or_else(|e| e.into_inner());
+    let repo = Repo::new();
+    repo.write("workflows/sleepy.yaml", SLEEP_PIPELINE);
+    repo.write("bench.sh", &sleep_script(0));
+    repo.commit("20 ms");
+    run_at(&repo, "workflows/sleepy.yaml");
+    repo.write("bench.sh", &sleep_script(5));
+    repo.commit("25 ms");
+    run_at(&repo, "workflows/sleepy.yaml");
+
+    let (code, stdout, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let line = stdout.lines().find(|l| l.contains("sleepy[ms=20]/forward")).expect(&stdout);
+    assert!(line.contains("regressed"), "{stdout}");
+    assert!(stdout.contains("1 regressed"), "{stdout}");
+
+    let (code, stdout, _) = output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]));
+    assert_eq!(code, 1, "{stdout}");
+}
+
+#[test]
+fn command_pipeline_unchanged_script_does_not_regress() {
+    let _guard = TIMING.lock().unwrap_or_else(|e| e.into_inner());
+    let repo = Repo::new();
+    repo.write("workflows/sleepy.yaml", SLEEP_PIPELINE);
+    repo.write("bench.sh", &sleep_script(0));
+    repo.commit("first");
+    run_at(&repo, "workflows/sleepy.yaml");
+    repo.write("README", "an unrelated change\n");
+    repo.commit("second");
+    run_at(&repo, "workflows/sleepy.yaml");
+
+    let (code, stdout, stderr) =
+        output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("regressed"), "{stdout}");
+    assert!(stdout.contains("1 unchanged"), "{stdout}");
+}
+
+#[test]
+fn failing_command_fails_its_case_and_the_run_goes_on() {
+    let repo = Repo::new();
+    repo.write(
+        "p.yaml",
+        "version: 1\nname: flaky\nmodel: {command: \"sh -c 'test {{ n }} -ne 2 || { echo boom >&2; exit 3; }'\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 3, min_time: 0s}}\nmatrix: {n: [1, 2, 3]}\n",
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let failed = stdout.lines().find(|l| l.contains("flaky[n=2]")).unwrap();
+    assert!(failed.contains("failed"), "{stdout}");
+    assert!(stdout.contains("exited with status 3"), "{stdout}");
+    assert!(stdout.contains("boom"), "{stdout}");
+    for n in [1, 3] {
+        let ok = stdout.lines().find(|l| l.contains(&format!("flaky[n={n}]"))).unwrap();
+        assert!(ok.contains(" ok "), "{stdout}");
+    }
+}
+
+#[test]
+fn mock_regression_is_found_and_gated() {
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 3, 2));
+    repo.commit("base");
+    run_at(&repo, "p.yaml");
+    repo.write("README", "change\n");
+    repo.commit("head");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_MOCK_SCALE", "1.2"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    let (code, stdout, _) = output(repo.regress().args(["compare", "main~1", "main", "--fail-on-regression"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("3 regressed, 3 skipped"), "{stdout}");
+    assert!(stdout.contains("+20.0%"), "{stdout}");
+
+    let (code, md, _) = output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--format", "markdown"]));
+    assert_eq!(code, 0);
+    assert!(md.starts_with("<!-- regress-report -->"), "{md}");
+    assert!(md.contains("| `mlp[batch=1,fp32,eager]/forward` |"), "{md}");
+    assert!(md.contains("🔴 regressed"), "{md}");
+
+    let (code, json, _) = output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--format", "json"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["counts"]["regressed"], 3);
+    let ratio = v["rows"][0]["ratio"].as_f64().unwrap();
+    assert!((ratio - 1.2).abs() < 0.01, "{ratio}");
+}
+
+#[test]
+fn identical_runs_do_not_regress() {
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 4, 2));
+    repo.commit("base");
+    run_at(&repo, "p.yaml");
+    repo.write("README", "change\n");
+    repo.commit("head");
+    let (code, _, _) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_MOCK_SEED", "7"));
+    assert_eq!(code, 0);
+    let (code, stdout, _) = output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("4 unchanged"), "{stdout}");
+}
+
+#[test]
+fn missing_results_say_which_commit_and_how_to_fix() {
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 1, 1));
+    let first = repo.commit("base");
+    repo.write("README", "change\n");
+    repo.commit("head");
+    run_at(&repo, "p.yaml");
+    let (code, _, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains(&format!("no results stored for base `HEAD~1` ({})", &first[..7])), "{stderr}");
+    assert!(stderr.contains(&format!("git checkout {} && regress run", &first[..7])), "{stderr}");
+
+    let (code, _, stderr) = output(repo.regress().args(["compare", "nope", "HEAD"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`nope` does not name a commit"), "{stderr}");
+}
+
+#[test]
+fn revisions_resolve_by_tag_and_short_sha() {
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 1, 1));
+    let first = repo.commit("base");
+    repo.git(&["tag", "v1"]);
+    run_at(&repo, "p.yaml");
+    repo.write("README", "change\n");
+    repo.commit("head");
+    run_at(&repo, "p.yaml");
+    let (code, stdout, stderr) = output(repo.regress().args(["compare", "v1", &first[..8]]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("1 unchanged"), "{stdout}");
+    let (code, stdout, _) = output(repo.regress().args(["compare", "v1", "main"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("main"), "{stdout}");
+}
+
+#[test]
+fn run_outside_git_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), mock_pipeline("mocked", 1, 1)).unwrap();
+    let mut cmd = assert_cmd::Command::cargo_bin("regress").unwrap();
+    let out = cmd.current_dir(dir.path()).args(["run", "p.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not inside a git repository"), "{stderr}");
+}
+
+#[test]
+fn workers_do_not_see_secrets_unless_passed_through() {
+    let repo = Repo::new();
+    repo.write(
+        "p.yaml",
+        "version: 1\nname: env\nmodel: {command: \"env > env-{{ n }}.txt\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 2, min_time: 0s}, env_passthrough: [HF_TOKEN]}\nmatrix: {n: [1]}\n",
+    );
+    repo.commit("c");
+    let (code, _, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("GITHUB_TOKEN", "ghp_secret")
+            .env("MY_PASSWORD", "hunter2")
+            .env("HF_TOKEN", "hf_passed")
+            .env("HARMLESS", "visible"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let env = std::fs::read_to_string(repo.path().join("env-1.txt")).unwrap();
+    assert!(!env.contains("ghp_secret") && !env.contains("GITHUB_TOKEN"), "{env}");
+    assert!(!env.contains("hunter2"), "{env}");
+    assert!(env.contains("HF_TOKEN=hf_passed"), "{env}");
+    assert!(env.contains("HARMLESS=visible"), "{env}");
+}

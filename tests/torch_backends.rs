@@ -1,0 +1,148 @@
+//! The python (torch.compile) and native (tch) backends end to end. These
+//! need torch: `make test` provides it through REGRESS_PYTHON; without a
+//! Python that has torch they say so and return.
+
+mod common;
+
+use common::{output, torch_python, Repo};
+use regress::record::{metric, CaseStatus, RunState};
+
+fn python_or_skip() -> Option<std::path::PathBuf> {
+    let python = torch_python();
+    if python.is_none() {
+        eprintln!("skipped: no Python with torch (set REGRESS_PYTHON or run `make test`)");
+    }
+    python
+}
+
+const PYTHON_PIPELINE: &str = "version: 1
+name: tiny
+model:
+  builtin: mlp
+  args: {dim: 32, hidden: 64}
+runner:
+  backend: python
+  device: cpu
+  processes: 1
+  warmup: {min_iters: 5, min_time: 10ms}
+  measure: {min_iters: 20, min_time: 50ms, max_time: 5s}
+  timeout: 5m
+matrix:
+  batch: [4]
+  precision: [fp32, bf16, fp8]
+  compile: [eager, default]
+  exclude:
+    - {precision: bf16, compile: default}
+    - {precision: fp8, compile: default}
+compare: {threshold: 50%, alpha: 0.01}
+";
+
+#[test]
+fn python_backend_runs_stores_and_compares() {
+    let Some(python) = python_or_skip() else { return };
+    let repo = Repo::new();
+    repo.write("p.yaml", PYTHON_PIPELINE);
+    repo.commit("base");
+    let run = |repo: &Repo| {
+        let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_PYTHON", &python));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        stdout
+    };
+    let stdout = run(&repo);
+    assert!(stdout.contains("mlp[batch=4,fp32,default]/forward"), "{stdout}");
+    assert!(stdout.contains("fp8 needs a CUDA GPU"), "{stdout}");
+
+    let files = repo.record_files();
+    assert_eq!(files.len(), 1);
+    let record = regress::store::read_record(&files[0]).unwrap();
+    assert_eq!(record.state, RunState::Complete);
+    assert!(record.machine.software.torch.as_deref().unwrap_or("").starts_with("2."), "{:?}", record.machine);
+    let by_label = |l: &str| record.cases.iter().find(|c| c.label == l).unwrap();
+    let compiled = by_label("mlp[batch=4,fp32,default]/forward");
+    assert_eq!(compiled.status, CaseStatus::Ok, "{:?}", compiled.reason);
+    assert!(compiled.metrics[metric::LATENCY].samples[0].len() >= 20);
+    let compile_time = compiled.metrics[metric::COMPILE_TIME].samples[0][0];
+    let latency = compiled.metrics[metric::LATENCY].pooled();
+    let median = regress::stats::Summary::of(&latency).unwrap().median;
+    assert!(compile_time > 10.0 * median, "compile time {compile_time} should dwarf a steady-state call {median}");
+    let eager = by_label("mlp[batch=4,fp32,eager]/forward");
+    assert!(!eager.metrics.contains_key(metric::COMPILE_TIME), "eager has no compile time");
+    assert_eq!(by_label("mlp[batch=4,fp8,eager]/forward").status, CaseStatus::Skipped);
+
+    repo.write("README", "change\n");
+    repo.commit("head");
+    run(&repo);
+    let (code, stdout, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
+    assert_eq!(code, 0, "{stderr}");
+    for label in ["mlp[batch=4,fp32,eager]/forward", "mlp[batch=4,fp32,default]/forward"] {
+        assert!(stdout.contains(label), "{stdout}");
+    }
+    assert!(stdout.contains("eager vs compiled"), "{stdout}");
+    assert!(stdout.contains("1 skipped"), "{stdout}");
+}
+
+#[test]
+fn python_without_torch_says_how_to_fix_it() {
+    let repo = Repo::new();
+    // An interpreter that cannot see site-packages, hence no torch.
+    let wrapper = repo.write("nopy/python", "#!/bin/sh\nexec python3 -S \"$@\"\n");
+    std::process::Command::new("chmod").arg("+x").arg(&wrapper).status().unwrap();
+    repo.write("p.yaml", PYTHON_PIPELINE);
+    repo.commit("c");
+    let (code, _, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_PYTHON", &wrapper));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("has no torch"), "{stderr}");
+    assert!(stderr.contains("pip install torch==2.11.0"), "{stderr}");
+    assert!(repo.record_files().is_empty(), "nothing is stored when the backend cannot start");
+}
+
+#[test]
+fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
+    let Some(_) = python_or_skip() else { return };
+    let repo = Repo::new();
+    // A python that aborts on fp16 requests and runs the worker otherwise.
+    let python = torch_python().unwrap();
+    let wrapper = repo.write(
+        "crashy/python",
+        &format!(
+            "#!/bin/sh\nread -r line\ncase \"$line\" in *'\"fp16\"'*) kill -SEGV $$ ;; esac\nprintf '%s\\n' \"$line\" | exec {} \"$@\"\n",
+            python.display()
+        ),
+    );
+    std::process::Command::new("chmod").arg("+x").arg(&wrapper).status().unwrap();
+    repo.write(
+        "p.yaml",
+        &PYTHON_PIPELINE.replace("[fp32, bf16, fp8]", "[fp32, fp16]").replace("compile: [eager, default]", "compile: [eager]").replace(
+            "  exclude:\n    - {precision: bf16, compile: default}\n    - {precision: fp8, compile: default}\n",
+            "",
+        ),
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_PYTHON", &wrapper));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let line = |l: &str| stdout.lines().find(|x| x.contains(l)).unwrap().to_string();
+    assert!(line("mlp[batch=4,fp16,eager]").contains("failed"), "{stdout}");
+    assert!(stdout.contains("killed by signal 11 (SIGSEGV)"), "{stdout}");
+    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok "), "{stdout}");
+}
+
+#[test]
+fn native_backend_runs_the_mlp() {
+    let repo = Repo::new();
+    repo.write(
+        "p.yaml",
+        "version: 1\nname: nat\nmodel: {builtin: mlp, args: {dim: 32, hidden: 64}}\nrunner: {backend: native, device: cpu, processes: 2, measure: {min_iters: 20, min_time: 20ms}}\nmatrix: {batch: [2], precision: [fp32, bf16, fp8]}\n",
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    let fp32 = &record.cases[0];
+    assert_eq!(fp32.status, CaseStatus::Ok, "{:?}", fp32.reason);
+    assert_eq!(fp32.metrics[metric::LATENCY].samples.len(), 2, "one sample list per process");
+    assert_eq!(record.cases[1].status, CaseStatus::Ok, "{:?}", record.cases[1].reason);
+    assert_eq!(record.cases[2].status, CaseStatus::Skipped);
+    if cfg!(feature = "native") {
+        assert!(record.machine.software.torch.as_deref().unwrap_or("").starts_with("2."));
+    }
+}
