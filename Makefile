@@ -1,26 +1,28 @@
 # Two entry points: `make demo` (set up, run the quickstart, compare, report)
-# and `make test` (the whole suite). Everything else is a helper for those.
+# and `make test` (the whole suite). The rest are helpers for those.
 
 VENV          ?= .venv
 PYTHON        := $(VENV)/bin/python
 TORCH_VERSION := 2.11.0
+NUMPY_VERSION := 2.4.6
 CARGO         ?= cargo
 
-# torch-sys finds libtorch through the venv's torch; VIRTUAL_ENV makes it
-# call `python` from PATH, which is the venv's.
+# torch-sys finds libtorch through the venv's torch: with VIRTUAL_ENV set it
+# runs `python` from PATH, which is the venv's. build.rs then bakes that
+# torch/lib into the binary's rpath. Workers use the same interpreter.
 export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV          := $(CURDIR)/$(VENV)
 export PATH                 := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
-.PHONY: demo test build venv lint clean-demo
+.PHONY: demo test build venv lint
 
+# The marker file makes the venv step re-run if torch is missing or changes.
 venv: $(VENV)/.torch-$(TORCH_VERSION)
 
 $(VENV)/.torch-$(TORCH_VERSION):
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet torch==$(TORCH_VERSION) numpy
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION) numpy==$(NUMPY_VERSION)
 	touch $@
 
 build: venv
@@ -29,11 +31,9 @@ build: venv
 demo: build
 	./scripts/demo.sh target/debug/regress
 
-test: venv
-	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) test --locked
-
 lint: venv
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test: lint
+	$(CARGO) test --locked

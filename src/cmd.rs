@@ -12,7 +12,9 @@ use crate::cli::{CompareArgs, Format, ListArgs, RunArgs};
 use crate::compare::{compare as compare_sides, SideInput};
 use crate::git::Repo;
 use crate::record::{Record, RunState};
-use crate::report::{render_compare_terminal, render_record_terminal, CompareView, TemplateFormat, Templates};
+use crate::report::{
+    render_compare_terminal, render_record_terminal, CompareView, TemplateFormat, Templates,
+};
 use crate::runner::{self, Machine, RunContext, StopFlag};
 use crate::spec::{Case, Pipeline};
 use crate::store::{DirStore, Store, DEFAULT_STORE_DIR};
@@ -35,7 +37,12 @@ pub fn validate(paths: &[PathBuf]) -> anyhow::Result<Exit> {
         match Pipeline::load(path) {
             Ok(ps) => {
                 for p in ps {
-                    out(&format!("ok: {} ({}, {} cases)\n", path.display(), p.name, p.cases().len()))?;
+                    out(&format!(
+                        "ok: {} ({}, {} cases)\n",
+                        path.display(),
+                        p.name,
+                        p.cases().len()
+                    ))?;
                 }
             }
             Err(e) => {
@@ -69,7 +76,12 @@ pub fn list(args: &ListArgs) -> anyhow::Result<Exit> {
     let mut text = String::new();
     for p in &pipelines {
         let cases = filtered(p, args.filter.as_deref());
-        text.push_str(&format!("{} ({} backend): {} cases\n", p.name, p.runner.backend, cases.len()));
+        text.push_str(&format!(
+            "{} ({} backend): {} cases\n",
+            p.name,
+            p.runner.backend,
+            cases.len()
+        ));
         for c in &cases {
             text.push_str(&format!("  {}  {}\n", c.id, c.label));
         }
@@ -118,7 +130,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
     let commit = repo.head()?;
     let store = store_for(&repo, args.store.as_deref());
     let stop = install_stop_handler()?;
-    let ctx = RunContext { workdir: repo.workdir(), stop: stop.clone(), seed: SEED };
+    let ctx = RunContext {
+        workdir: repo.workdir(),
+        stop: stop.clone(),
+        seed: SEED,
+    };
 
     if commit.dirty {
         anstream::eprintln!(
@@ -126,7 +142,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
             commit.sha.short()
         );
     }
-    if pipelines.iter().all(|p| filtered(p, args.filter.as_deref()).is_empty()) {
+    if pipelines
+        .iter()
+        .all(|p| filtered(p, args.filter.as_deref()).is_empty())
+    {
         bail!(
             "no case matches --filter {:?}; `regress list <pipeline.yaml>` shows the labels",
             args.filter.as_deref().unwrap_or("")
@@ -138,9 +157,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
             continue;
         }
         let mut backend = runner::select(pipeline, ctx.clone())?;
-        let env = backend
-            .environment()
-            .with_context(|| format!("pipeline {}: the {} backend cannot start", pipeline.name, pipeline.runner.backend))?;
+        let env = backend.environment().with_context(|| {
+            format!(
+                "pipeline {}: the {} backend cannot start",
+                pipeline.name, pipeline.runner.backend
+            )
+        })?;
         let machine = Machine::detect(&env);
         let mut record = Record::begin(pipeline, &cases, commit.clone(), machine);
         let path = store.save(&record)?;
@@ -151,9 +173,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
             ProgressDrawTarget::stderr(),
         );
         bar.set_style(
-            ProgressStyle::with_template("{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} {wide_msg}")
-                .expect("the progress template is valid")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} {wide_msg}",
+            )
+            .expect("the progress template is valid")
+            .progress_chars("=> "),
         );
         bar.set_prefix(pipeline.name.clone());
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -166,7 +190,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
                     bar.inc(1);
                     continue;
                 }
-                bar.set_message(format!("{} (process {}/{processes})", case.label, repeat + 1));
+                bar.set_message(format!(
+                    "{} (process {}/{processes})",
+                    case.label,
+                    repeat + 1
+                ));
                 let outcome = backend.run_process(case, repeat);
                 if stop.is_set() {
                     break 'repeats;
@@ -178,7 +206,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
         }
         bar.finish_and_clear();
         let interrupted = stop.is_set();
-        record.finish(if interrupted { RunState::Interrupted } else { RunState::Complete });
+        record.finish(if interrupted {
+            RunState::Interrupted
+        } else {
+            RunState::Complete
+        });
         store.save(&record)?;
         out(&format!(
             "{} at {}{} on {}\n",
@@ -190,7 +222,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
         out(&render_record_terminal(&record))?;
         out(&format!("stored {}\n\n", path.display()))?;
         if interrupted {
-            anstream::eprintln!("interrupted: the cases that finished are stored in {}", path.display());
+            anstream::eprintln!(
+                "interrupted: the cases that finished are stored in {}",
+                path.display()
+            );
             return Ok(Exit::Interrupted);
         }
     }
@@ -204,15 +239,27 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     let mut sides = Vec::new();
     for rev in [&args.base, &args.head] {
         let commit = repo.resolve(rev)?;
-        let records = store.load(&commit.sha)?.into_iter().map(|s| s.record).collect();
-        sides.push(SideInput { rev: rev.clone(), commit, records });
+        let records = store
+            .load(&commit.sha)?
+            .into_iter()
+            .map(|s| s.record)
+            .collect();
+        sides.push(SideInput {
+            rev: rev.clone(),
+            commit,
+            records,
+        });
     }
     let comparison = compare_sides(&sides[0], &sides[1], args.pipeline.as_deref())?;
     let view = CompareView::new(&comparison);
     let text = match args.format {
         Format::Terminal => render_compare_terminal(&view),
-        Format::Markdown => Templates::new(args.templates.as_deref())?.render(TemplateFormat::Markdown, &view)?,
-        Format::Json => Templates::new(args.templates.as_deref())?.render(TemplateFormat::Json, &view)?,
+        Format::Markdown => {
+            Templates::new(args.templates.as_deref())?.render(TemplateFormat::Markdown, &view)?
+        }
+        Format::Json => {
+            Templates::new(args.templates.as_deref())?.render(TemplateFormat::Json, &view)?
+        }
     };
     match &args.output {
         Some(path) => {
@@ -221,14 +268,23 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
         }
         None => out(&text)?,
     }
-    Ok(if args.fail_on_regression && view.regressed { Exit::Regressed } else { Exit::Success })
+    Ok(if args.fail_on_regression && view.regressed {
+        Exit::Regressed
+    } else {
+        Exit::Success
+    })
 }
 
 /// Writes a report so a reader never sees half of it.
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.write_all(text.as_bytes())?;
-    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

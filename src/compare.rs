@@ -129,9 +129,19 @@ fn pool<'a>(records: &[&'a Record]) -> (Vec<CaseId>, BTreeMap<CaseId, Pooled<'a>
     (order, map)
 }
 
-fn one_sided(p: &Pooled, pipeline: &str, verdict: Verdict, note: Option<String>, head_side: bool) -> Row {
+fn one_sided(
+    p: &Pooled,
+    pipeline: &str,
+    verdict: Verdict,
+    note: Option<String>,
+    head_side: bool,
+) -> Row {
     let summary = Summary::of(&p.latency).ok();
-    let (base, head) = if head_side { (None, summary) } else { (summary, None) };
+    let (base, head) = if head_side {
+        (None, summary)
+    } else {
+        (summary, None)
+    };
     Row {
         pipeline: pipeline.to_string(),
         id: p.first.id.clone(),
@@ -187,7 +197,12 @@ fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled) -> Result<Row, CompareErro
     let not_ok = |p: &Pooled| p.status != CaseStatus::Ok || p.latency.is_empty();
     if not_ok(b) || not_ok(h) {
         let statuses = [b.status, h.status];
-        row.verdict = if statuses.iter().any(|s| matches!(s, CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom)) {
+        row.verdict = if statuses.iter().any(|s| {
+            matches!(
+                s,
+                CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom
+            )
+        }) {
             Verdict::Failed
         } else if statuses.contains(&CaseStatus::Skipped) {
             Verdict::Skipped
@@ -227,7 +242,9 @@ fn group<'a>(records: &'a [Record], filter: Option<&str>) -> BTreeMap<Key, Vec<&
         if filter.is_some_and(|f| f != r.pipeline.name) {
             continue;
         }
-        map.entry((r.pipeline.name.clone(), r.machine.fingerprint.clone())).or_default().push(r);
+        map.entry((r.pipeline.name.clone(), r.machine.fingerprint.clone()))
+            .or_default()
+            .push(r);
     }
     map
 }
@@ -242,15 +259,28 @@ fn side(input: &SideInput, filter: Option<&str>) -> Side {
         rev: input.rev.clone(),
         commit: input.commit.clone(),
         records: records.len(),
-        incomplete: records.iter().filter(|r| r.state != RunState::Complete).count(),
+        incomplete: records
+            .iter()
+            .filter(|r| r.state != RunState::Complete)
+            .count(),
     }
 }
 
 /// Compares the records of two commits, optionally for one pipeline only.
-pub fn compare(base: &SideInput, head: &SideInput, pipeline: Option<&str>) -> Result<Comparison, CompareError> {
-    let filter_note = pipeline.map(|p| format!(" for pipeline {p}")).unwrap_or_default();
+pub fn compare(
+    base: &SideInput,
+    head: &SideInput,
+    pipeline: Option<&str>,
+) -> Result<Comparison, CompareError> {
+    let filter_note = pipeline
+        .map(|p| format!(" for pipeline {p}"))
+        .unwrap_or_default();
     for (name, input) in [("base", base), ("head", head)] {
-        if !input.records.iter().any(|r| pipeline.is_none_or(|p| p == r.pipeline.name)) {
+        if !input
+            .records
+            .iter()
+            .any(|r| pipeline.is_none_or(|p| p == r.pipeline.name))
+        {
             return Err(CompareError::MissingResults {
                 side: name,
                 rev: input.rev.clone(),
@@ -280,7 +310,9 @@ pub fn compare(base: &SideInput, head: &SideInput, pipeline: Option<&str>) -> Re
                     for id in &horder {
                         match bpool.get(id) {
                             Some(b) => rows.push(both_sides(name, b, &hpool[id])?),
-                            None => rows.push(one_sided(&hpool[id], name, Verdict::New, None, true)),
+                            None => {
+                                rows.push(one_sided(&hpool[id], name, Verdict::New, None, true))
+                            }
                         }
                     }
                     for id in border.iter().filter(|id| !hpool.contains_key(*id)) {
@@ -295,7 +327,13 @@ pub fn compare(base: &SideInput, head: &SideInput, pipeline: Option<&str>) -> Re
                     ));
                     for id in &horder {
                         let note = Some(format!("no base results on machine {fp}"));
-                        rows.push(one_sided(&hpool[id], name, Verdict::NotComparable, note, true));
+                        rows.push(one_sided(
+                            &hpool[id],
+                            name,
+                            Verdict::NotComparable,
+                            note,
+                            true,
+                        ));
                     }
                 }
                 None => {
@@ -326,8 +364,16 @@ pub fn compare(base: &SideInput, head: &SideInput, pipeline: Option<&str>) -> Re
     }
     for r in base.records.iter().chain(&head.records) {
         if r.commit.dirty && !notes.iter().any(|n| n.contains("uncommitted")) {
-            notes.push(format!("some runs at {} were measured with uncommitted changes", r.commit.sha.short()));
+            notes.push(format!(
+                "some runs at {} were measured with uncommitted changes",
+                r.commit.sha.short()
+            ));
         }
     }
-    Ok(Comparison { base: base_side, head: head_side, rows, notes })
+    Ok(Comparison {
+        base: base_side,
+        head: head_side,
+        rows,
+        notes,
+    })
 }

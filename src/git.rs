@@ -31,23 +31,38 @@ pub struct Repo {
 impl Repo {
     /// Finds the repository containing `path`.
     pub fn discover(path: &Path) -> Result<Repo, GitError> {
-        let repo = git2::Repository::discover(path).map_err(|_| GitError::NotARepo { path: path.to_path_buf() })?;
+        let repo = git2::Repository::discover(path).map_err(|_| GitError::NotARepo {
+            path: path.to_path_buf(),
+        })?;
         if repo.is_bare() {
-            return Err(GitError::Bare { path: path.to_path_buf() });
+            return Err(GitError::Bare {
+                path: path.to_path_buf(),
+            });
         }
         Ok(Repo { repo })
     }
 
     /// The root of the work tree.
     pub fn workdir(&self) -> PathBuf {
-        self.repo.workdir().expect("non-bare repositories have a work tree").to_path_buf()
+        self.repo
+            .workdir()
+            .expect("non-bare repositories have a work tree")
+            .to_path_buf()
     }
 
     /// The checked-out commit, its branch and whether tracked files differ from it.
     pub fn head(&self) -> Result<CommitInfo, GitError> {
-        let head = self.repo.head().map_err(|_| GitError::NoCommits { path: self.workdir() })?;
-        let commit = head.peel_to_commit().map_err(|_| GitError::NoCommits { path: self.workdir() })?;
-        let branch = if head.is_branch() { head.shorthand().ok().map(str::to_string) } else { None };
+        let head = self.repo.head().map_err(|_| GitError::NoCommits {
+            path: self.workdir(),
+        })?;
+        let commit = head.peel_to_commit().map_err(|_| GitError::NoCommits {
+            path: self.workdir(),
+        })?;
+        let branch = if head.is_branch() {
+            head.shorthand().ok().map(str::to_string)
+        } else {
+            None
+        };
         let mut info = commit_info(&commit);
         info.branch = branch;
         info.dirty = self.is_dirty()?;
@@ -56,10 +71,13 @@ impl Repo {
 
     /// Resolves a revision to a commit.
     pub fn resolve(&self, rev: &str) -> Result<CommitInfo, GitError> {
-        let object = self.repo.revparse_single(rev).map_err(|e| GitError::BadRevision {
-            rev: rev.to_string(),
-            message: e.message().to_string(),
-        })?;
+        let object = self
+            .repo
+            .revparse_single(rev)
+            .map_err(|e| GitError::BadRevision {
+                rev: rev.to_string(),
+                message: e.message().to_string(),
+            })?;
         let commit = object.peel_to_commit().map_err(|e| GitError::BadRevision {
             rev: rev.to_string(),
             message: e.message().to_string(),
@@ -77,7 +95,9 @@ impl Repo {
     /// Untracked files do not count: only changes to what the commit holds.
     fn is_dirty(&self) -> Result<bool, GitError> {
         let mut opts = git2::StatusOptions::new();
-        opts.include_untracked(false).include_ignored(false).exclude_submodules(true);
+        opts.include_untracked(false)
+            .include_ignored(false)
+            .exclude_submodules(true);
         Ok(!self.repo.statuses(Some(&mut opts))?.is_empty())
     }
 }

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::runner::{FailureKind, Machine, Outcome};
-use crate::spec::{BackendKind, Case, CaseId, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision};
+use crate::spec::{
+    BackendKind, Case, CaseId, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision,
+};
 
 /// Version of the record format written by this build; readers reject newer ones.
 pub const RECORD_SCHEMA_VERSION: u32 = 1;
@@ -51,7 +53,10 @@ impl TryFrom<String> for CommitSha {
         if s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             Ok(CommitSha(s))
         } else {
-            Err(format!("`{s}` is not a full commit id ({} lowercase hex digits)", Self::LEN))
+            Err(format!(
+                "`{s}` is not a full commit id ({} lowercase hex digits)",
+                Self::LEN
+            ))
         }
     }
 }
@@ -177,7 +182,12 @@ pub struct Record {
 
 impl Record {
     /// A new, running record with every case pending.
-    pub fn begin(pipeline: &Pipeline, cases: &[Case], commit: CommitInfo, machine: Machine) -> Record {
+    pub fn begin(
+        pipeline: &Pipeline,
+        cases: &[Case],
+        commit: CommitInfo,
+        machine: Machine,
+    ) -> Record {
         let started_at = Utc::now();
         let run_id = format!(
             "{}-{}-{:04x}",
@@ -228,7 +238,10 @@ impl Record {
                 let mut push = |name: &str, unit: &str, values: Vec<f64>| {
                     case.metrics
                         .entry(name.to_string())
-                        .or_insert_with(|| Metric { unit: unit.to_string(), samples: Vec::new() })
+                        .or_insert_with(|| Metric {
+                            unit: unit.to_string(),
+                            samples: Vec::new(),
+                        })
                         .samples
                         .push(values);
                 };
@@ -262,7 +275,10 @@ impl Record {
 
     /// Whether later processes of case `index` should still run.
     pub fn wants_more(&self, index: usize) -> bool {
-        matches!(self.cases[index].status, CaseStatus::Pending | CaseStatus::Ok)
+        matches!(
+            self.cases[index].status,
+            CaseStatus::Pending | CaseStatus::Ok
+        )
     }
 
     /// Closes the record; cases that never ran are marked as interrupted.

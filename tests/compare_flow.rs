@@ -50,11 +50,18 @@ fn command_pipeline_slower_script_regresses() {
 
     let (code, stdout, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let line = stdout.lines().find(|l| l.contains("sleepy[ms=20]/forward")).expect(&stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("sleepy[ms=20]/forward"))
+        .expect(&stdout);
     assert!(line.contains("regressed"), "{stdout}");
     assert!(stdout.contains("1 regressed"), "{stdout}");
 
-    let (code, stdout, _) = output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]));
+    let (code, stdout, _) =
+        output(
+            repo.regress()
+                .args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]),
+        );
     assert_eq!(code, 1, "{stdout}");
 }
 
@@ -71,7 +78,10 @@ fn command_pipeline_unchanged_script_does_not_regress() {
     run_at(&repo, "workflows/sleepy.yaml");
 
     let (code, stdout, stderr) =
-        output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]));
+        output(
+            repo.regress()
+                .args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]),
+        );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(!stdout.contains("regressed"), "{stdout}");
     assert!(stdout.contains("1 unchanged"), "{stdout}");
@@ -92,7 +102,10 @@ fn failing_command_fails_its_case_and_the_run_goes_on() {
     assert!(stdout.contains("exited with status 3"), "{stdout}");
     assert!(stdout.contains("boom"), "{stdout}");
     for n in [1, 3] {
-        let ok = stdout.lines().find(|l| l.contains(&format!("flaky[n={n}]"))).unwrap();
+        let ok = stdout
+            .lines()
+            .find(|l| l.contains(&format!("flaky[n={n}]")))
+            .unwrap();
         assert!(ok.contains(" ok "), "{stdout}");
     }
 }
@@ -105,21 +118,35 @@ fn mock_regression_is_found_and_gated() {
     run_at(&repo, "p.yaml");
     repo.write("README", "change\n");
     repo.commit("head");
-    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_MOCK_SCALE", "1.2"));
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_MOCK_SCALE", "1.2"),
+    );
     assert_eq!(code, 0, "{stdout}{stderr}");
 
-    let (code, stdout, _) = output(repo.regress().args(["compare", "main~1", "main", "--fail-on-regression"]));
+    let (code, stdout, _) =
+        output(
+            repo.regress()
+                .args(["compare", "main~1", "main", "--fail-on-regression"]),
+        );
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("3 regressed, 3 skipped"), "{stdout}");
     assert!(stdout.contains("+20.0%"), "{stdout}");
 
-    let (code, md, _) = output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--format", "markdown"]));
+    let (code, md, _) = output(
+        repo.regress()
+            .args(["compare", "HEAD~1", "HEAD", "--format", "markdown"]),
+    );
     assert_eq!(code, 0);
     assert!(md.starts_with("<!-- regress-report -->"), "{md}");
     assert!(md.contains("| `mlp[batch=1,fp32,eager]/forward` |"), "{md}");
     assert!(md.contains("🔴 regressed"), "{md}");
 
-    let (code, json, _) = output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--format", "json"]));
+    let (code, json, _) = output(
+        repo.regress()
+            .args(["compare", "HEAD~1", "HEAD", "--format", "json"]),
+    );
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["schema_version"], 1);
@@ -136,9 +163,17 @@ fn identical_runs_do_not_regress() {
     run_at(&repo, "p.yaml");
     repo.write("README", "change\n");
     repo.commit("head");
-    let (code, _, _) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_MOCK_SEED", "7"));
+    let (code, _, _) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_MOCK_SEED", "7"),
+    );
     assert_eq!(code, 0);
-    let (code, stdout, _) = output(repo.regress().args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]));
+    let (code, stdout, _) =
+        output(
+            repo.regress()
+                .args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]),
+        );
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("4 unchanged"), "{stdout}");
 }
@@ -153,8 +188,17 @@ fn missing_results_say_which_commit_and_how_to_fix() {
     run_at(&repo, "p.yaml");
     let (code, _, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
     assert_eq!(code, 2);
-    assert!(stderr.contains(&format!("no results stored for base `HEAD~1` ({})", &first[..7])), "{stderr}");
-    assert!(stderr.contains(&format!("git checkout {} && regress run", &first[..7])), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no results stored for base `HEAD~1` ({})",
+            &first[..7]
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("git checkout {} && regress run", &first[..7])),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = output(repo.regress().args(["compare", "nope", "HEAD"]));
     assert_eq!(code, 2);
@@ -184,10 +228,17 @@ fn run_outside_git_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.yaml"), mock_pipeline("mocked", 1, 1)).unwrap();
     let mut cmd = assert_cmd::Command::cargo_bin("regress").unwrap();
-    let out = cmd.current_dir(dir.path()).args(["run", "p.yaml"]).output().unwrap();
+    let out = cmd
+        .current_dir(dir.path())
+        .args(["run", "p.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is not inside a git repository"), "{stderr}");
+    assert!(
+        stderr.contains("is not inside a git repository"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -208,7 +259,10 @@ fn workers_do_not_see_secrets_unless_passed_through() {
     );
     assert_eq!(code, 0, "{stderr}");
     let env = std::fs::read_to_string(repo.path().join("env-1.txt")).unwrap();
-    assert!(!env.contains("ghp_secret") && !env.contains("GITHUB_TOKEN"), "{env}");
+    assert!(
+        !env.contains("ghp_secret") && !env.contains("GITHUB_TOKEN"),
+        "{env}"
+    );
     assert!(!env.contains("hunter2"), "{env}");
     assert!(env.contains("HF_TOKEN=hf_passed"), "{env}");
     assert!(env.contains("HARMLESS=visible"), "{env}");

@@ -36,9 +36,7 @@ fn assert_all_records_parse(repo: &Repo) -> Vec<regress::record::Record> {
     let files = repo.record_files();
     files
         .iter()
-        .map(|f| {
-            regress::store::read_record(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()))
-        })
+        .map(|f| regress::store::read_record(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
         .collect()
 }
 
@@ -63,7 +61,10 @@ fn sigkill_at_any_moment_leaves_only_complete_records() {
         let mut child = spawn_run(&repo, "1");
         let started = Instant::now();
         while repo.record_files().len() == before {
-            assert!(started.elapsed() < Duration::from_secs(60), "run {i} never wrote its record");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "run {i} never wrote its record"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(*offset));
@@ -72,8 +73,15 @@ fn sigkill_at_any_moment_leaves_only_complete_records() {
         assert_all_records_parse(&repo);
     }
     let records = assert_all_records_parse(&repo);
-    assert!(records.len() >= offsets_ms.len(), "every run that wrote keeps its record, got {}", records.len());
-    assert!(records.iter().all(|r| r.state == RunState::Running), "a killed run cannot say it completed");
+    assert!(
+        records.len() >= offsets_ms.len(),
+        "every run that wrote keeps its record, got {}",
+        records.len()
+    );
+    assert!(
+        records.iter().all(|r| r.state == RunState::Running),
+        "a killed run cannot say it completed"
+    );
     // Records written before the kill hold whole cases only: every ok case has samples.
     for r in &records {
         for c in r.cases.iter().filter(|c| c.status == CaseStatus::Ok) {
@@ -98,16 +106,24 @@ fn sigint_stops_keeps_finished_cases_and_exits_130() {
     // Wait until the first checkpoint shows finished cases.
     let started = Instant::now();
     loop {
-        let done = repo.record_files().first().and_then(|f| regress::store::read_record(f).ok()).is_some_and(|r| {
-            r.cases.iter().any(|c| c.status == CaseStatus::Ok)
-        });
+        let done = repo
+            .record_files()
+            .first()
+            .and_then(|f| regress::store::read_record(f).ok())
+            .is_some_and(|r| r.cases.iter().any(|c| c.status == CaseStatus::Ok));
         if done {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the run never stored a case");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never stored a case"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let code = child.wait().unwrap().code();
     assert_eq!(code, Some(130));
@@ -122,7 +138,11 @@ fn sigint_stops_keeps_finished_cases_and_exits_130() {
     // An interrupted record still compares, with a note saying so.
     repo.write("README", "x\n");
     repo.commit("d");
-    let (code, _, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_MOCK_DELAY_MS", "0"));
+    let (code, _, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_MOCK_DELAY_MS", "0"),
+    );
     assert_eq!(code, 0, "{stderr}");
     let (code, stdout, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
     assert_eq!(code, 0, "{stderr}");

@@ -39,24 +39,43 @@ compare: {threshold: 50%, alpha: 0.01}
 
 #[test]
 fn python_backend_runs_stores_and_compares() {
-    let Some(python) = python_or_skip() else { return };
+    let Some(python) = python_or_skip() else {
+        return;
+    };
     let repo = Repo::new();
     repo.write("p.yaml", PYTHON_PIPELINE);
     repo.commit("base");
     let run = |repo: &Repo| {
-        let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_PYTHON", &python));
+        let (code, stdout, stderr) = output(
+            repo.regress()
+                .args(["run", "p.yaml"])
+                .env("REGRESS_PYTHON", &python),
+        );
         assert_eq!(code, 0, "{stdout}\n{stderr}");
         stdout
     };
     let stdout = run(&repo);
-    assert!(stdout.contains("mlp[batch=4,fp32,default]/forward"), "{stdout}");
+    assert!(
+        stdout.contains("mlp[batch=4,fp32,default]/forward"),
+        "{stdout}"
+    );
     assert!(stdout.contains("fp8 needs a CUDA GPU"), "{stdout}");
 
     let files = repo.record_files();
     assert_eq!(files.len(), 1);
     let record = regress::store::read_record(&files[0]).unwrap();
     assert_eq!(record.state, RunState::Complete);
-    assert!(record.machine.software.torch.as_deref().unwrap_or("").starts_with("2."), "{:?}", record.machine);
+    assert!(
+        record
+            .machine
+            .software
+            .torch
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("2."),
+        "{:?}",
+        record.machine
+    );
     let by_label = |l: &str| record.cases.iter().find(|c| c.label == l).unwrap();
     let compiled = by_label("mlp[batch=4,fp32,default]/forward");
     assert_eq!(compiled.status, CaseStatus::Ok, "{:?}", compiled.reason);
@@ -64,17 +83,29 @@ fn python_backend_runs_stores_and_compares() {
     let compile_time = compiled.metrics[metric::COMPILE_TIME].samples[0][0];
     let latency = compiled.metrics[metric::LATENCY].pooled();
     let median = regress::stats::Summary::of(&latency).unwrap().median;
-    assert!(compile_time > 10.0 * median, "compile time {compile_time} should dwarf a steady-state call {median}");
+    assert!(
+        compile_time > 10.0 * median,
+        "compile time {compile_time} should dwarf a steady-state call {median}"
+    );
     let eager = by_label("mlp[batch=4,fp32,eager]/forward");
-    assert!(!eager.metrics.contains_key(metric::COMPILE_TIME), "eager has no compile time");
-    assert_eq!(by_label("mlp[batch=4,fp8,eager]/forward").status, CaseStatus::Skipped);
+    assert!(
+        !eager.metrics.contains_key(metric::COMPILE_TIME),
+        "eager has no compile time"
+    );
+    assert_eq!(
+        by_label("mlp[batch=4,fp8,eager]/forward").status,
+        CaseStatus::Skipped
+    );
 
     repo.write("README", "change\n");
     repo.commit("head");
     run(&repo);
     let (code, stdout, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
     assert_eq!(code, 0, "{stderr}");
-    for label in ["mlp[batch=4,fp32,eager]/forward", "mlp[batch=4,fp32,default]/forward"] {
+    for label in [
+        "mlp[batch=4,fp32,eager]/forward",
+        "mlp[batch=4,fp32,default]/forward",
+    ] {
         assert!(stdout.contains(label), "{stdout}");
     }
     assert!(stdout.contains("eager vs compiled"), "{stdout}");
@@ -86,14 +117,25 @@ fn python_without_torch_says_how_to_fix_it() {
     let repo = Repo::new();
     // An interpreter that cannot see site-packages, hence no torch.
     let wrapper = repo.write("nopy/python", "#!/bin/sh\nexec python3 -S \"$@\"\n");
-    std::process::Command::new("chmod").arg("+x").arg(&wrapper).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
     repo.write("p.yaml", PYTHON_PIPELINE);
     repo.commit("c");
-    let (code, _, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_PYTHON", &wrapper));
+    let (code, _, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_PYTHON", &wrapper),
+    );
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("has no torch"), "{stderr}");
     assert!(stderr.contains("pip install torch==2.11.0"), "{stderr}");
-    assert!(repo.record_files().is_empty(), "nothing is stored when the backend cannot start");
+    assert!(
+        repo.record_files().is_empty(),
+        "nothing is stored when the backend cannot start"
+    );
 }
 
 #[test]
@@ -109,7 +151,11 @@ fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
             python.display()
         ),
     );
-    std::process::Command::new("chmod").arg("+x").arg(&wrapper).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
     repo.write(
         "p.yaml",
         &PYTHON_PIPELINE.replace("[fp32, bf16, fp8]", "[fp32, fp16]").replace("compile: [eager, default]", "compile: [eager]").replace(
@@ -118,10 +164,17 @@ fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
         ),
     );
     repo.commit("c");
-    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]).env("REGRESS_PYTHON", &wrapper));
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_PYTHON", &wrapper),
+    );
     assert_eq!(code, 0, "{stdout}{stderr}");
     let line = |l: &str| stdout.lines().find(|x| x.contains(l)).unwrap().to_string();
-    assert!(line("mlp[batch=4,fp16,eager]").contains("failed"), "{stdout}");
+    assert!(
+        line("mlp[batch=4,fp16,eager]").contains("failed"),
+        "{stdout}"
+    );
     assert!(stdout.contains("killed by signal 11 (SIGSEGV)"), "{stdout}");
     assert!(line("mlp[batch=4,fp32,eager]").contains(" ok "), "{stdout}");
 }
@@ -139,10 +192,25 @@ fn native_backend_runs_the_mlp() {
     let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
     let fp32 = &record.cases[0];
     assert_eq!(fp32.status, CaseStatus::Ok, "{:?}", fp32.reason);
-    assert_eq!(fp32.metrics[metric::LATENCY].samples.len(), 2, "one sample list per process");
-    assert_eq!(record.cases[1].status, CaseStatus::Ok, "{:?}", record.cases[1].reason);
+    assert_eq!(
+        fp32.metrics[metric::LATENCY].samples.len(),
+        2,
+        "one sample list per process"
+    );
+    assert_eq!(
+        record.cases[1].status,
+        CaseStatus::Ok,
+        "{:?}",
+        record.cases[1].reason
+    );
     assert_eq!(record.cases[2].status, CaseStatus::Skipped);
     if cfg!(feature = "native") {
-        assert!(record.machine.software.torch.as_deref().unwrap_or("").starts_with("2."));
+        assert!(record
+            .machine
+            .software
+            .torch
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("2."));
     }
 }

@@ -32,7 +32,10 @@ fn validate(yaml: &str) -> (i32, String) {
 }
 
 fn mistake(from: &str, to: &str) -> String {
-    assert!(VALID.contains(from), "{from:?} is not in the valid pipeline");
+    assert!(
+        VALID.contains(from),
+        "{from:?} is not in the valid pipeline"
+    );
     let (code, text) = validate(&VALID.replacen(from, to, 1));
     assert_eq!(code, 2, "expected exit 2 for {to:?}, got {code}: {text}");
     assert_eq!(text.lines().count(), 1, "one error line expected: {text}");
@@ -103,7 +106,10 @@ fn unknown_model_parameter() {
 
 #[test]
 fn exclude_value_not_in_axis() {
-    insta::assert_snapshot!(mistake("{batch: 1, compile: default}", "{batch: 2, compile: default}"));
+    insta::assert_snapshot!(mistake(
+        "{batch: 1, compile: default}",
+        "{batch: 2, compile: default}"
+    ));
 }
 
 #[test]
@@ -115,21 +121,40 @@ fn yaml_syntax_error() {
 fn every_file_is_checked() {
     let repo = Repo::new();
     repo.write("good.yaml", VALID);
-    repo.write("bad.yaml", &VALID.replace("builtin: mlp", "builtin: resnet"));
-    let (code, stdout, stderr) = output(repo.regress().args(["validate", "good.yaml", "bad.yaml", "missing.yaml"]));
+    repo.write(
+        "bad.yaml",
+        &VALID.replace("builtin: mlp", "builtin: resnet"),
+    );
+    let (code, stdout, stderr) =
+        output(
+            repo.regress()
+                .args(["validate", "good.yaml", "bad.yaml", "missing.yaml"]),
+        );
     assert_eq!(code, 2);
     assert!(stdout.contains("ok: good.yaml"));
-    assert!(stderr.contains("bad.yaml:4:12: model.builtin: unknown built-in model `resnet`"), "{stderr}");
-    assert!(stderr.contains("missing.yaml: cannot read pipeline"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:4:12: model.builtin: unknown built-in model `resnet`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("missing.yaml: cannot read pipeline"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn several_pipelines_in_one_file() {
-    let two = format!("{VALID}---\n{}", VALID.replace("name: demo", "name: demo"));
+    let two = format!("{VALID}---\n{VALID}");
     let (code, text) = validate(&two);
     assert_eq!(code, 2);
-    assert!(text.contains("p.yaml:20:7: name: pipeline name `demo` is used twice"), "{text}");
-    let (code, text) = validate(&format!("{VALID}---\n{}", VALID.replace("name: demo", "name: other")));
+    assert!(
+        text.contains("p.yaml:20:7: name: pipeline name `demo` is used twice"),
+        "{text}"
+    );
+    let (code, text) = validate(&format!(
+        "{VALID}---\n{}",
+        VALID.replace("name: demo", "name: other")
+    ));
     assert_eq!(code, 0, "{text}");
     assert_eq!(text.lines().count(), 2);
 }

@@ -25,17 +25,29 @@ pub const COMMENT_MARKER: &str = "<!-- regress-report -->";
 
 /// The embedded default templates: (name, source).
 const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
-    ("compare.md.j2", include_str!("../../templates/compare.md.j2")),
-    ("compare.json.j2", include_str!("../../templates/compare.json.j2")),
+    (
+        "compare.md.j2",
+        include_str!("../../templates/compare.md.j2"),
+    ),
+    (
+        "compare.json.j2",
+        include_str!("../../templates/compare.json.j2"),
+    ),
 ];
 
 /// A template that could not be loaded or rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("cannot read template {}: {source}", path.display())]
-    Read { path: std::path::PathBuf, source: std::io::Error },
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("template {name}: {source:#}")]
-    Template { name: String, source: minijinja::Error },
+    Template {
+        name: String,
+        source: minijinja::Error,
+    },
 }
 
 /// Output formats rendered through templates.
@@ -74,24 +86,33 @@ impl Templates {
         );
         for (name, source) in DEFAULT_TEMPLATES {
             let text = match overrides.map(|d| d.join(name)).filter(|p| p.exists()) {
-                Some(path) => std::fs::read_to_string(&path).map_err(|source| ReportError::Read { path, source })?,
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|source| ReportError::Read { path, source })?,
                 None => source.to_string(),
             };
-            env.add_template_owned(name, text).map_err(|source| ReportError::Template {
-                name: name.to_string(),
-                source,
-            })?;
+            env.add_template_owned(name, text)
+                .map_err(|source| ReportError::Template {
+                    name: name.to_string(),
+                    source,
+                })?;
         }
         Ok(Templates { env })
     }
 
     /// Renders a comparison in a template format.
-    pub fn render(&self, format: TemplateFormat, view: &CompareView) -> Result<String, ReportError> {
+    pub fn render(
+        &self,
+        format: TemplateFormat,
+        view: &CompareView,
+    ) -> Result<String, ReportError> {
         let name = format.template();
-        let template = self.env.get_template(name).map_err(|source| ReportError::Template {
-            name: name.to_string(),
-            source,
-        })?;
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|source| ReportError::Template {
+                name: name.to_string(),
+                source,
+            })?;
         template
             .render(minijinja::context! { report => minijinja::value::Serde(view), marker => COMMENT_MARKER })
             .map_err(|source| ReportError::Template { name: name.to_string(), source })
@@ -112,7 +133,12 @@ pub struct SideView {
 
 impl SideView {
     fn new(side: &Side) -> SideView {
-        let CommitInfo { sha, branch, summary, .. } = &side.commit;
+        let CommitInfo {
+            sha,
+            branch,
+            summary,
+            ..
+        } = &side.commit;
         SideView {
             rev: side.rev.clone(),
             sha: sha.to_string(),
@@ -243,7 +269,10 @@ fn verdict_label(v: Verdict) -> String {
 }
 
 fn row_view(r: &Row) -> RowView {
-    let cell = |s: &Option<Summary>| s.as_ref().map_or("—".to_string(), |s| format_duration(s.median));
+    let cell = |s: &Option<Summary>| {
+        s.as_ref()
+            .map_or("—".to_string(), |s| format_duration(s.median))
+    };
     let change_pct = r.ratio.map(|x| (x - 1.0) * 100.0);
     RowView {
         pipeline: r.pipeline.clone(),
@@ -255,7 +284,15 @@ fn row_view(r: &Row) -> RowView {
         ratio: r.ratio,
         change_pct,
         p: r.test.map(|t| t.p),
-        test: r.test.map(|t| format!("mann_whitney_u_{}", serde_json::to_value(t.method).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())),
+        test: r.test.map(|t| {
+            format!(
+                "mann_whitney_u_{}",
+                serde_json::to_value(t.method)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            )
+        }),
         threshold_pct: r.compare.threshold * 100.0,
         alpha: r.compare.alpha,
         note: r.note.clone(),
@@ -271,11 +308,20 @@ fn row_view(r: &Row) -> RowView {
 
 fn speedups(c: &Comparison) -> Vec<SpeedupView> {
     let mut out = Vec::new();
-    for eager in c.rows.iter().filter(|r| r.compile == Some(crate::spec::CompileMode::Eager)) {
+    for eager in c
+        .rows
+        .iter()
+        .filter(|r| r.compile == Some(crate::spec::CompileMode::Eager))
+    {
         for compiled in c.rows.iter().filter(|r| {
-            r.pipeline == eager.pipeline && r.group == eager.group && r.compile.is_some_and(|m| m != crate::spec::CompileMode::Eager)
+            r.pipeline == eager.pipeline
+                && r.group == eager.group
+                && r.compile
+                    .is_some_and(|m| m != crate::spec::CompileMode::Eager)
         }) {
-            let (Some(e), Some(k)) = (&eager.head, &compiled.head) else { continue };
+            let (Some(e), Some(k)) = (&eager.head, &compiled.head) else {
+                continue;
+            };
             let speedup = e.median / k.median;
             let base_speedup = match (&eager.base, &compiled.base) {
                 (Some(eb), Some(kb)) => Some(eb.median / kb.median),
@@ -305,7 +351,10 @@ fn speedups(c: &Comparison) -> Vec<SpeedupView> {
 impl CompareView {
     /// Builds the view of a comparison.
     pub fn new(c: &Comparison) -> CompareView {
-        let mut counts = Counts { total: c.rows.len(), ..Counts::default() };
+        let mut counts = Counts {
+            total: c.rows.len(),
+            ..Counts::default()
+        };
         for r in &c.rows {
             *match r.verdict {
                 Verdict::Regressed => &mut counts.regressed,
@@ -341,7 +390,12 @@ impl CompareView {
         }
         CompareView {
             schema_version: REPORT_SCHEMA_VERSION,
-            headline: format!("{} of {} cases: {}", pipelines.join(", "), counts.total, parts.join(", ")),
+            headline: format!(
+                "{} of {} cases: {}",
+                pipelines.join(", "),
+                counts.total,
+                parts.join(", ")
+            ),
             regressed: counts.regressed > 0,
             pipelines,
             base: SideView::new(&c.base),

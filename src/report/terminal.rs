@@ -35,9 +35,18 @@ impl Table {
         }
         let pad = |text: &str, i: usize| {
             let fill = " ".repeat(widths[i] - width(text));
-            if self.right[i] { format!("{fill}{text}") } else { format!("{text}{fill}") }
+            if self.right[i] {
+                format!("{fill}{text}")
+            } else {
+                format!("{text}{fill}")
+            }
         };
-        let header: Vec<String> = self.headers.iter().enumerate().map(|(i, h)| pad(h, i)).collect();
+        let header: Vec<String> = self
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| pad(h, i))
+            .collect();
         out.push_str(&format!("{BOLD}{}{BOLD:#}\n", header.join("  ").trim_end()));
         for row in &self.rows {
             let cells: Vec<String> = row
@@ -97,7 +106,14 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
     if !view.speedups.is_empty() {
         out.push_str(&format!("\n{BOLD}eager vs compiled (head){BOLD:#}\n"));
         let mut t = Table {
-            headers: vec!["case", "mode", "eager", "compiled", "speed-up", "base speed-up"],
+            headers: vec![
+                "case",
+                "mode",
+                "eager",
+                "compiled",
+                "speed-up",
+                "base speed-up",
+            ],
             right: vec![false, false, true, true, true, true],
             rows: Vec::new(),
         };
@@ -140,27 +156,48 @@ pub fn render_record_terminal(record: &Record) -> String {
     };
     let mut reasons = Vec::new();
     for case in &record.cases {
-        let latency = case.metrics.get(metric::LATENCY).map(|m| m.pooled()).unwrap_or_default();
+        let latency = case
+            .metrics
+            .get(metric::LATENCY)
+            .map(|m| m.pooled())
+            .unwrap_or_default();
         let summary = Summary::of(&latency).ok();
         let compile = case
             .metrics
             .get(metric::COMPILE_TIME)
             .and_then(|m| Summary::of(&m.pooled()).ok())
             .map_or(String::new(), |s| format_duration(s.median));
-        let processes = case.metrics.get(metric::LATENCY).map_or(0, |m| m.samples.len());
+        let processes = case
+            .metrics
+            .get(metric::LATENCY)
+            .map_or(0, |m| m.samples.len());
         table.rows.push(vec![
             (case.label.clone(), Style::new()),
             (case.status.as_str().to_string(), status_style(case.status)),
-            (summary.map_or("—".into(), |s| format_duration(s.median)), Style::new()),
             (
-                summary.map_or("—".into(), |s| format!("{}–{}", format_duration(s.p25), format_duration(s.p75))),
+                summary.map_or("—".into(), |s| format_duration(s.median)),
+                Style::new(),
+            ),
+            (
+                summary.map_or("—".into(), |s| {
+                    format!("{}–{}", format_duration(s.p25), format_duration(s.p75))
+                }),
                 DIM,
             ),
-            (summary.map_or("0".into(), |s| format!("{}×{}", processes, s.n / processes.max(1))), DIM),
+            (
+                summary.map_or("0".into(), |s| {
+                    format!("{}×{}", processes, s.n / processes.max(1))
+                }),
+                DIM,
+            ),
             (compile, Style::new()),
         ]);
         if let Some(reason) = &case.reason {
-            reasons.push(format!("{}: {}", case.label, reason.lines().next().unwrap_or("")));
+            reasons.push(format!(
+                "{}: {}",
+                case.label,
+                reason.lines().next().unwrap_or("")
+            ));
         }
     }
     table.render(&mut out);

@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::process::{describe_exit, Ended, Supervised};
-use super::{scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext, RunnerError};
+use super::{
+    scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
+    RunnerError,
+};
 use crate::spec::{case_command, Case, Measure, Model, Pipeline, Warmup};
 
 pub struct CommandBackend {
@@ -39,7 +42,7 @@ impl CommandBackend {
     }
 
     /// Runs the command once; its wall time in seconds, or why it gave none.
-    fn once(&self, line: &str) -> Result<f64, Outcome> {
+    fn once(&self, line: &str) -> Result<f64, Box<Outcome>> {
         let mut cmd = Command::new(Self::shell());
         cmd.arg("-c")
             .arg(line)
@@ -50,28 +53,35 @@ impl CommandBackend {
             .stdout(Stdio::null());
         let started = Instant::now();
         let mut proc = Supervised::spawn(cmd).map_err(|e| {
-            Outcome::Failed {
+            Box::new(Outcome::Failed {
                 kind: FailureKind::Failed,
                 reason: format!("cannot start /bin/sh: {e}"),
-            }
+            })
         })?;
         let ended = proc.wait(started + self.timeout, &self.ctx.stop);
         let elapsed = started.elapsed().as_secs_f64();
         match ended {
             Ok(Ended::Exited(status)) if status.success() => Ok(elapsed),
-            Ok(Ended::Exited(status)) => Err(Outcome::Failed {
+            Ok(Ended::Exited(status)) => Err(Box::new(Outcome::Failed {
                 kind: FailureKind::Failed,
-                reason: format!("`{line}` {}; stderr:\n{}", describe_exit(status), proc.stderr_tail()),
-            }),
-            Ok(Ended::TimedOut) => Err(Outcome::Failed {
+                reason: format!(
+                    "`{line}` {}; stderr:\n{}",
+                    describe_exit(status),
+                    proc.stderr_tail()
+                ),
+            })),
+            Ok(Ended::TimedOut) => Err(Box::new(Outcome::Failed {
                 kind: FailureKind::Timeout,
-                reason: format!("`{line}` ran past the {:?} timeout (runner.timeout)", self.timeout),
-            }),
-            Ok(Ended::Stopped) => Err(Outcome::Interrupted),
-            Err(e) => Err(Outcome::Failed {
+                reason: format!(
+                    "`{line}` ran past the {:?} timeout (runner.timeout)",
+                    self.timeout
+                ),
+            })),
+            Ok(Ended::Stopped) => Err(Box::new(Outcome::Interrupted)),
+            Err(e) => Err(Box::new(Outcome::Failed {
                 kind: FailureKind::Failed,
                 reason: format!("waiting for `{line}` failed: {e}"),
-            }),
+            })),
         }
     }
 }
@@ -91,7 +101,7 @@ impl Backend for CommandBackend {
                 }
             }
         };
-        let run = || -> Result<Vec<f64>, Outcome> {
+        let run = || -> Result<Vec<f64>, Box<Outcome>> {
             let (mut n, started) = (0, Instant::now());
             while n < self.warmup.min_iters || started.elapsed() < self.warmup.min_time {
                 self.once(&line)?;
@@ -101,7 +111,8 @@ impl Backend for CommandBackend {
             loop {
                 samples.push(self.once(&line)?);
                 let elapsed = started.elapsed();
-                let enough = samples.len() as u64 >= self.measure.min_iters && elapsed >= self.measure.min_time;
+                let enough = samples.len() as u64 >= self.measure.min_iters
+                    && elapsed >= self.measure.min_time;
                 if enough || (elapsed >= self.measure.max_time && samples.len() >= 2) {
                     return Ok(samples);
                 }
@@ -117,7 +128,7 @@ impl Backend for CommandBackend {
                     ..ProcessSamples::default()
                 })
             }
-            Err(o) => o,
+            Err(o) => *o,
         }
     }
 }

@@ -30,7 +30,13 @@ mod tests {
 
     #[test]
     fn secret_names_are_recognised() {
-        for name in ["GITHUB_TOKEN", "hf_token", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "ACTIONS_RUNTIME_TOKEN"] {
+        for name in [
+            "GITHUB_TOKEN",
+            "hf_token",
+            "AWS_SECRET_ACCESS_KEY",
+            "DB_PASSWORD",
+            "ACTIONS_RUNTIME_TOKEN",
+        ] {
             assert!(is_secret_name(name), "{name}");
         }
         for name in ["PATH", "HOME", "CUDA_VISIBLE_DEVICES", "TORCH_HOME"] {

@@ -32,7 +32,9 @@ impl TryFrom<String> for Fingerprint {
         if s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             Ok(Fingerprint(s))
         } else {
-            Err(format!("`{s}` is not a machine fingerprint (16 lowercase hex digits)"))
+            Err(format!(
+                "`{s}` is not a machine fingerprint (16 lowercase hex digits)"
+            ))
         }
     }
 }
@@ -69,14 +71,19 @@ impl Machine {
     /// Reads the host and combines it with what the backend reported.
     pub fn detect(env: &Environment) -> Machine {
         let smi = nvidia_smi();
-        let gpu = env.gpu.clone().or_else(|| smi.as_ref().map(|s| s.0.clone()));
+        let gpu = env
+            .gpu
+            .clone()
+            .or_else(|| smi.as_ref().map(|s| s.0.clone()));
         let gpu_count = if env.gpu_count > 0 {
             env.gpu_count
         } else {
             smi.as_ref().map_or(0, |s| s.2)
         };
         let cpu = cpu_model();
-        let runner_label = std::env::var(RUNNER_LABEL_ENV).ok().filter(|s| !s.is_empty());
+        let runner_label = std::env::var(RUNNER_LABEL_ENV)
+            .ok()
+            .filter(|s| !s.is_empty());
         let key = format!(
             "cpu={cpu}|gpu={}x{gpu_count}|torch={}|cuda={}|label={}",
             gpu.as_deref().unwrap_or("none"),
@@ -104,7 +111,9 @@ impl Machine {
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn cpu_model() -> String {
@@ -131,7 +140,11 @@ fn nvidia_smi() -> Option<(String, String, u32)> {
     let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let (name, driver) = rows.first()?.split_once(',')?;
-    Some((name.trim().to_string(), driver.trim().to_string(), rows.len() as u32))
+    Some((
+        name.trim().to_string(),
+        driver.trim().to_string(),
+        rows.len() as u32,
+    ))
 }
 
 #[cfg(test)]
@@ -140,9 +153,18 @@ mod tests {
 
     #[test]
     fn fingerprint_depends_on_torch_version() {
-        let a = Machine::detect(&Environment { torch: Some("2.11.0".into()), ..Default::default() });
-        let b = Machine::detect(&Environment { torch: Some("2.10.0".into()), ..Default::default() });
-        let a2 = Machine::detect(&Environment { torch: Some("2.11.0".into()), ..Default::default() });
+        let a = Machine::detect(&Environment {
+            torch: Some("2.11.0".into()),
+            ..Default::default()
+        });
+        let b = Machine::detect(&Environment {
+            torch: Some("2.10.0".into()),
+            ..Default::default()
+        });
+        let a2 = Machine::detect(&Environment {
+            torch: Some("2.11.0".into()),
+            ..Default::default()
+        });
         assert_ne!(a.fingerprint, b.fingerprint);
         assert_eq!(a.fingerprint, a2.fingerprint);
     }

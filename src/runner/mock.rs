@@ -68,7 +68,9 @@ impl Backend for MockBackend {
 
     fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome {
         if case.precision == Some(Precision::Fp8) {
-            return Outcome::Skipped("fp8 needs a CUDA GPU of compute capability 8.9 or newer".into());
+            return Outcome::Skipped(
+                "fp8 needs a CUDA GPU of compute capability 8.9 or newer".into(),
+            );
         }
         let step = Duration::from_millis(10);
         let mut waited = Duration::ZERO;
@@ -82,7 +84,8 @@ impl Backend for MockBackend {
         let id = u64::from_str_radix(case.id.as_str(), 16).unwrap_or(0);
         // 1 ms to 2 ms, fixed per case.
         let base = 1e-3 * (1.0 + (id % 1000) as f64 / 1000.0) * self.scale;
-        let mut state = id ^ self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(repeat) << 32;
+        let mut state =
+            id ^ self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(repeat) << 32;
         let latency = (0..self.iters)
             .map(|_| base * (MOCK_CV * normal(&mut state)).exp())
             .collect();

@@ -93,7 +93,10 @@ pub enum Outcome {
     Measured(ProcessSamples),
     /// The case cannot run on this machine; the reason says why.
     Skipped(String),
-    Failed { kind: FailureKind, reason: String },
+    Failed {
+        kind: FailureKind,
+        reason: String,
+    },
     /// The user stopped the run while this process was going.
     Interrupted,
 }

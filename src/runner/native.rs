@@ -8,7 +8,9 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use super::{Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext, RunnerError};
-use crate::spec::{BuiltinModel, Case, DeviceChoice, Measure, Model, ParamValue, Pipeline, Precision, Warmup};
+use crate::spec::{
+    BuiltinModel, Case, DeviceChoice, Measure, Model, ParamValue, Pipeline, Precision, Warmup,
+};
 
 /// The libtorch version this binary was linked against (from build.rs).
 const LIBTORCH_VERSION: &str = env!("REGRESS_LIBTORCH_VERSION");
@@ -76,7 +78,12 @@ impl NativeBackend {
         }
     }
 
-    fn measure_case(&self, case: &Case, device: Device, kind: Kind) -> Result<Option<ProcessSamples>, String> {
+    fn measure_case(
+        &self,
+        case: &Case,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Option<ProcessSamples>, String> {
         let batch = self.param(case, "batch", 8)?;
         let dim = self.param(case, "dim", 256)?;
         let hidden = self.param(case, "hidden", 4 * dim)?;
@@ -87,13 +94,25 @@ impl NativeBackend {
         let b1 = Tensor::zeros([hidden], cpu);
         let w2 = Tensor::randn([dim, hidden], cpu) * (hidden as f64).powf(-0.5);
         let b2 = Tensor::zeros([dim], cpu);
-        let shape: Vec<i64> = match case.params.get("seq_len").or_else(|| self.args.iter().find(|(k, _)| k == "seq_len").map(|(_, v)| v)) {
+        let shape: Vec<i64> = match case.params.get("seq_len").or_else(|| {
+            self.args
+                .iter()
+                .find(|(k, _)| k == "seq_len")
+                .map(|(_, v)| v)
+        }) {
             Some(_) => vec![batch, self.param(case, "seq_len", 1)?, dim],
             None => vec![batch, dim],
         };
-        let x = Tensor::randn(shape.as_slice(), cpu).to_device(device).to_kind(kind);
+        let x = Tensor::randn(shape.as_slice(), cpu)
+            .to_device(device)
+            .to_kind(kind);
         let to = |t: Tensor| t.to_device(device).to_kind(kind);
-        let mlp = Mlp { w1: to(w1), b1: to(b1), w2: to(w2), b2: to(b2) };
+        let mlp = Mlp {
+            w1: to(w1),
+            b1: to(b1),
+            w2: to(w2),
+            b2: to(b2),
+        };
         let sync = || {
             if let Device::Cuda(i) = device {
                 tch::Cuda::synchronize(i as i64);
@@ -129,7 +148,8 @@ impl NativeBackend {
             sync();
             samples.push(t.elapsed().as_secs_f64());
             let elapsed = started.elapsed();
-            let enough = samples.len() as u64 >= self.measure.min_iters && elapsed >= self.measure.min_time;
+            let enough =
+                samples.len() as u64 >= self.measure.min_iters && elapsed >= self.measure.min_time;
             if enough || (elapsed >= self.measure.max_time && samples.len() >= 2) {
                 break;
             }
@@ -174,25 +194,42 @@ impl Backend for NativeBackend {
             Precision::Bf16 => Kind::BFloat16,
             Precision::Fp16 => Kind::Half,
             Precision::Fp8 => {
-                return Outcome::Skipped("fp8 is not supported by the native backend; use the python backend".into())
+                return Outcome::Skipped(
+                    "fp8 is not supported by the native backend; use the python backend".into(),
+                )
             }
         };
-        debug_assert_eq!(self.model, BuiltinModel::Mlp, "spec validation allows only mlp here");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.measure_case(case, device, kind)));
+        debug_assert_eq!(
+            self.model,
+            BuiltinModel::Mlp,
+            "spec validation allows only mlp here"
+        );
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.measure_case(case, device, kind)
+        }));
         match result {
             Ok(Ok(Some(samples))) => Outcome::Measured(samples),
             Ok(Ok(None)) => Outcome::Interrupted,
-            Ok(Err(reason)) => Outcome::Failed { kind: FailureKind::Failed, reason },
+            Ok(Err(reason)) => Outcome::Failed {
+                kind: FailureKind::Failed,
+                reason,
+            },
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "libtorch raised an error".into());
-                let kind = if message.contains("out of memory") { FailureKind::Oom } else { FailureKind::Failed };
-                Outcome::Failed { kind, reason: message }
+                let kind = if message.contains("out of memory") {
+                    FailureKind::Oom
+                } else {
+                    FailureKind::Failed
+                };
+                Outcome::Failed {
+                    kind,
+                    reason: message,
+                }
             }
         }
     }
 }
-

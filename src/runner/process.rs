@@ -37,7 +37,8 @@ impl Supervised {
     /// Spawns `cmd` with stderr captured; stdin/stdout are the caller's choice.
     pub fn spawn(mut cmd: Command) -> std::io::Result<Supervised> {
         let stderr = tempfile::tempfile()?;
-        cmd.stderr(Stdio::from(stderr.try_clone()?)).process_group(0);
+        cmd.stderr(Stdio::from(stderr.try_clone()?))
+            .process_group(0);
         let child = cmd.spawn()?;
         Ok(Supervised { child, stderr })
     }
@@ -133,10 +134,16 @@ mod tests {
     #[test]
     fn timeout_kills_the_process_group() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "sleep 30 & sleep 30"]).stdout(Stdio::null());
+        cmd.args(["-c", "sleep 30 & sleep 30"])
+            .stdout(Stdio::null());
         let mut p = Supervised::spawn(cmd).unwrap();
         let started = Instant::now();
-        let ended = p.wait(Instant::now() + Duration::from_millis(200), &StopFlag::default()).unwrap();
+        let ended = p
+            .wait(
+                Instant::now() + Duration::from_millis(200),
+                &StopFlag::default(),
+            )
+            .unwrap();
         assert!(matches!(ended, Ended::TimedOut));
         assert!(started.elapsed() < Duration::from_secs(10));
     }

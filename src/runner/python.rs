@@ -21,8 +21,14 @@ pub const PYTHON_ENV: &str = "REGRESS_PYTHON";
 
 /// Worker sources shipped inside the binary: (file name, text).
 const WORKER_FILES: [(&str, &str); 2] = [
-    ("regress_worker.py", include_str!("../../python/regress_worker.py")),
-    ("regress_zoo.py", include_str!("../../python/regress_zoo.py")),
+    (
+        "regress_worker.py",
+        include_str!("../../python/regress_worker.py"),
+    ),
+    (
+        "regress_zoo.py",
+        include_str!("../../python/regress_zoo.py"),
+    ),
 ];
 
 /// The probe imports torch and may initialise CUDA: allow for a slow disk.
@@ -84,10 +90,17 @@ impl PythonBackend {
             Model::Builtin { name, args } => (
                 name.to_string(),
                 args.iter()
-                    .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("params serialise")))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            serde_json::to_value(v).expect("params serialise"),
+                        )
+                    })
                     .collect(),
             ),
-            Model::Command { .. } => unreachable!("spec validation pairs command models with the command backend"),
+            Model::Command { .. } => {
+                unreachable!("spec validation pairs command models with the command backend")
+            }
         };
         let r = &pipeline.runner;
         Ok(PythonBackend {
@@ -113,7 +126,11 @@ impl PythonBackend {
     }
 
     /// Runs the worker with one request; returns its protocol lines and how it ended.
-    fn exchange(&self, request: &Value, timeout: Duration) -> std::io::Result<(Vec<Line>, Ended, String)> {
+    fn exchange(
+        &self,
+        request: &Value,
+        timeout: Duration,
+    ) -> std::io::Result<(Vec<Line>, Ended, String)> {
         let mut cmd = Command::new(&self.python);
         cmd.arg(self.dir.path().join("regress_worker.py"))
             .current_dir(&self.ctx.workdir)
@@ -268,7 +285,11 @@ impl Backend for PythonBackend {
                     let message = str_field(m, "message").unwrap_or_default();
                     return Outcome::Failed {
                         kind,
-                        reason: if tail.is_empty() { message } else { format!("{message}\n{tail}") },
+                        reason: if tail.is_empty() {
+                            message
+                        } else {
+                            format!("{message}\n{tail}")
+                        },
                     };
                 }
                 _ => {}

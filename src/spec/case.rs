@@ -75,10 +75,16 @@ impl TryFrom<String> for CaseId {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        if s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if s.len() == Self::LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             Ok(CaseId(s))
         } else {
-            Err(format!("`{s}` is not a case id ({} lowercase hex digits)", Self::LEN))
+            Err(format!(
+                "`{s}` is not a case id ({} lowercase hex digits)",
+                Self::LEN
+            ))
         }
     }
 }
@@ -128,16 +134,26 @@ pub(crate) fn fnv_hex(bytes: &[u8]) -> String {
     format!("{h:016x}")
 }
 
+/// `model[k=v,...,precision,compile]/phase`: shape parameters in matrix
+/// order, then precision and compile mode as bare words, as people write them.
 fn label(model_name: &str, params: &Params, phase: Phase, without_compile: bool) -> String {
-    let parts: Vec<String> = params
+    let mut parts: Vec<String> = params
         .0
         .iter()
-        .filter(|(k, _)| !(without_compile && k == "compile"))
-        .map(|(k, v)| match k.as_str() {
-            "precision" | "compile" => v.to_string(),
-            _ => format!("{k}={v}"),
-        })
+        .filter(|(k, _)| k != "precision" && k != "compile")
+        .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    let typed: &[&str] = if without_compile {
+        &["precision"]
+    } else {
+        &["precision", "compile"]
+    };
+    parts.extend(
+        typed
+            .iter()
+            .filter_map(|k| params.get(k))
+            .map(|v| v.to_string()),
+    );
     format!("{model_name}[{}]/{phase}", parts.join(","))
 }
 
@@ -223,14 +239,24 @@ pub fn render_command(template: &str, params: &Params) -> Result<String, String>
     let ctx: serde_json::Map<String, serde_json::Value> = params
         .0
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("params serialise")))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(v).expect("params serialise"),
+            )
+        })
         .collect();
-    env.render_str(template, minijinja::value::Serde(ctx)).map_err(|e| {
-        let names: Vec<_> = params.0.iter().map(|(k, _)| k.as_str()).collect();
-        format!(
-            "cannot substitute the case's parameters: {}; parameters: {}",
-            e,
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
-        )
-    })
+    env.render_str(template, minijinja::value::Serde(ctx))
+        .map_err(|e| {
+            let names: Vec<_> = params.0.iter().map(|(k, _)| k.as_str()).collect();
+            format!(
+                "cannot substitute the case's parameters: {}; parameters: {}",
+                e,
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })
 }

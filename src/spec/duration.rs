@@ -52,7 +52,17 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "10", "ms", "-1s", "10 minutes", "1.2.3s", "1d", "NaNs", "infs"] {
+        for bad in [
+            "",
+            "10",
+            "ms",
+            "-1s",
+            "10 minutes",
+            "1.2.3s",
+            "1d",
+            "NaNs",
+            "infs",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?} should be rejected");
         }
     }

@@ -67,7 +67,11 @@ const FOUND: &str = "\u{0}regress-locate-found";
 pub fn locate(src: &str, doc: usize, path: &KeyPath) -> Option<(usize, usize)> {
     for len in (0..=path.0.len()).rev() {
         let de = serde_yaml::Deserializer::from_str(src).nth(doc)?;
-        match (Finder { path: &path.0[..len] }).deserialize(de) {
+        match (Finder {
+            path: &path.0[..len],
+        })
+        .deserialize(de)
+        {
             Err(e) if e.to_string().starts_with(FOUND) || e.to_string().contains(FOUND) => {
                 return e.location().map(|l| (l.line(), l.column()));
             }
@@ -127,7 +131,12 @@ impl<'de> Visitor<'de> for Finder<'_> {
         let mut index = 0;
         loop {
             if Some(index) == target {
-                if seq.next_element_seed(Finder { path: &self.path[1..] })?.is_none() {
+                if seq
+                    .next_element_seed(Finder {
+                        path: &self.path[1..],
+                    })?
+                    .is_none()
+                {
                     return Ok(());
                 }
             } else if seq.next_element::<IgnoredAny>()?.is_none() {
@@ -151,7 +160,9 @@ impl<'de> Visitor<'de> for Finder<'_> {
                 _ => None,
             };
             if target.is_some() && name.as_deref() == target {
-                map.next_value_seed(Finder { path: &self.path[1..] })?;
+                map.next_value_seed(Finder {
+                    path: &self.path[1..],
+                })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -188,7 +199,10 @@ mod tests {
     #[test]
     fn missing_path_falls_back_to_parent() {
         let p = KeyPath::root().key("matrix").key("nope");
-        assert_eq!(locate(SRC, 0, &p), locate(SRC, 0, &KeyPath::root().key("matrix")));
+        assert_eq!(
+            locate(SRC, 0, &p),
+            locate(SRC, 0, &KeyPath::root().key("matrix"))
+        );
         assert!(locate(SRC, 0, &p).is_some());
     }
 

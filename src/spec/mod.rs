@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use case::{Case, CaseId, Params};
 pub(crate) use case::fnv_hex;
+pub use case::{Case, CaseId, Params};
 pub use duration::{parse_duration, DURATION_HINT};
 pub use error::SpecError;
 pub use locate::KeyPath;
@@ -276,8 +276,10 @@ impl Pipeline {
         use serde::Deserialize as _;
         let mut pipelines: Vec<Pipeline> = Vec::new();
         for (doc, de) in serde_yaml::Deserializer::from_str(src).enumerate() {
-            let raw = raw::RawPipeline::deserialize(de).map_err(|e| SpecError::from_yaml(path, &e))?;
-            let pipeline = validate::pipeline(raw, path).map_err(|e| e.into_spec_error(src, doc, path))?;
+            let raw =
+                raw::RawPipeline::deserialize(de).map_err(|e| SpecError::from_yaml(path, &e))?;
+            let pipeline =
+                validate::pipeline(raw, path).map_err(|e| e.into_spec_error(src, doc, path))?;
             if pipelines.iter().any(|p| p.name == pipeline.name) {
                 let e = error::Invalid::new(
                     KeyPath::root().key("name"),
@@ -314,4 +316,131 @@ impl Pipeline {
 /// The shell command of a case of a command pipeline, parameters substituted.
 pub fn case_command(template: &str, case: &Case) -> Result<String, String> {
     case::render_command(template, &case.params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Pipeline, SpecError> {
+        Pipeline::parse(src, Path::new("t.yaml")).map(|mut v| v.remove(0))
+    }
+
+    const BASE: &str =
+        "version: 1\nname: t\nmodel: {builtin: attention, args: {embed_dim: 64, heads: 4}}\n";
+
+    #[test]
+    fn matrix_product_in_axis_order_with_readable_labels() {
+        let p = parse(&format!(
+            "{BASE}matrix:\n  batch: [1, 8]\n  seq_len: [128]\n  precision: [fp32, bf16]\n  compile: [eager, max-autotune]\n"
+        ))
+        .unwrap();
+        let labels: Vec<_> = p.cases().iter().map(|c| c.label.clone()).collect();
+        assert_eq!(labels.len(), 8);
+        assert_eq!(
+            labels[0],
+            "attention[batch=1,seq_len=128,fp32,eager]/forward"
+        );
+        assert_eq!(
+            labels[7],
+            "attention[batch=8,seq_len=128,bf16,max-autotune]/forward"
+        );
+        let c = &p.cases()[3];
+        assert_eq!(
+            (c.precision, c.compile),
+            (Some(Precision::Bf16), Some(CompileMode::MaxAutotune))
+        );
+        assert_eq!(
+            c.group_label("attention"),
+            "attention[batch=1,seq_len=128,bf16]/forward"
+        );
+    }
+
+    #[test]
+    fn exclude_removes_partial_matches_and_include_adds() {
+        let p = parse(&format!(
+            "{BASE}matrix:\n  batch: [1, 8]\n  compile: [eager, default]\n  exclude:\n    - {{compile: default, batch: 1}}\n  include:\n    - {{batch: 32, compile: default}}\n    - {{batch: 8, compile: eager}}\n"
+        ))
+        .unwrap();
+        let labels: Vec<_> = p.cases().iter().map(|c| c.label.clone()).collect();
+        assert_eq!(
+            labels,
+            [
+                "attention[batch=1,fp32,eager]/forward",
+                "attention[batch=8,fp32,eager]/forward",
+                "attention[batch=8,fp32,default]/forward",
+                "attention[batch=32,fp32,default]/forward",
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_are_stable_and_independent_of_axis_order() {
+        let a = parse(&format!(
+            "{BASE}matrix:\n  batch: [8]\n  precision: [bf16]\n"
+        ))
+        .unwrap();
+        let b = parse(&format!(
+            "{BASE}matrix:\n  precision: [bf16]\n  batch: [8]\n"
+        ))
+        .unwrap();
+        assert_eq!(a.cases()[0].id, b.cases()[0].id);
+        // Pinned: ids key stored results, so a change here orphans every record.
+        assert_eq!(a.cases()[0].id.as_str(), "262a43ceca871f46");
+        let other_args = parse(
+            &format!("{BASE}matrix:\n  batch: [8]\n  precision: [bf16]\n")
+                .replace("heads: 4", "heads: 8"),
+        )
+        .unwrap();
+        assert_ne!(a.cases()[0].id, other_args.cases()[0].id);
+    }
+
+    #[test]
+    fn defaults_fill_the_runner() {
+        let p = parse(BASE).unwrap();
+        assert_eq!(p.runner.backend, BackendKind::Python);
+        assert_eq!(p.runner.processes, 3);
+        assert_eq!(p.runner.timeout, Duration::from_secs(600));
+        assert_eq!(p.phases, [Phase::Forward]);
+        assert!((p.compare.threshold - 0.03).abs() < 1e-12);
+        assert_eq!(p.cases().len(), 1);
+        assert_eq!(p.cases()[0].label, "attention[fp32,eager]/forward");
+    }
+
+    #[test]
+    fn command_templates_are_checked_against_the_matrix() {
+        let src = "version: 1\nname: c\nmodel: {command: \"bench --batch {{ batch }} --n {{ n }}\"}\nrunner: {backend: command}\nmatrix: {batch: [1]}\n";
+        let err = parse(src).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.yaml:3:18: model.command: cannot substitute"),
+            "{err}"
+        );
+        assert!(err.contains("parameters: batch"), "{err}");
+        let ok = parse(&src.replace(" --n {{ n }}", "")).unwrap();
+        assert_eq!(
+            case_command("bench --batch {{ batch }}", &ok.cases()[0]).unwrap(),
+            "bench --batch 1"
+        );
+    }
+
+    #[test]
+    fn threshold_must_be_a_percentage() {
+        let err = parse(&format!("{BASE}compare: {{threshold: 0.03}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("compare.threshold: write the threshold as a percentage"),
+            "{err}"
+        );
+        let p = parse(&format!("{BASE}compare: {{threshold: 2.5%}}\n")).unwrap();
+        assert!((p.compare.threshold - 0.025).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pipeline_hash_tracks_definition() {
+        let a = parse(BASE).unwrap();
+        let b = parse(&format!("{BASE}runner: {{processes: 5}}\n")).unwrap();
+        assert_eq!(a.hash(), parse(BASE).unwrap().hash());
+        assert_ne!(a.hash(), b.hash());
+    }
 }

@@ -147,10 +147,7 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
     }
     let timeout = duration_or(raw.timeout, &key.key("timeout"), "10m")?;
     if timeout.is_zero() {
-        return Err(Invalid::new(
-            key.key("timeout"),
-            "must be longer than 0s",
-        ));
+        return Err(Invalid::new(key.key("timeout"), "must be longer than 0s"));
     }
     Ok(RunnerConfig {
         backend,
@@ -299,12 +296,7 @@ fn scalar(v: &Value, key: &KeyPath) -> Result<ParamValue> {
 }
 
 /// Checks one value of a typed axis (`precision`, `compile`) wherever it appears.
-fn typed_value(
-    axis: &str,
-    value: &ParamValue,
-    backend: BackendKind,
-    key: &KeyPath,
-) -> Result<()> {
+fn typed_value(axis: &str, value: &ParamValue, backend: BackendKind, key: &KeyPath) -> Result<()> {
     if axis != "precision" && axis != "compile" {
         return Ok(());
     }
@@ -330,7 +322,10 @@ fn typed_value(
             let mode = CompileMode::parse(text).ok_or_else(|| {
                 Invalid::new(
                     key.clone(),
-                    format!("unknown compile mode `{text}`; valid: {}", CompileMode::valid()),
+                    format!(
+                        "unknown compile mode `{text}`; valid: {}",
+                        CompileMode::valid()
+                    ),
                 )
             })?;
             if !backend.compile_modes().contains(&mode) {
@@ -439,7 +434,10 @@ fn matrix(
             let Value::Mapping(map) = entry else {
                 return Err(Invalid::new(
                     ekey,
-                    format!("each `{reserved}` entry is a map of axis to value, found {}", describe(entry)),
+                    format!(
+                        "each `{reserved}` entry is a map of axis to value, found {}",
+                        describe(entry)
+                    ),
                 ));
             };
             if map.is_empty() {
@@ -507,7 +505,10 @@ fn phases(raw: Option<Vec<String>>, key: &KeyPath) -> Result<Vec<Phase>> {
             )
         })?;
         if phases.contains(&phase) {
-            return Err(Invalid::new(key.index(i), format!("phase `{text}` is listed twice")));
+            return Err(Invalid::new(
+                key.index(i),
+                format!("phase `{text}` is listed twice"),
+            ));
         }
         phases.push(phase);
     }
@@ -524,7 +525,10 @@ fn compare(raw: RawCompare, key: &KeyPath) -> Result<CompareConfig> {
                 other => {
                     return Err(Invalid::new(
                         tkey,
-                        format!("write the threshold as a percentage such as `3%`, found {}", describe(other)),
+                        format!(
+                            "write the threshold as a percentage such as `3%`, found {}",
+                            describe(other)
+                        ),
                     ))
                 }
             };
@@ -545,7 +549,9 @@ fn compare(raw: RawCompare, key: &KeyPath) -> Result<CompareConfig> {
     if !(alpha > 0.0 && alpha <= 0.5) {
         return Err(Invalid::new(
             key.key("alpha"),
-            format!("alpha {alpha} is out of range; use a significance level in (0, 0.5], e.g. 0.01"),
+            format!(
+                "alpha {alpha} is out of range; use a significance level in (0, 0.5], e.g. 0.01"
+            ),
         ));
     }
     Ok(CompareConfig { threshold, alpha })

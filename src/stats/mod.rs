@@ -6,7 +6,7 @@ mod mann_whitney;
 mod summary;
 mod verdict;
 
-pub use mann_whitney::{mann_whitney_u, UTest, UMethod, EXACT_MAX_N};
+pub use mann_whitney::{mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
 pub use summary::{quantile, Summary};
 pub use verdict::{decide, Verdict};
 
@@ -22,7 +22,10 @@ pub enum StatsError {
 /// Rejects NaN and infinities, which would silently poison every rank and mean.
 pub(crate) fn check_finite(xs: &[f64]) -> Result<(), StatsError> {
     match xs.iter().position(|x| !x.is_finite()) {
-        Some(index) => Err(StatsError::NonFinite { index, value: xs[index] }),
+        Some(index) => Err(StatsError::NonFinite {
+            index,
+            value: xs[index],
+        }),
         None => Ok(()),
     }
 }

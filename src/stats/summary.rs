@@ -39,7 +39,11 @@ impl Summary {
             p75,
             min: sorted[0],
             max: sorted[sorted.len() - 1],
-            rel_iqr: if median != 0.0 { (p75 - p25) / median.abs() } else { 0.0 },
+            rel_iqr: if median != 0.0 {
+                (p75 - p25) / median.abs()
+            } else {
+                0.0
+            },
         })
     }
 
@@ -86,7 +90,10 @@ mod tests {
     #[test]
     fn rejects_empty_and_non_finite() {
         assert_eq!(Summary::of(&[]), Err(StatsError::Empty));
-        assert!(matches!(Summary::of(&[1.0, f64::NAN]), Err(StatsError::NonFinite { index: 1, .. })));
+        assert!(matches!(
+            Summary::of(&[1.0, f64::NAN]),
+            Err(StatsError::NonFinite { index: 1, .. })
+        ));
         assert!(Summary::of(&[f64::INFINITY]).is_err());
     }
 }

@@ -50,9 +50,16 @@ impl DirStore {
         if ignore.exists() {
             return Ok(());
         }
-        fs::create_dir_all(&self.root).map_err(|source| StoreError::Write { path: self.root.clone(), source })?;
-        fs::write(&ignore, "# results of `regress run`; kept out of git\n*\n")
-            .map_err(|source| StoreError::Write { path: ignore, source })
+        fs::create_dir_all(&self.root).map_err(|source| StoreError::Write {
+            path: self.root.clone(),
+            source,
+        })?;
+        fs::write(&ignore, "# results of `regress run`; kept out of git\n*\n").map_err(|source| {
+            StoreError::Write {
+                path: ignore,
+                source,
+            }
+        })
     }
 }
 
@@ -60,8 +67,14 @@ impl Store for DirStore {
     fn save(&self, record: &Record) -> Result<PathBuf, StoreError> {
         self.ensure_root()?;
         let path = self.path_of(record);
-        let dir = path.parent().expect("record paths have a parent").to_path_buf();
-        let werr = |source| StoreError::Write { path: path.clone(), source };
+        let dir = path
+            .parent()
+            .expect("record paths have a parent")
+            .to_path_buf();
+        let werr = |source| StoreError::Write {
+            path: path.clone(),
+            source,
+        };
         fs::create_dir_all(&dir).map_err(werr)?;
         let bytes = serde_json::to_vec_pretty(record).expect("records serialise");
         let mut tmp = tempfile::Builder::new()
@@ -94,20 +107,27 @@ impl Store for DirStore {
                 if is_hidden(&file) || file.extension().is_none_or(|e| e != "json") {
                     continue;
                 }
-                out.push(Stored { record: read_record(&file)?, path: file });
+                out.push(Stored {
+                    record: read_record(&file)?,
+                    path: file,
+                });
             }
         }
-        out.sort_by(|a, b| a.record.started_at.cmp(&b.record.started_at));
+        out.sort_by_key(|s| s.record.started_at);
         Ok(out)
     }
 }
 
 fn is_hidden(path: &Path) -> bool {
-    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    let rerr = |source| StoreError::Read { path: dir.to_path_buf(), source };
+    let rerr = |source| StoreError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut paths = fs::read_dir(dir)
         .map_err(rerr)?
         .map(|e| e.map(|e| e.path()))
@@ -119,7 +139,10 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 
 /// Reads and checks one record file.
 pub fn read_record(path: &Path) -> Result<Record, StoreError> {
-    let text = fs::read_to_string(path).map_err(|source| StoreError::Read { path: path.to_path_buf(), source })?;
+    let text = fs::read_to_string(path).map_err(|source| StoreError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     #[derive(serde::Deserialize)]
     struct Version {
         schema_version: u32,

@@ -17,13 +17,23 @@ pub const DEFAULT_STORE_DIR: &str = ".regress";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} is not a valid regress record: {message}\n  move it out of the store if it was not written by regress", path.display())]
     Corrupt { path: PathBuf, message: String },
     #[error("{} was written by a newer regress (record schema {found}, this build reads up to {supported}); upgrade regress", path.display())]
-    TooNew { path: PathBuf, found: u32, supported: u32 },
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
 }
 
 /// A record as found in the store.
