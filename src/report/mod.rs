@@ -248,11 +248,21 @@ pub struct Counts {
     pub total: usize,
 }
 
+/// The rows and speed-ups of one pipeline, for reports that show a table each.
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionView {
+    pub pipeline: String,
+    pub rows: Vec<RowView>,
+    pub speedups: Vec<SpeedupView>,
+}
+
 /// Everything a comparison report shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct CompareView {
     pub schema_version: u32,
     pub pipelines: Vec<String>,
+    /// The rows again, one section per pipeline in order of appearance.
+    pub sections: Vec<SectionView>,
     pub base: SideView,
     pub head: SideView,
     pub counts: Counts,
@@ -388,8 +398,27 @@ impl CompareView {
                 pipelines.push(r.pipeline.clone());
             }
         }
+        let rows: Vec<RowView> = c.rows.iter().map(row_view).collect();
+        let speedups = speedups(c);
+        let sections = pipelines
+            .iter()
+            .map(|name| SectionView {
+                pipeline: name.clone(),
+                rows: rows
+                    .iter()
+                    .filter(|r| &r.pipeline == name)
+                    .cloned()
+                    .collect(),
+                speedups: speedups
+                    .iter()
+                    .filter(|s| &s.pipeline == name)
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
         CompareView {
             schema_version: REPORT_SCHEMA_VERSION,
+            sections,
             headline: format!(
                 "{} of {} cases: {}",
                 pipelines.join(", "),
@@ -401,8 +430,8 @@ impl CompareView {
             base: SideView::new(&c.base),
             head: SideView::new(&c.head),
             counts,
-            rows: c.rows.iter().map(row_view).collect(),
-            speedups: speedups(c),
+            rows,
+            speedups,
             notes: c.notes.clone(),
         }
     }

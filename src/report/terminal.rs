@@ -33,10 +33,13 @@ impl Table {
                 widths[i] = widths[i].max(width(text));
             }
         }
+        let last = widths.len() - 1;
         let pad = |text: &str, i: usize| {
             let fill = " ".repeat(widths[i] - width(text));
             if self.right[i] {
                 format!("{fill}{text}")
+            } else if i == last {
+                text.to_string()
             } else {
                 format!("{text}{fill}")
             }
@@ -82,59 +85,56 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
         side(&view.base),
         side(&view.head)
     ));
-    let mut table = Table {
-        headers: vec!["case", "base", "head", "change", "p", "verdict"],
-        right: vec![false, true, true, true, true, false],
-        rows: Vec::new(),
-    };
-    for r in &view.rows {
-        let style = verdict_style(r.verdict);
-        let mut verdict = r.display.verdict.clone();
-        if let Some(note) = &r.note {
-            verdict.push_str(&format!("  ({note})"));
-        }
-        table.rows.push(vec![
-            (r.label.clone(), Style::new()),
-            (r.display.base.clone(), Style::new()),
-            (r.display.head.clone(), Style::new()),
-            (r.display.change.clone(), style),
-            (r.display.p.clone(), DIM),
-            (verdict, style),
-        ]);
-    }
-    table.render(&mut out);
-    if !view.speedups.is_empty() {
-        out.push_str(&format!("\n{BOLD}eager vs compiled (head){BOLD:#}\n"));
-        let mut t = Table {
-            headers: vec![
-                "case",
-                "mode",
-                "eager",
-                "compiled",
-                "speed-up",
-                "base speed-up",
-            ],
-            right: vec![false, false, true, true, true, true],
+    for section in &view.sections {
+        out.push_str(&format!("{BOLD}{}{BOLD:#}\n", section.pipeline));
+        let mut table = Table {
+            headers: vec!["case", "base", "head", "change", "p", "verdict"],
+            right: vec![false, true, true, true, true, false],
             rows: Vec::new(),
         };
-        for s in &view.speedups {
-            let style = if s.speedup >= 1.0 { GREEN } else { YELLOW };
-            t.rows.push(vec![
-                (s.group.clone(), Style::new()),
-                (s.mode.clone(), Style::new()),
-                (s.display.eager.clone(), Style::new()),
-                (s.display.compiled.clone(), Style::new()),
-                (s.display.speedup.clone(), style),
-                (s.display.base_speedup.clone(), DIM),
+        for r in &section.rows {
+            let style = verdict_style(r.verdict);
+            let mut verdict = r.display.verdict.clone();
+            if let Some(note) = &r.note {
+                verdict.push_str(&format!("  ({note})"));
+            }
+            table.rows.push(vec![
+                (format!("  {}", r.label), Style::new()),
+                (r.display.base.clone(), Style::new()),
+                (r.display.head.clone(), Style::new()),
+                (r.display.change.clone(), style),
+                (r.display.p.clone(), DIM),
+                (verdict, style),
             ]);
         }
-        t.render(&mut out);
+        table.render(&mut out);
+        if !section.speedups.is_empty() {
+            out.push_str(&format!("  {DIM}eager vs compiled at head{DIM:#}\n"));
+            let mut t = Table {
+                headers: vec!["  case", "mode", "eager", "compiled", "speed-up", "at base"],
+                right: vec![false, false, true, true, true, true],
+                rows: Vec::new(),
+            };
+            for s in &section.speedups {
+                let style = if s.speedup >= 1.0 { GREEN } else { YELLOW };
+                t.rows.push(vec![
+                    (format!("  {}", s.group), Style::new()),
+                    (s.mode.clone(), Style::new()),
+                    (s.display.eager.clone(), Style::new()),
+                    (s.display.compiled.clone(), Style::new()),
+                    (s.display.speedup.clone(), style),
+                    (s.display.base_speedup.clone(), DIM),
+                ]);
+            }
+            t.render(&mut out);
+        }
+        out.push('\n');
     }
     for note in &view.notes {
         out.push_str(&format!("{YELLOW}note:{YELLOW:#} {note}\n"));
     }
     let style = if view.regressed { RED } else { GREEN };
-    out.push_str(&format!("\n{style}{}{style:#}\n", view.headline));
+    out.push_str(&format!("{style}{}{style:#}\n", view.headline));
     out
 }
 
