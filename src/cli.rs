@@ -26,6 +26,8 @@ pub enum Command {
     Run(RunArgs),
     /// Compare the stored results of two commits and report per case.
     Compare(CompareArgs),
+    /// Run pipelines at two revisions on this machine, interleaved, and compare.
+    Ab(AbArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,19 +65,9 @@ pub enum Format {
     Json,
 }
 
+/// How a report is written; shared by `compare` and `ab`.
 #[derive(Debug, Args)]
-pub struct CompareArgs {
-    /// Base revision: branch, tag, sha or expression such as HEAD~1.
-    pub base: String,
-    /// Head revision.
-    #[arg(default_value = "HEAD")]
-    pub head: String,
-    /// Store directory [default: .regress at the repository root].
-    #[arg(long)]
-    pub store: Option<PathBuf>,
-    /// Only this pipeline (by name).
-    #[arg(long)]
-    pub pipeline: Option<String>,
+pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Terminal)]
     pub format: Format,
@@ -88,4 +80,54 @@ pub struct CompareArgs {
     /// Exit with status 1 when any case regressed.
     #[arg(long)]
     pub fail_on_regression: bool,
+    /// Compare results from machines whose fingerprints differ (the report says so).
+    #[arg(long)]
+    pub allow_fingerprint_mismatch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Base revision: branch, tag, sha or expression such as HEAD~1. By
+    /// default its merge-base with head is used.
+    #[arg(required_unless_present = "records")]
+    pub base: Option<String>,
+    /// Head revision.
+    #[arg(default_value = "HEAD")]
+    pub head: String,
+    /// Use the base revision itself, not its merge-base with head.
+    #[arg(long)]
+    pub exact: bool,
+    /// How many first-parent commits to walk back from the base for one with results.
+    #[arg(long, default_value_t = 50)]
+    pub max_walk: usize,
+    /// Compare two record files instead of two commits (no git needed).
+    #[arg(long, num_args = 2, value_names = ["BASE_JSON", "HEAD_JSON"], conflicts_with_all = ["base", "exact"])]
+    pub records: Option<Vec<PathBuf>>,
+    /// Store directory [default: .regress at the repository root].
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Only this pipeline (by name).
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// Base revision.
+    pub base: String,
+    /// Head revision.
+    pub head: String,
+    /// Pipeline files, as paths in the repository.
+    #[arg(required = true)]
+    pub pipelines: Vec<PathBuf>,
+    /// Only cases whose label or pipeline name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Store directory [default: .regress at the repository root].
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::{CompareArgs, Format, ListArgs, RunArgs};
-use crate::compare::{compare as compare_sides, SideInput};
+use crate::cli::{AbArgs, CompareArgs, Format, ListArgs, ReportArgs, RunArgs};
+use crate::compare::{compare as compare_sides, CompareOptions, SideInput, HISTORY_COMMITS};
 use crate::git::Repo;
-use crate::record::{Record, RunState};
+use crate::record::{CommitInfo, Record, RunState};
 use crate::report::{
     render_compare_terminal, render_record_terminal, CompareView, TemplateFormat, Templates,
 };
@@ -96,11 +96,11 @@ fn store_for(repo: &Repo, store: Option<&Path>) -> DirStore {
 
 /// Ctrl-C once: stop after killing the running worker, keeping what
 /// finished. Twice: leave at once (every store write is atomic, so this is safe).
-fn install_stop_handler() -> anyhow::Result<StopFlag> {
+fn install_stop_handler(second_exits: bool) -> anyhow::Result<StopFlag> {
     let stop = StopFlag::default();
     let flag = stop.clone();
     ctrlc::set_handler(move || {
-        if flag.is_set() {
+        if second_exits && flag.is_set() {
             std::process::exit(Exit::Interrupted.code().into());
         }
         flag.stop();
@@ -109,10 +109,125 @@ fn install_stop_handler() -> anyhow::Result<StopFlag> {
     Ok(stop)
 }
 
-pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
-    // Validate everything before measuring anything.
+/// One record being produced: a backend, its cases and the record they fill.
+struct Lane {
+    name: String,
+    backend: Box<dyn runner::Backend>,
+    cases: Vec<Case>,
+    record: Record,
+    processes: u32,
+}
+
+impl Lane {
+    fn new(
+        pipeline: &Pipeline,
+        cases: Vec<Case>,
+        commit: CommitInfo,
+        ctx: RunContext,
+        store: &DirStore,
+    ) -> anyhow::Result<Lane> {
+        let mut backend = runner::select(pipeline, ctx)?;
+        let env = backend.environment().with_context(|| {
+            format!(
+                "pipeline {}: the {} backend cannot start",
+                pipeline.name, pipeline.runner.backend
+            )
+        })?;
+        let machine = Machine::detect(&env);
+        let record = Record::begin(pipeline, &cases, commit, machine);
+        store.save(&record)?;
+        Ok(Lane {
+            name: pipeline.name.clone(),
+            backend,
+            cases,
+            record,
+            processes: pipeline.runner.processes,
+        })
+    }
+}
+
+/// Runs `schedule` (lane, case index) once per process round, saving each
+/// lane's record after every case. Returns whether the user stopped it.
+fn run_schedule(
+    lanes: &mut [Lane],
+    schedule: &[(usize, usize)],
+    store: &DirStore,
+    stop: &StopFlag,
+    title: &str,
+) -> anyhow::Result<bool> {
+    let rounds = lanes.iter().map(|l| l.processes).max().unwrap_or(1);
+    let total: u64 = schedule
+        .iter()
+        .map(|&(l, _)| u64::from(lanes[l].processes))
+        .sum();
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} {wide_msg}",
+        )
+        .expect("the progress template is valid")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(title.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    // Interleave: every case once, then every case again, so slow drift of
+    // the machine spreads over all cases instead of biasing some.
+    'rounds: for repeat in 0..rounds {
+        for &(l, i) in schedule {
+            let lane = &mut lanes[l];
+            if repeat >= lane.processes {
+                continue;
+            }
+            if !lane.record.wants_more(i) {
+                bar.inc(1);
+                continue;
+            }
+            let case = &lane.cases[i];
+            bar.set_message(format!(
+                "{} {} (process {}/{})",
+                lane.record.commit.sha.short(),
+                case.label,
+                repeat + 1,
+                lane.processes
+            ));
+            let outcome = lane.backend.run_process(case, repeat);
+            if stop.is_set() {
+                break 'rounds;
+            }
+            lane.record.apply(i, outcome);
+            store.save(&lane.record)?;
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let interrupted = stop.is_set();
+    for lane in lanes.iter_mut() {
+        lane.record.finish(if interrupted {
+            RunState::Interrupted
+        } else {
+            RunState::Complete
+        });
+        store.save(&lane.record)?;
+    }
+    Ok(interrupted)
+}
+
+fn print_lane(lane: &Lane, store: &DirStore) -> anyhow::Result<()> {
+    let r = &lane.record;
+    out(&format!(
+        "{} at {}{} on {}\n",
+        lane.name,
+        r.commit.sha.short(),
+        if r.commit.dirty { " (dirty)" } else { "" },
+        r.machine.gpu.as_deref().unwrap_or(&r.machine.cpu)
+    ))?;
+    out(&render_record_terminal(r))?;
+    out(&format!("stored {}\n\n", store.path_of(r).display()))
+}
+
+fn load_pipelines(paths: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
     let mut pipelines: Vec<Pipeline> = Vec::new();
-    for path in &args.pipelines {
+    for path in paths {
         for p in Pipeline::load(path)? {
             if let Some(other) = pipelines.iter().find(|o| o.name == p.name) {
                 bail!(
@@ -125,30 +240,38 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
             pipelines.push(p);
         }
     }
+    Ok(pipelines)
+}
+
+fn check_filter(pipelines: &[Pipeline], filter: Option<&str>) -> anyhow::Result<()> {
+    if pipelines.iter().all(|p| filtered(p, filter).is_empty()) {
+        bail!(
+            "no case matches --filter {:?}; `regress list <pipeline.yaml>` shows the labels",
+            filter.unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
+    // Validate everything before measuring anything.
+    let pipelines = load_pipelines(&args.pipelines)?;
+    check_filter(&pipelines, args.filter.as_deref())?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let repo = Repo::discover(&cwd)?;
     let commit = repo.head()?;
     let store = store_for(&repo, args.store.as_deref());
-    let stop = install_stop_handler()?;
+    let stop = install_stop_handler(true)?;
     let ctx = RunContext {
         workdir: repo.workdir(),
+        venv_root: repo.workdir(),
         stop: stop.clone(),
         seed: SEED,
     };
-
     if commit.dirty {
         anstream::eprintln!(
             "warning: the work tree has uncommitted changes; results are stored under {} and marked dirty",
             commit.sha.short()
-        );
-    }
-    if pipelines
-        .iter()
-        .all(|p| filtered(p, args.filter.as_deref()).is_empty())
-    {
-        bail!(
-            "no case matches --filter {:?}; `regress list <pipeline.yaml>` shows the labels",
-            args.filter.as_deref().unwrap_or("")
         );
     }
     for pipeline in &pipelines {
@@ -156,75 +279,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
         if cases.is_empty() {
             continue;
         }
-        let mut backend = runner::select(pipeline, ctx.clone())?;
-        let env = backend.environment().with_context(|| {
-            format!(
-                "pipeline {}: the {} backend cannot start",
-                pipeline.name, pipeline.runner.backend
-            )
-        })?;
-        let machine = Machine::detect(&env);
-        let mut record = Record::begin(pipeline, &cases, commit.clone(), machine);
-        let path = store.save(&record)?;
-
-        let processes = pipeline.runner.processes;
-        let bar = ProgressBar::with_draw_target(
-            Some(cases.len() as u64 * u64::from(processes)),
-            ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} {wide_msg}",
-            )
-            .expect("the progress template is valid")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(pipeline.name.clone());
-        bar.enable_steady_tick(Duration::from_millis(200));
-
-        // Interleave: every case once, then every case again, so slow drift
-        // of the machine spreads over all cases instead of biasing some.
-        'repeats: for repeat in 0..processes {
-            for (i, case) in cases.iter().enumerate() {
-                if !record.wants_more(i) {
-                    bar.inc(1);
-                    continue;
-                }
-                bar.set_message(format!(
-                    "{} (process {}/{processes})",
-                    case.label,
-                    repeat + 1
-                ));
-                let outcome = backend.run_process(case, repeat);
-                if stop.is_set() {
-                    break 'repeats;
-                }
-                record.apply(i, outcome);
-                store.save(&record)?;
-                bar.inc(1);
-            }
-        }
-        bar.finish_and_clear();
-        let interrupted = stop.is_set();
-        record.finish(if interrupted {
-            RunState::Interrupted
-        } else {
-            RunState::Complete
-        });
-        store.save(&record)?;
-        out(&format!(
-            "{} at {}{} on {}\n",
-            pipeline.name,
-            record.commit.sha.short(),
-            if record.commit.dirty { " (dirty)" } else { "" },
-            record.machine.gpu.as_deref().unwrap_or(&record.machine.cpu)
-        ))?;
-        out(&render_record_terminal(&record))?;
-        out(&format!("stored {}\n\n", path.display()))?;
+        let mut lanes = vec![Lane::new(
+            pipeline,
+            cases,
+            commit.clone(),
+            ctx.clone(),
+            &store,
+        )?];
+        let schedule: Vec<(usize, usize)> = (0..lanes[0].cases.len()).map(|i| (0, i)).collect();
+        let interrupted = run_schedule(&mut lanes, &schedule, &store, &stop, &pipeline.name)?;
+        print_lane(&lanes[0], &store)?;
         if interrupted {
             anstream::eprintln!(
                 "interrupted: the cases that finished are stored in {}",
-                path.display()
+                store.path_of(&lanes[0].record).display()
             );
             return Ok(Exit::Interrupted);
         }
@@ -232,26 +300,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let repo = Repo::discover(&cwd)?;
-    let store = store_for(&repo, args.store.as_deref());
-    let mut sides = Vec::new();
-    for rev in [&args.base, &args.head] {
-        let commit = repo.resolve(rev)?;
-        let records = store
-            .load(&commit.sha)?
-            .into_iter()
-            .map(|s| s.record)
-            .collect();
-        sides.push(SideInput {
-            rev: rev.clone(),
-            commit,
-            records,
-        });
-    }
-    let comparison = compare_sides(&sides[0], &sides[1], args.pipeline.as_deref())?;
-    let view = CompareView::new(&comparison);
+/// Renders a comparison as asked and maps it to an exit status.
+fn report(comparison: &crate::compare::Comparison, args: &ReportArgs) -> anyhow::Result<Exit> {
+    let view = CompareView::new(comparison);
     let text = match args.format {
         Format::Terminal => render_compare_terminal(&view),
         Format::Markdown => {
@@ -273,6 +324,316 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Success
     })
+}
+
+/// Whether a commit's records can serve as the base for `head`'s: same
+/// pipeline, and same machine unless mismatches are allowed.
+fn serves_as_base(records: &[Record], head: &[Record], opts: &CompareOptions) -> bool {
+    records.iter().any(|b| {
+        opts.pipeline.as_ref().is_none_or(|p| *p == b.pipeline.name)
+            && head.iter().any(|h| {
+                h.pipeline.name == b.pipeline.name
+                    && (opts.allow_fingerprint_mismatch
+                        || h.machine.fingerprint == b.machine.fingerprint)
+            })
+    })
+}
+
+fn load_records(store: &DirStore, sha: &crate::record::CommitSha) -> anyhow::Result<Vec<Record>> {
+    Ok(store.load(sha)?.into_iter().map(|s| s.record).collect())
+}
+
+/// Records of up to HISTORY_COMMITS earlier first-parent commits of `base`
+/// that ran the same pipelines, for the run-to-run variance.
+fn history(
+    repo: &Repo,
+    store: &DirStore,
+    base: &CommitInfo,
+    names: &[String],
+) -> anyhow::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    let mut commits = 0;
+    for c in repo.first_parents(&base.sha, HISTORY_WALK)? {
+        let records: Vec<Record> = load_records(store, &c.sha)?
+            .into_iter()
+            .filter(|r| names.contains(&r.pipeline.name))
+            .collect();
+        if !records.is_empty() {
+            out.extend(records);
+            commits += 1;
+            if commits >= HISTORY_COMMITS {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Commits walked back at most when gathering history.
+const HISTORY_WALK: usize = 500;
+
+pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
+    let opts = CompareOptions {
+        pipeline: args.pipeline.clone(),
+        allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
+    };
+    if let Some(files) = &args.records {
+        let mut sides = Vec::new();
+        for file in files {
+            let record = crate::store::read_record(file)?;
+            sides.push(SideInput {
+                rev: file.display().to_string(),
+                commit: record.commit.clone(),
+                distance: 0,
+                records: vec![record],
+            });
+        }
+        let comparison = compare_sides(&sides[0], &sides[1], &[], &opts)?;
+        return report(&comparison, &args.report);
+    }
+    let base_rev = args
+        .base
+        .as_deref()
+        .expect("clap requires base without --records");
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let repo = Repo::discover(&cwd)?;
+    let store = store_for(&repo, args.store.as_deref());
+    let head_commit = repo.resolve(&args.head)?;
+    let head_records = load_records(&store, &head_commit.sha)?;
+    let head = SideInput {
+        rev: args.head.clone(),
+        commit: head_commit.clone(),
+        distance: 0,
+        records: head_records,
+    };
+    let requested = repo.resolve(base_rev)?;
+    let start = if args.exact {
+        requested.clone()
+    } else {
+        repo.merge_base(&requested.sha, &head_commit.sha)?
+            .unwrap_or(requested.clone())
+    };
+    let mut base = SideInput {
+        rev: base_rev.to_string(),
+        commit: start.clone(),
+        distance: 0,
+        records: load_records(&store, &start.sha)?,
+    };
+    if !head.records.is_empty() && !serves_as_base(&base.records, &head.records, &opts) {
+        for (i, c) in repo
+            .first_parents(&start.sha, args.max_walk)?
+            .into_iter()
+            .enumerate()
+        {
+            let records = load_records(&store, &c.sha)?;
+            if serves_as_base(&records, &head.records, &opts) {
+                base = SideInput {
+                    rev: base_rev.to_string(),
+                    commit: c,
+                    distance: i + 1,
+                    records,
+                };
+                break;
+            }
+            base.distance = i + 1;
+        }
+        if !serves_as_base(&base.records, &head.records, &opts) {
+            // Nothing from this machine within reach. If the starting commit
+            // has the pipeline from other machines, the comparison lists the
+            // cases as not comparable; if it has nothing, it says so.
+            let walked = base.distance;
+            base.records = load_records(&store, &start.sha)?;
+            base.commit = start;
+            base.distance = 0;
+            let any_pipeline = base.records.iter().any(|b| {
+                head.records
+                    .iter()
+                    .any(|h| h.pipeline.name == b.pipeline.name)
+            });
+            if !any_pipeline {
+                base.records.clear();
+                base.distance = walked;
+            }
+        }
+    }
+    let names: Vec<String> = head
+        .records
+        .iter()
+        .map(|r| r.pipeline.name.clone())
+        .collect();
+    let history = history(&repo, &store, &base.commit, &names)?;
+    let comparison = compare_sides(&base, &head, &history, &opts)?;
+    report(&comparison, &args.report)
+}
+
+/// Path of a pipeline file relative to the repository root, so the same
+/// file can be read from another checkout of it.
+fn repo_relative(repo: &Repo, path: &Path) -> anyhow::Result<PathBuf> {
+    let abs =
+        std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let root = std::fs::canonicalize(repo.workdir())?;
+    Ok(abs
+        .strip_prefix(&root)
+        .with_context(|| {
+            format!(
+                "{} is outside the repository {}; `regress ab` reads pipelines from each revision",
+                path.display(),
+                root.display()
+            )
+        })?
+        .to_path_buf())
+}
+
+/// Removes the worktrees however `ab` ends (success, error or Ctrl-C).
+struct WorktreeGuard<'a> {
+    repo: &'a Repo,
+    trees: Vec<crate::git::Worktree>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for WorktreeGuard<'_> {
+    fn drop(&mut self) {
+        for wt in &self.trees {
+            if let Err(e) = self.repo.remove_worktree(wt) {
+                anstream::eprintln!("warning: could not remove worktree {}: {e}", wt.name);
+            }
+        }
+    }
+}
+
+pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let repo = Repo::discover(&cwd)?;
+    let stale = repo.prune_stale_ab_worktrees()?;
+    if stale > 0 {
+        anstream::eprintln!(
+            "removed {stale} worktree(s) left by an earlier `regress ab` that was killed"
+        );
+    }
+    let base_commit = repo.resolve(&args.base)?;
+    let head_commit = repo.resolve(&args.head)?;
+    let rel: Vec<PathBuf> = args
+        .pipelines
+        .iter()
+        .map(|p| repo_relative(&repo, p))
+        .collect::<anyhow::Result<_>>()?;
+    let store = store_for(&repo, args.store.as_deref());
+    // Only a stop flag: a second Ctrl-C must still clean the worktrees up.
+    let stop = install_stop_handler(false)?;
+
+    let dir = tempfile::Builder::new()
+        .prefix(crate::git::AB_PREFIX)
+        .tempdir()?;
+    let mut guard = WorktreeGuard {
+        repo: &repo,
+        trees: Vec::new(),
+        _dir: dir,
+    };
+    let tag = format!("{}{}", crate::git::AB_PREFIX, std::process::id());
+    for (side, commit) in [("base", &base_commit), ("head", &head_commit)] {
+        let name = format!("{tag}-{side}");
+        let path = guard._dir.path().join(side);
+        guard.trees.push(repo.add_worktree(&name, &path, commit)?);
+    }
+    let load = |wt: &crate::git::Worktree| -> anyhow::Result<Vec<Pipeline>> {
+        let paths: Vec<PathBuf> = rel.iter().map(|r| wt.path.join(r)).collect();
+        load_pipelines(&paths).with_context(|| {
+            format!(
+                "reading the pipelines at {} ({})",
+                wt.commit.sha.short(),
+                wt.name
+            )
+        })
+    };
+    let base_pipelines = load(&guard.trees[0])?;
+    let head_pipelines = load(&guard.trees[1])?;
+    check_filter(&head_pipelines, args.filter.as_deref())?;
+
+    let mut comparisons_ok = Exit::Success;
+    for hp in &head_pipelines {
+        let head_cases = filtered(hp, args.filter.as_deref());
+        if head_cases.is_empty() {
+            continue;
+        }
+        let Some(bp) = base_pipelines.iter().find(|b| b.name == hp.name) else {
+            anstream::eprintln!(
+                "pipeline {} does not exist at {}: skipped",
+                hp.name,
+                base_commit.sha.short()
+            );
+            continue;
+        };
+        let base_cases = filtered(bp, args.filter.as_deref());
+        let ctx = |wt: &crate::git::Worktree| RunContext {
+            workdir: wt.path.clone(),
+            venv_root: repo.workdir(),
+            stop: stop.clone(),
+            seed: SEED,
+        };
+        let mut lanes = vec![
+            Lane::new(
+                bp,
+                base_cases,
+                base_commit.clone(),
+                ctx(&guard.trees[0]),
+                &store,
+            )?,
+            Lane::new(
+                hp,
+                head_cases,
+                head_commit.clone(),
+                ctx(&guard.trees[1]),
+                &store,
+            )?,
+        ];
+        // base, head, base, head … case by case, then cases only at base.
+        let mut schedule = Vec::new();
+        for (hi, hc) in lanes[1].cases.iter().enumerate() {
+            if let Some(bi) = lanes[0].cases.iter().position(|c| c.id == hc.id) {
+                schedule.push((0, bi));
+            }
+            schedule.push((1, hi));
+        }
+        for (bi, bc) in lanes[0].cases.iter().enumerate() {
+            if !lanes[1].cases.iter().any(|c| c.id == bc.id) {
+                schedule.push((0, bi));
+            }
+        }
+        let interrupted = run_schedule(
+            &mut lanes,
+            &schedule,
+            &store,
+            &stop,
+            &format!("ab {}", hp.name),
+        )?;
+        if interrupted {
+            anstream::eprintln!("interrupted: finished cases are stored; removing the worktrees");
+            return Ok(Exit::Interrupted);
+        }
+        let base = SideInput {
+            rev: args.base.clone(),
+            commit: base_commit.clone(),
+            distance: 0,
+            records: vec![lanes[0].record.clone()],
+        };
+        let head = SideInput {
+            rev: args.head.clone(),
+            commit: head_commit.clone(),
+            distance: 0,
+            records: vec![lanes[1].record.clone()],
+        };
+        let history = history(&repo, &store, &base_commit, std::slice::from_ref(&hp.name))?;
+        let opts = CompareOptions {
+            pipeline: Some(hp.name.clone()),
+            allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
+        };
+        let comparison = compare_sides(&base, &head, &history, &opts)?;
+        if report(&comparison, &args.report)? == Exit::Regressed {
+            comparisons_ok = Exit::Regressed;
+        }
+    }
+    drop(guard);
+    Ok(comparisons_ok)
 }
 
 /// Writes a report so a reader never sees half of it.

@@ -1,6 +1,8 @@
-//! Matching the records of two commits case by case and judging each case.
-//! Cases are matched by pipeline, machine fingerprint and case id; cases new,
-//! removed, failed or measured elsewhere are listed, never hidden.
+//! Matching the records of two commits case by case and judging each case
+//! and metric. Cases are matched by pipeline, machine fingerprint and case
+//! id; cases new, removed, failed or measured elsewhere are listed, never
+//! hidden. Every p-value of one comparison is adjusted together
+//! (Benjamini–Hochberg) before any verdict is made.
 
 use std::collections::BTreeMap;
 
@@ -9,15 +11,34 @@ use serde::Serialize;
 use crate::record::{metric, CaseRecord, CaseStatus, CommitInfo, Record, RunState};
 use crate::runner::Fingerprint;
 use crate::spec::{CaseId, CompareConfig, CompileMode};
-use crate::stats::{decide, mann_whitney_u, Summary, UTest, Verdict};
+use crate::stats::{
+    bh_qvalues, decide, evidence, run_to_run_variance, t_quantile, Direction, Evidence, Method,
+    StatsError, Summary, Verdict,
+};
+
+/// Earlier baseline runs used for the run-to-run variance, at most.
+pub const HISTORY_COMMITS: usize = 30;
 
 /// One side of a comparison as loaded from the store.
 #[derive(Debug, Clone)]
 pub struct SideInput {
     /// The revision as the user wrote it (`main`, `HEAD~1`).
     pub rev: String,
+    /// The commit whose results are used.
     pub commit: CommitInfo,
+    /// How many first-parent commits back from the resolved revision those
+    /// results are (0: the revision itself had them).
+    pub distance: usize,
     pub records: Vec<Record>,
+}
+
+/// Options of a comparison.
+#[derive(Debug, Clone, Default)]
+pub struct CompareOptions {
+    /// Only this pipeline.
+    pub pipeline: Option<String>,
+    /// Compare results from different machines anyway (and say so).
+    pub allow_fingerprint_mismatch: bool,
 }
 
 /// A side of a finished comparison, for the report.
@@ -25,12 +46,13 @@ pub struct SideInput {
 pub struct Side {
     pub rev: String,
     pub commit: CommitInfo,
+    pub distance: usize,
     pub records: usize,
     /// Records of runs that were interrupted or killed.
     pub incomplete: usize,
 }
 
-/// The judgement of one case.
+/// The judgement of one case and metric.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub pipeline: String,
@@ -38,16 +60,37 @@ pub struct Row {
     pub label: String,
     pub group: String,
     pub compile: Option<CompileMode>,
+    pub metric: String,
+    pub unit: String,
+    pub direction: Direction,
     pub base: Option<Summary>,
     pub head: Option<Summary>,
     pub base_processes: usize,
     pub head_processes: usize,
-    /// head median / base median.
-    pub ratio: Option<f64>,
-    pub test: Option<UTest>,
+    pub evidence: Option<Evidence>,
+    /// Benjamini–Hochberg adjusted p-value across the comparison.
+    pub q: Option<f64>,
+    /// Earlier baseline commits whose runs gave the run-to-run variance.
+    pub history_commits: usize,
     pub verdict: Verdict,
     pub note: Option<String>,
     pub compare: CompareConfig,
+}
+
+impl Row {
+    /// head / base, from the estimate.
+    pub fn ratio(&self) -> Option<f64> {
+        self.evidence.map(|e| e.log_ratio.exp())
+    }
+}
+
+/// Geometric mean of head/base over the comparable latency rows.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GeoMean {
+    pub ratio: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub cases: usize,
 }
 
 /// Everything `regress compare` concluded.
@@ -56,12 +99,13 @@ pub struct Comparison {
     pub base: Side,
     pub head: Side,
     pub rows: Vec<Row>,
+    pub geomean: Option<GeoMean>,
     /// Things the reader should know about the inputs.
     pub notes: Vec<String>,
 }
 
 impl Comparison {
-    /// How many cases got each verdict.
+    /// How many rows got each verdict.
     pub fn count(&self, verdict: Verdict) -> usize {
         self.rows.iter().filter(|r| r.verdict == verdict).count()
     }
@@ -70,21 +114,29 @@ impl Comparison {
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    #[error("no results stored for {side} `{rev}` ({short}){filter}\n  produce them: git checkout {short} && regress run <pipeline.yaml>")]
+    #[error("no results stored for {side} `{rev}` ({short}){filter}{walked}\n  produce them: git checkout {short} && regress run <pipeline.yaml>")]
     MissingResults {
         side: &'static str,
         rev: String,
         short: String,
         filter: String,
+        walked: String,
     },
-    #[error("case {label} of pipeline {pipeline} on {side}: {source}")]
+    #[error("case {label} ({metric}) of pipeline {pipeline}: {source}")]
     BadSamples {
-        side: &'static str,
         pipeline: String,
         label: String,
-        source: crate::stats::StatsError,
+        metric: String,
+        source: StatsError,
     },
 }
+
+/// Metrics compared, with units and direction; latency first.
+const METRICS: [(&str, &str, Direction); 3] = [
+    (metric::LATENCY, "s", Direction::LowerIsBetter),
+    (metric::COMPILE_TIME, "s", Direction::LowerIsBetter),
+    (metric::PEAK_MEMORY, "B", Direction::LowerIsBetter),
+];
 
 type Key = (String, Fingerprint);
 
@@ -93,8 +145,8 @@ struct Pooled<'a> {
     first: &'a CaseRecord,
     status: CaseStatus,
     reason: Option<String>,
-    latency: Vec<f64>,
-    processes: usize,
+    /// Per metric: one sample list per process, over every run.
+    processes: BTreeMap<&'static str, Vec<Vec<f64>>>,
     hash: &'a str,
     compare: CompareConfig,
 }
@@ -110,16 +162,20 @@ fn pool<'a>(records: &[&'a Record]) -> (Vec<CaseId>, BTreeMap<CaseId, Pooled<'a>
                     first: case,
                     status: case.status,
                     reason: case.reason.clone(),
-                    latency: Vec::new(),
-                    processes: 0,
+                    processes: BTreeMap::new(),
                     hash: &record.pipeline.hash,
                     compare: record.pipeline.compare,
                 }
             });
             if case.status == CaseStatus::Ok {
-                if let Some(m) = case.metrics.get(metric::LATENCY) {
-                    entry.latency.extend(m.pooled());
-                    entry.processes += m.samples.len();
+                for (name, _, _) in METRICS {
+                    if let Some(m) = case.metrics.get(name) {
+                        entry
+                            .processes
+                            .entry(name)
+                            .or_default()
+                            .extend(m.samples.iter().filter(|s| !s.is_empty()).cloned());
+                    }
                 }
                 entry.status = CaseStatus::Ok;
                 entry.reason = None;
@@ -129,35 +185,29 @@ fn pool<'a>(records: &[&'a Record]) -> (Vec<CaseId>, BTreeMap<CaseId, Pooled<'a>
     (order, map)
 }
 
-fn one_sided(
-    p: &Pooled,
-    pipeline: &str,
-    verdict: Verdict,
-    note: Option<String>,
-    head_side: bool,
-) -> Row {
-    let summary = Summary::of(&p.latency).ok();
-    let (base, head) = if head_side {
-        (None, summary)
-    } else {
-        (summary, None)
-    };
-    Row {
-        pipeline: pipeline.to_string(),
-        id: p.first.id.clone(),
-        label: p.first.label.clone(),
-        group: p.first.group.clone(),
-        compile: p.first.compile,
-        base,
-        head,
-        base_processes: if head_side { 0 } else { p.processes },
-        head_processes: if head_side { p.processes } else { 0 },
-        ratio: None,
-        test: None,
-        verdict,
-        note,
-        compare: p.compare,
+impl Pooled<'_> {
+    fn latency_processes(&self) -> usize {
+        self.processes.get(metric::LATENCY).map_or(0, Vec::len)
     }
+
+    fn summary(&self, name: &str) -> Option<Summary> {
+        let all: Vec<f64> = self
+            .processes
+            .get(name)?
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        Summary::of(&all).ok()
+    }
+
+    fn usable(&self) -> bool {
+        self.status == CaseStatus::Ok && self.latency_processes() > 0
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
 }
 
 fn status_note(side: &str, p: &Pooled) -> String {
@@ -167,37 +217,93 @@ fn status_note(side: &str, p: &Pooled) -> String {
     }
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
-}
-
-fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled) -> Result<Row, CompareError> {
-    let mut row = Row {
+fn base_row(pipeline: &str, p: &Pooled, verdict: Verdict, note: Option<String>) -> Row {
+    Row {
         pipeline: pipeline.to_string(),
-        id: h.first.id.clone(),
-        label: h.first.label.clone(),
-        group: h.first.group.clone(),
-        compile: h.first.compile,
+        id: p.first.id.clone(),
+        label: p.first.label.clone(),
+        group: p.first.group.clone(),
+        compile: p.first.compile,
+        metric: metric::LATENCY.to_string(),
+        unit: "s".to_string(),
+        direction: Direction::LowerIsBetter,
         base: None,
         head: None,
-        base_processes: b.processes,
-        head_processes: h.processes,
-        ratio: None,
-        test: None,
-        verdict: Verdict::Unchanged,
-        note: None,
-        compare: h.compare,
-    };
-    let bad = |side: &'static str, source| CompareError::BadSamples {
-        side,
-        pipeline: pipeline.to_string(),
-        label: h.first.label.clone(),
-        source,
-    };
-    let not_ok = |p: &Pooled| p.status != CaseStatus::Ok || p.latency.is_empty();
-    if not_ok(b) || not_ok(h) {
+        base_processes: 0,
+        head_processes: 0,
+        evidence: None,
+        q: None,
+        history_commits: 0,
+        verdict,
+        note,
+        compare: p.compare,
+    }
+}
+
+fn one_sided(
+    pipeline: &str,
+    p: &Pooled,
+    verdict: Verdict,
+    note: Option<String>,
+    head_side: bool,
+) -> Row {
+    let mut row = base_row(pipeline, p, verdict, note);
+    let summary = p.summary(metric::LATENCY);
+    if head_side {
+        row.head = summary;
+        row.head_processes = p.latency_processes();
+    } else {
+        row.base = summary;
+        row.base_processes = p.latency_processes();
+    }
+    row
+}
+
+/// Groups of log per-process medians of one case and metric, one group per
+/// earlier commit, from history records.
+fn history_groups(history: &[&Record], id: &CaseId, name: &str) -> Vec<Vec<f64>> {
+    let mut by_commit: Vec<(String, Vec<f64>)> = Vec::new();
+    for r in history {
+        let Some(case) = r
+            .cases
+            .iter()
+            .find(|c| &c.id == id && c.status == CaseStatus::Ok)
+        else {
+            continue;
+        };
+        let Some(m) = case.metrics.get(name) else {
+            continue;
+        };
+        let medians: Vec<f64> = m
+            .samples
+            .iter()
+            .filter_map(|s| Summary::of(s).ok())
+            .map(|s| s.median)
+            .filter(|x| *x > 0.0)
+            .map(f64::ln)
+            .collect();
+        let sha = r.commit.sha.to_string();
+        match by_commit.iter_mut().find(|(s, _)| *s == sha) {
+            Some((_, g)) => g.extend(medians),
+            None => by_commit.push((sha, medians)),
+        }
+    }
+    by_commit
+        .into_iter()
+        .map(|(_, g)| g)
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+fn both_sides(
+    pipeline: &str,
+    b: &Pooled,
+    h: &Pooled,
+    history: &[&Record],
+) -> Result<Vec<Row>, CompareError> {
+    if !b.usable() || !h.usable() {
         let statuses = [b.status, h.status];
-        row.verdict = if statuses.iter().any(|s| {
+        let verdict = if statuses.iter().any(|s| {
             matches!(
                 s,
                 CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom
@@ -210,30 +316,59 @@ fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled) -> Result<Row, CompareErro
             Verdict::NotComparable
         };
         let mut notes = Vec::new();
-        if not_ok(b) {
+        if !b.usable() {
             notes.push(status_note("base", b));
         }
-        if not_ok(h) {
+        if !h.usable() {
             notes.push(status_note("head", h));
         }
-        row.note = Some(notes.join("; "));
-        row.base = Summary::of(&b.latency).ok();
-        row.head = Summary::of(&h.latency).ok();
-        return Ok(row);
+        let mut row = base_row(pipeline, h, verdict, Some(notes.join("; ")));
+        row.base = b.summary(metric::LATENCY);
+        row.head = h.summary(metric::LATENCY);
+        return Ok(vec![row]);
     }
-    let base = Summary::of(&b.latency).map_err(|e| bad("base", e))?;
-    let head = Summary::of(&h.latency).map_err(|e| bad("head", e))?;
-    let test = mann_whitney_u(&b.latency, &h.latency).map_err(|e| bad("head", e))?;
-    let ratio = head.median / base.median;
-    row.verdict = decide(ratio, test.p, h.compare.threshold, h.compare.alpha);
     if b.hash != h.hash {
-        row.note = Some("the pipeline's definition changed between base and head".into());
+        let mut row = base_row(
+            pipeline,
+            h,
+            Verdict::NotComparable,
+            Some(format!(
+                "the pipeline's definition changed ({} → {}): measured differently",
+                b.hash, h.hash
+            )),
+        );
+        row.base = b.summary(metric::LATENCY);
+        row.head = h.summary(metric::LATENCY);
+        return Ok(vec![row]);
     }
-    row.base = Some(base);
-    row.head = Some(head);
-    row.ratio = Some(ratio);
-    row.test = Some(test);
-    Ok(row)
+    let mut rows = Vec::new();
+    for (name, unit, direction) in METRICS {
+        let (Some(bp), Some(hp)) = (b.processes.get(name), h.processes.get(name)) else {
+            continue;
+        };
+        let groups = history_groups(history, &h.first.id, name);
+        let prior = run_to_run_variance(&groups);
+        let e = evidence(bp, hp, prior, h.compare.alpha).map_err(|source| {
+            CompareError::BadSamples {
+                pipeline: pipeline.to_string(),
+                label: h.first.label.clone(),
+                metric: name.to_string(),
+                source,
+            }
+        })?;
+        let mut row = base_row(pipeline, h, Verdict::Inconclusive, None);
+        row.metric = name.to_string();
+        row.unit = unit.to_string();
+        row.direction = direction;
+        row.base = b.summary(name);
+        row.head = h.summary(name);
+        row.base_processes = bp.len();
+        row.head_processes = hp.len();
+        row.history_commits = if prior.is_some() { groups.len() } else { 0 };
+        row.evidence = Some(e);
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 fn group<'a>(records: &'a [Record], filter: Option<&str>) -> BTreeMap<Key, Vec<&'a Record>> {
@@ -258,6 +393,7 @@ fn side(input: &SideInput, filter: Option<&str>) -> Side {
     Side {
         rev: input.rev.clone(),
         commit: input.commit.clone(),
+        distance: input.distance,
         records: records.len(),
         incomplete: records
             .iter()
@@ -266,37 +402,87 @@ fn side(input: &SideInput, filter: Option<&str>) -> Side {
     }
 }
 
-/// Compares the records of two commits, optionally for one pipeline only.
+fn geomean(rows: &[Row], alpha: f64) -> Option<GeoMean> {
+    let logs: Vec<f64> = rows
+        .iter()
+        .filter(|r| {
+            r.metric == metric::LATENCY
+                && matches!(
+                    r.verdict,
+                    Verdict::Regressed
+                        | Verdict::Improved
+                        | Verdict::Unchanged
+                        | Verdict::Inconclusive
+                )
+        })
+        .filter_map(|r| r.evidence.map(|e| e.log_ratio))
+        .filter(|x| x.is_finite())
+        .collect();
+    let k = logs.len();
+    if k == 0 {
+        return None;
+    }
+    let mean = logs.iter().sum::<f64>() / k as f64;
+    let (lo, hi) = if k >= 2 {
+        let sd = (logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt();
+        let half = t_quantile(1.0 - alpha / 2.0, (k - 1) as f64) * sd / (k as f64).sqrt();
+        (mean - half, mean + half)
+    } else {
+        let e = rows
+            .iter()
+            .find_map(|r| r.evidence)
+            .expect("one row has evidence");
+        (e.lo, e.hi)
+    };
+    Some(GeoMean {
+        ratio: mean.exp(),
+        lo: lo.exp(),
+        hi: hi.exp(),
+        cases: k,
+    })
+}
+
+/// Compares the records of two commits. `history` holds records of earlier
+/// commits of the base branch (nearest first), used for run-to-run variance.
 pub fn compare(
     base: &SideInput,
     head: &SideInput,
-    pipeline: Option<&str>,
+    history: &[Record],
+    opts: &CompareOptions,
 ) -> Result<Comparison, CompareError> {
-    let filter_note = pipeline
+    let filter = opts.pipeline.as_deref();
+    let filter_note = filter
         .map(|p| format!(" for pipeline {p}"))
         .unwrap_or_default();
     for (name, input) in [("base", base), ("head", head)] {
         if !input
             .records
             .iter()
-            .any(|r| pipeline.is_none_or(|p| p == r.pipeline.name))
+            .any(|r| filter.is_none_or(|p| p == r.pipeline.name))
         {
             return Err(CompareError::MissingResults {
                 side: name,
                 rev: input.rev.clone(),
                 short: input.commit.sha.short().to_string(),
                 filter: filter_note.clone(),
+                walked: if input.distance > 0 {
+                    format!(" or any of its {} first-parent ancestors", input.distance)
+                } else {
+                    String::new()
+                },
             });
         }
     }
-    let bmap = group(&base.records, pipeline);
-    let hmap = group(&head.records, pipeline);
+    let bmap = group(&base.records, filter);
+    let hmap = group(&head.records, filter);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let mut names: Vec<&String> = hmap.keys().chain(bmap.keys()).map(|k| &k.0).collect();
-    names.dedup();
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(*n));
+    let mut names: Vec<&String> = Vec::new();
+    for k in hmap.keys().chain(bmap.keys()) {
+        if !names.contains(&&k.0) {
+            names.push(&k.0);
+        }
+    }
 
     for name in names {
         let hfps: Vec<&Fingerprint> = hmap.keys().filter(|k| &k.0 == name).map(|k| &k.1).collect();
@@ -304,32 +490,50 @@ pub fn compare(
         for fp in &hfps {
             let key = (name.clone(), (*fp).clone());
             let (horder, hpool) = pool(&hmap[&key]);
-            match bmap.get(&key) {
-                Some(brecs) => {
-                    let (border, bpool) = pool(brecs);
+            let base_key = if bmap.contains_key(&key) {
+                Some(key.clone())
+            } else if opts.allow_fingerprint_mismatch && !bfps.is_empty() {
+                let other = bfps
+                    .iter()
+                    .max_by_key(|f| bmap[&(name.clone(), (**f).clone())].len())
+                    .expect("non-empty");
+                notes.push(format!(
+                    "pipeline {name}: compared across machines as asked (--allow-fingerprint-mismatch): base {other}, head {fp}; differences may be the machines'"
+                ));
+                Some((name.clone(), (*other).clone()))
+            } else {
+                None
+            };
+            match base_key {
+                Some(bkey) => {
+                    let (border, bpool) = pool(&bmap[&bkey]);
+                    let hist: Vec<&Record> = history
+                        .iter()
+                        .filter(|r| r.pipeline.name == *name && r.machine.fingerprint == bkey.1)
+                        .collect();
                     for id in &horder {
                         match bpool.get(id) {
-                            Some(b) => rows.push(both_sides(name, b, &hpool[id])?),
+                            Some(b) => rows.extend(both_sides(name, b, &hpool[id], &hist)?),
                             None => {
-                                rows.push(one_sided(&hpool[id], name, Verdict::New, None, true))
+                                rows.push(one_sided(name, &hpool[id], Verdict::New, None, true))
                             }
                         }
                     }
                     for id in border.iter().filter(|id| !hpool.contains_key(*id)) {
-                        rows.push(one_sided(&bpool[id], name, Verdict::Removed, None, false));
+                        rows.push(one_sided(name, &bpool[id], Verdict::Removed, None, false));
                     }
                 }
                 None if !bfps.is_empty() => {
                     let other: Vec<_> = bfps.iter().map(|f| f.as_str()).collect();
                     notes.push(format!(
-                        "pipeline {name}: head was measured on machine {fp}, base only on {}; results from different machines are not compared",
+                        "pipeline {name}: head was measured on machine {fp}, base only on {}; results of different machines are not compared (--allow-fingerprint-mismatch compares them anyway)",
                         other.join(", ")
                     ));
                     for id in &horder {
                         let note = Some(format!("no base results on machine {fp}"));
                         rows.push(one_sided(
-                            &hpool[id],
                             name,
+                            &hpool[id],
                             Verdict::NotComparable,
                             note,
                             true,
@@ -338,7 +542,7 @@ pub fn compare(
                 }
                 None => {
                     for id in &horder {
-                        rows.push(one_sided(&hpool[id], name, Verdict::New, None, true));
+                        rows.push(one_sided(name, &hpool[id], Verdict::New, None, true));
                     }
                 }
             }
@@ -347,13 +551,62 @@ pub fn compare(
             for fp in &bfps {
                 let (border, bpool) = pool(&bmap[&(name.clone(), (*fp).clone())]);
                 for id in &border {
-                    rows.push(one_sided(&bpool[id], name, Verdict::Removed, None, false));
+                    rows.push(one_sided(name, &bpool[id], Verdict::Removed, None, false));
                 }
             }
         }
     }
-    let base_side = side(base, pipeline);
-    let head_side = side(head, pipeline);
+
+    // Adjust every p-value of this comparison together, then decide.
+    let tested: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.evidence.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let ps: Vec<f64> = tested
+        .iter()
+        .map(|&i| rows[i].evidence.expect("filtered").p)
+        .collect();
+    let qs = bh_qvalues(&ps).expect("p-values from the tests lie in [0, 1]");
+    for (&i, q) in tested.iter().zip(qs) {
+        let row = &mut rows[i];
+        let e = row.evidence.expect("filtered");
+        row.q = Some(q);
+        row.verdict = decide(
+            &e,
+            q,
+            row.compare.threshold,
+            row.compare.alpha,
+            row.direction,
+        );
+        if e.method == Method::MannWhitneyIterations
+            && row.verdict == Verdict::Inconclusive
+            && row.note.is_none()
+        {
+            row.note = Some("one process per side: run-to-run variance unobserved".into());
+        }
+    }
+    if rows.iter().any(|r| {
+        r.evidence
+            .is_some_and(|e| e.method == Method::MannWhitneyIterations)
+    }) {
+        notes.push(
+            "some cases ran one process per side with no earlier baseline runs: run-to-run variance is unobserved, so changes within a process's own spread are reported as inconclusive; set runner.processes to 3 or more, or keep results of earlier baseline commits".into(),
+        );
+    }
+
+    let base_side = side(base, filter);
+    let head_side = side(head, filter);
+    if base_side.distance > 0 {
+        notes.push(format!(
+            "`{}` had no results for this machine; using {} ({} commit{} back along its first parents)",
+            base_side.rev,
+            base_side.commit.sha.short(),
+            base_side.distance,
+            if base_side.distance == 1 { "" } else { "s" }
+        ));
+    }
     for s in [&base_side, &head_side] {
         if s.incomplete > 0 {
             notes.push(format!(
@@ -362,18 +615,21 @@ pub fn compare(
             ));
         }
     }
-    for r in base.records.iter().chain(&head.records) {
-        if r.commit.dirty && !notes.iter().any(|n| n.contains("uncommitted")) {
-            notes.push(format!(
-                "some runs at {} were measured with uncommitted changes",
-                r.commit.sha.short()
-            ));
-        }
+    if base
+        .records
+        .iter()
+        .chain(&head.records)
+        .any(|r| r.commit.dirty)
+    {
+        notes.push("some runs were measured with uncommitted changes in the work tree".into());
     }
+    let alpha = rows.first().map_or(0.01, |r| r.compare.alpha);
+    let geomean = geomean(&rows, alpha);
     Ok(Comparison {
         base: base_side,
         head: head_side,
         rows,
+        geomean,
         notes,
     })
 }

@@ -111,3 +111,133 @@ fn commit_info(commit: &git2::Commit) -> CommitInfo {
         summary: commit.summary().ok().flatten().map(str::to_string),
     }
 }
+
+impl Repo {
+    /// The commit with this id.
+    pub fn commit(&self, sha: &CommitSha) -> Result<CommitInfo, GitError> {
+        let oid = git2::Oid::from_str(sha.as_str())?;
+        Ok(commit_info(&self.repo.find_commit(oid)?))
+    }
+
+    /// The best common ancestor of two commits, if they have one.
+    pub fn merge_base(&self, a: &CommitSha, b: &CommitSha) -> Result<Option<CommitInfo>, GitError> {
+        let (a, b) = (
+            git2::Oid::from_str(a.as_str())?,
+            git2::Oid::from_str(b.as_str())?,
+        );
+        match self.repo.merge_base(a, b) {
+            Ok(oid) => Ok(Some(commit_info(&self.repo.find_commit(oid)?))),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Up to `limit` first-parent ancestors of `from`, nearest first, not
+    /// including `from` itself: the history of a branch as it was merged.
+    pub fn first_parents(
+        &self,
+        from: &CommitSha,
+        limit: usize,
+    ) -> Result<Vec<CommitInfo>, GitError> {
+        let mut out = Vec::new();
+        let mut commit = self.repo.find_commit(git2::Oid::from_str(from.as_str())?)?;
+        while out.len() < limit {
+            let Ok(parent) = commit.parent(0) else { break };
+            out.push(commit_info(&parent));
+            commit = parent;
+        }
+        Ok(out)
+    }
+
+    /// The underlying git2 repository, for worktree management.
+    pub fn raw(&self) -> &git2::Repository {
+        &self.repo
+    }
+}
+
+/// A temporary checkout of one commit beside the main work tree, on a
+/// branch of its own; `Repo::remove_worktree` takes both away again.
+#[derive(Debug)]
+pub struct Worktree {
+    pub name: String,
+    pub path: PathBuf,
+    pub commit: CommitInfo,
+}
+
+/// Prefix of the worktrees and branches `regress ab` creates.
+pub const AB_PREFIX: &str = "regress-ab-";
+
+impl Repo {
+    /// Checks `commit` out at `path` as worktree `name` (a branch of the
+    /// same name points at the commit while the worktree exists).
+    pub fn add_worktree(
+        &self,
+        name: &str,
+        path: &Path,
+        commit: &CommitInfo,
+    ) -> Result<Worktree, GitError> {
+        let target = self
+            .repo
+            .find_commit(git2::Oid::from_str(commit.sha.as_str())?)?;
+        let branch = self.repo.branch(name, &target, true)?;
+        let mut opts = git2::WorktreeAddOptions::new();
+        opts.reference(Some(branch.get()));
+        self.repo.worktree(name, path, Some(&opts))?;
+        Ok(Worktree {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            commit: commit.clone(),
+        })
+    }
+
+    /// Removes a worktree's files, its administrative entry and its branch.
+    pub fn remove_worktree(&self, wt: &Worktree) -> Result<(), GitError> {
+        let _ = std::fs::remove_dir_all(&wt.path);
+        self.prune_worktree(&wt.name)
+    }
+
+    fn prune_worktree(&self, name: &str) -> Result<(), GitError> {
+        if let Ok(w) = self.repo.find_worktree(name) {
+            let mut opts = git2::WorktreePruneOptions::new();
+            opts.valid(true).working_tree(true).locked(true);
+            w.prune(Some(&mut opts))?;
+        }
+        if let Ok(mut b) = self.repo.find_branch(name, git2::BranchType::Local) {
+            b.delete()?;
+        }
+        Ok(())
+    }
+
+    /// Removes worktrees (and their branches) a killed `regress ab` left
+    /// behind: those with our prefix whose directory is gone.
+    pub fn prune_stale_ab_worktrees(&self) -> Result<usize, GitError> {
+        let mut pruned = 0;
+        for name in self.repo.worktrees()?.iter().flatten().flatten() {
+            if !name.starts_with(AB_PREFIX) {
+                continue;
+            }
+            let gone = self
+                .repo
+                .find_worktree(name)
+                .map(|w| !w.path().exists())
+                .unwrap_or(true);
+            if gone {
+                self.prune_worktree(name)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Names of the worktrees that exist, for tests and diagnostics.
+    pub fn worktree_names(&self) -> Result<Vec<String>, GitError> {
+        Ok(self
+            .repo
+            .worktrees()?
+            .iter()
+            .flatten()
+            .flatten()
+            .map(str::to_string)
+            .collect())
+    }
+}

@@ -49,5 +49,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
         cli::Command::List(args) => cmd::list(&args),
         cli::Command::Run(args) => cmd::run(&args),
         cli::Command::Compare(args) => cmd::compare(&args),
+        cli::Command::Ab(args) => cmd::ab(&args),
     }
 }

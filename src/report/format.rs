@@ -19,6 +19,22 @@ pub fn format_duration(secs: f64) -> String {
     format!("{value:.decimals$} {unit}")
 }
 
+/// A size in bytes with a binary unit.
+pub fn format_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// A signed percentage change.
 pub fn format_pct(pct: f64) -> String {
     format!("{pct:+.1}%")
@@ -44,6 +60,12 @@ mod tests {
         assert_eq!(format_duration(2.5e-6), "2.500 µs");
         assert_eq!(format_duration(0.1234), "123.4 ms");
         assert_eq!(format_duration(f64::NAN), "—");
+    }
+
+    #[test]
+    fn bytes_pick_units() {
+        assert_eq!(format_bytes(512.0), "512 B");
+        assert_eq!(format_bytes(3.5 * 1024.0 * 1024.0), "3.5 MiB");
     }
 
     #[test]

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::compare::{Comparison, Row, Side};
+use crate::compare::{Comparison, GeoMean, Row, Side};
 use crate::record::CommitInfo;
-use crate::stats::{Summary, Verdict};
+use crate::stats::{Direction, Method, Summary, Verdict};
 
-pub use format::{format_duration, format_p, format_pct};
+pub use format::{format_bytes, format_duration, format_p, format_pct};
 pub use terminal::{render_compare_terminal, render_record_terminal};
 
 /// Version of the JSON report format.
@@ -43,7 +43,7 @@ pub enum ReportError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("template {name}: {source:#}")]
+    #[error("template {name}: {source}")]
     Template {
         name: String,
         source: minijinja::Error,
@@ -127,6 +127,8 @@ pub struct SideView {
     pub short: String,
     pub branch: Option<String>,
     pub summary: Option<String>,
+    /// First-parent commits back from `rev` to the commit with results.
+    pub distance: usize,
     pub records: usize,
     pub incomplete: usize,
 }
@@ -145,13 +147,14 @@ impl SideView {
             short: sha.short().to_string(),
             branch: branch.clone(),
             summary: summary.clone(),
+            distance: side.distance,
             records: side.records,
             incomplete: side.incomplete,
         }
     }
 }
 
-/// A sample summary, in seconds, with display strings.
+/// A sample summary (seconds or bytes, as the row's unit says).
 #[derive(Debug, Clone, Serialize)]
 pub struct StatView {
     pub median: f64,
@@ -161,6 +164,7 @@ pub struct StatView {
     pub n: usize,
     pub processes: usize,
     pub rel_iqr: f64,
+    pub outliers: usize,
     pub noisy: bool,
 }
 
@@ -174,6 +178,7 @@ impl StatView {
             n: s.n,
             processes,
             rel_iqr: s.rel_iqr,
+            outliers: s.outliers,
             noisy: s.is_noisy(),
         }
     }
@@ -184,26 +189,40 @@ impl StatView {
 pub struct RowDisplay {
     pub base: String,
     pub head: String,
+    /// The change with its interval: `+4.1% (+2.0…+6.3)`.
     pub change: String,
     pub p: String,
+    pub q: String,
     pub verdict: String,
+    /// For inconclusive rows: the smallest change these samples could detect.
+    pub detectable: String,
 }
 
-/// One case of a comparison.
+/// One case and metric of a comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowView {
     pub pipeline: String,
     pub id: String,
     pub label: String,
+    pub metric: String,
+    pub unit: String,
+    pub direction: Direction,
     pub verdict: Verdict,
     pub base: Option<StatView>,
     pub head: Option<StatView>,
-    /// head median / base median.
+    /// Estimated head / base.
     pub ratio: Option<f64>,
+    /// (1 − alpha) interval of the ratio.
+    pub ratio_lo: Option<f64>,
+    pub ratio_hi: Option<f64>,
     /// (ratio − 1) in percent.
     pub change_pct: Option<f64>,
     pub p: Option<f64>,
-    pub test: Option<String>,
+    pub q: Option<f64>,
+    pub method: Option<Method>,
+    /// Smallest detectable change in percent at alpha with 80 % power.
+    pub min_detectable_pct: Option<f64>,
+    pub history_commits: usize,
     pub threshold_pct: f64,
     pub alpha: f64,
     pub note: Option<String>,
@@ -221,6 +240,9 @@ pub struct SpeedupView {
     /// eager / compiled at head: above 1 means compiled is faster.
     pub speedup: f64,
     pub base_speedup: Option<f64>,
+    /// head speed-up / base speed-up − 1, in percent.
+    pub speedup_change_pct: Option<f64>,
+    /// Verdict of the compiled case's latency.
     pub verdict: Verdict,
     pub display: SpeedupDisplay,
 }
@@ -232,14 +254,16 @@ pub struct SpeedupDisplay {
     pub compiled: String,
     pub speedup: String,
     pub base_speedup: String,
+    pub change: String,
 }
 
-/// Verdict counts.
+/// Verdict counts, over every case and metric.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counts {
     pub regressed: usize,
     pub improved: usize,
     pub unchanged: usize,
+    pub inconclusive: usize,
     pub new: usize,
     pub removed: usize,
     pub failed: usize,
@@ -248,11 +272,44 @@ pub struct Counts {
     pub total: usize,
 }
 
+/// The geometric mean of head/base over comparable latency cases.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeoMeanView {
+    pub ratio: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub cases: usize,
+    /// `0.97× (0.95–0.99) over 8 cases`.
+    pub display: String,
+}
+
+impl GeoMeanView {
+    fn new(g: &GeoMean) -> GeoMeanView {
+        GeoMeanView {
+            ratio: g.ratio,
+            lo: g.lo,
+            hi: g.hi,
+            cases: g.cases,
+            display: format!(
+                "{:.3}× ({:.3}–{:.3}) over {} case{}",
+                g.ratio,
+                g.lo,
+                g.hi,
+                g.cases,
+                if g.cases == 1 { "" } else { "s" }
+            ),
+        }
+    }
+}
+
 /// The rows and speed-ups of one pipeline, for reports that show a table each.
 #[derive(Debug, Clone, Serialize)]
 pub struct SectionView {
     pub pipeline: String,
+    /// Latency, one row per case.
     pub rows: Vec<RowView>,
+    /// Compile time and peak memory, where measured.
+    pub other_rows: Vec<RowView>,
     pub speedups: Vec<SpeedupView>,
 }
 
@@ -266,6 +323,7 @@ pub struct CompareView {
     pub base: SideView,
     pub head: SideView,
     pub counts: Counts,
+    pub geomean: Option<GeoMeanView>,
     /// One line that says what happened, for headings and terminals.
     pub headline: String,
     pub regressed: bool,
@@ -278,56 +336,88 @@ fn verdict_label(v: Verdict) -> String {
     v.as_str().replace('_', " ")
 }
 
+fn pct(log_ratio: f64) -> f64 {
+    (log_ratio.exp() - 1.0) * 100.0
+}
+
+fn format_value(value: f64, unit: &str) -> String {
+    match unit {
+        "B" => format_bytes(value),
+        _ => format_duration(value),
+    }
+}
+
 fn row_view(r: &Row) -> RowView {
     let cell = |s: &Option<Summary>| {
         s.as_ref()
-            .map_or("—".to_string(), |s| format_duration(s.median))
+            .map_or("—".to_string(), |s| format_value(s.median, &r.unit))
     };
-    let change_pct = r.ratio.map(|x| (x - 1.0) * 100.0);
+    let e = r.evidence;
+    let change_pct = e.map(|e| pct(e.log_ratio));
+    let finite = |x: f64| x.is_finite().then_some(x);
+    let change = match e {
+        Some(e) if e.lo.is_finite() && e.hi.is_finite() => format!(
+            "{} ({}…{})",
+            format_pct(pct(e.log_ratio)),
+            format_pct(pct(e.lo)),
+            format_pct(pct(e.hi))
+        ),
+        Some(e) => format_pct(pct(e.log_ratio)),
+        None => "—".to_string(),
+    };
+    let mde = e.and_then(|e| finite(e.mde)).map(|m| pct(m).abs());
     RowView {
         pipeline: r.pipeline.clone(),
         id: r.id.to_string(),
         label: r.label.clone(),
+        metric: r.metric.clone(),
+        unit: r.unit.clone(),
+        direction: r.direction,
         verdict: r.verdict,
         base: r.base.as_ref().map(|s| StatView::new(s, r.base_processes)),
         head: r.head.as_ref().map(|s| StatView::new(s, r.head_processes)),
-        ratio: r.ratio,
+        ratio: r.ratio(),
+        ratio_lo: e.and_then(|e| finite(e.lo)).map(f64::exp),
+        ratio_hi: e.and_then(|e| finite(e.hi)).map(f64::exp),
         change_pct,
-        p: r.test.map(|t| t.p),
-        test: r.test.map(|t| {
-            format!(
-                "mann_whitney_u_{}",
-                serde_json::to_value(t.method)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            )
-        }),
+        p: e.map(|e| e.p),
+        q: r.q,
+        method: e.map(|e| e.method),
+        min_detectable_pct: mde,
+        history_commits: r.history_commits,
         threshold_pct: r.compare.threshold * 100.0,
         alpha: r.compare.alpha,
         note: r.note.clone(),
         display: RowDisplay {
             base: cell(&r.base),
             head: cell(&r.head),
-            change: change_pct.map_or("—".to_string(), format_pct),
-            p: r.test.map_or("—".to_string(), |t| format_p(t.p)),
+            change,
+            p: e.map_or("—".to_string(), |e| format_p(e.p)),
+            q: r.q.map_or("—".to_string(), format_p),
             verdict: verdict_label(r.verdict),
+            detectable: match (r.verdict, mde) {
+                (Verdict::Inconclusive, Some(m)) => format!("could detect ±{m:.1}%"),
+                (Verdict::Inconclusive, None) => "too few samples for a test".to_string(),
+                _ => String::new(),
+            },
         },
     }
 }
 
 fn speedups(c: &Comparison) -> Vec<SpeedupView> {
+    use crate::spec::CompileMode;
+    let latency = |r: &&Row| r.metric == crate::record::metric::LATENCY;
     let mut out = Vec::new();
     for eager in c
         .rows
         .iter()
-        .filter(|r| r.compile == Some(crate::spec::CompileMode::Eager))
+        .filter(latency)
+        .filter(|r| r.compile == Some(CompileMode::Eager))
     {
-        for compiled in c.rows.iter().filter(|r| {
+        for compiled in c.rows.iter().filter(latency).filter(|r| {
             r.pipeline == eager.pipeline
                 && r.group == eager.group
-                && r.compile
-                    .is_some_and(|m| m != crate::spec::CompileMode::Eager)
+                && r.compile.is_some_and(|m| m != CompileMode::Eager)
         }) {
             let (Some(e), Some(k)) = (&eager.head, &compiled.head) else {
                 continue;
@@ -337,6 +427,7 @@ fn speedups(c: &Comparison) -> Vec<SpeedupView> {
                 (Some(eb), Some(kb)) => Some(eb.median / kb.median),
                 _ => None,
             };
+            let change = base_speedup.map(|b| (speedup / b - 1.0) * 100.0);
             out.push(SpeedupView {
                 pipeline: eager.pipeline.clone(),
                 group: eager.group.clone(),
@@ -345,12 +436,14 @@ fn speedups(c: &Comparison) -> Vec<SpeedupView> {
                 compiled: k.median,
                 speedup,
                 base_speedup,
+                speedup_change_pct: change,
                 verdict: compiled.verdict,
                 display: SpeedupDisplay {
                     eager: format_duration(e.median),
                     compiled: format_duration(k.median),
                     speedup: format!("{speedup:.2}x"),
                     base_speedup: base_speedup.map_or("—".to_string(), |s| format!("{s:.2}x")),
+                    change: change.map_or("—".to_string(), format_pct),
                 },
             });
         }
@@ -370,6 +463,7 @@ impl CompareView {
                 Verdict::Regressed => &mut counts.regressed,
                 Verdict::Improved => &mut counts.improved,
                 Verdict::Unchanged => &mut counts.unchanged,
+                Verdict::Inconclusive => &mut counts.inconclusive,
                 Verdict::New => &mut counts.new,
                 Verdict::Removed => &mut counts.removed,
                 Verdict::Failed => &mut counts.failed,
@@ -382,6 +476,7 @@ impl CompareView {
             (counts.regressed, "regressed"),
             (counts.improved, "improved"),
             (counts.unchanged, "unchanged"),
+            (counts.inconclusive, "inconclusive"),
             (counts.new, "new"),
             (counts.removed, "removed"),
             (counts.failed, "failed"),
@@ -400,13 +495,19 @@ impl CompareView {
         }
         let rows: Vec<RowView> = c.rows.iter().map(row_view).collect();
         let speedups = speedups(c);
+        let latency = crate::record::metric::LATENCY;
         let sections = pipelines
             .iter()
             .map(|name| SectionView {
                 pipeline: name.clone(),
                 rows: rows
                     .iter()
-                    .filter(|r| &r.pipeline == name)
+                    .filter(|r| &r.pipeline == name && r.metric == latency)
+                    .cloned()
+                    .collect(),
+                other_rows: rows
+                    .iter()
+                    .filter(|r| &r.pipeline == name && r.metric != latency)
                     .cloned()
                     .collect(),
                 speedups: speedups
@@ -416,20 +517,21 @@ impl CompareView {
                     .collect(),
             })
             .collect();
+        let geomean = c.geomean.as_ref().map(GeoMeanView::new);
+        let mut headline = format!("{}: {}", pipelines.join(", "), parts.join(", "));
+        if let Some(g) = &geomean {
+            headline.push_str(&format!("; geometric mean {}", g.display));
+        }
         CompareView {
             schema_version: REPORT_SCHEMA_VERSION,
             sections,
-            headline: format!(
-                "{} of {} cases: {}",
-                pipelines.join(", "),
-                counts.total,
-                parts.join(", ")
-            ),
+            headline,
             regressed: counts.regressed > 0,
             pipelines,
             base: SideView::new(&c.base),
             head: SideView::new(&c.head),
             counts,
+            geomean,
             rows,
             speedups,
             notes: c.notes.clone(),

@@ -68,12 +68,28 @@ fn verdict_style(v: Verdict) -> Style {
         Verdict::Regressed | Verdict::Failed => RED,
         Verdict::Improved => GREEN,
         Verdict::Unchanged => Style::new(),
+        Verdict::Inconclusive => DIM,
         Verdict::New | Verdict::Removed => CYAN,
         Verdict::Skipped | Verdict::NotComparable => YELLOW,
     }
 }
 
-/// The comparison as a table with a headline and notes.
+fn verdict_cell(r: &super::RowView) -> String {
+    let mut verdict = r.display.verdict.clone();
+    let mut extra = Vec::new();
+    if !r.display.detectable.is_empty() {
+        extra.push(r.display.detectable.clone());
+    }
+    if let Some(note) = &r.note {
+        extra.push(note.clone());
+    }
+    if !extra.is_empty() {
+        verdict.push_str(&format!("  ({})", extra.join("; ")));
+    }
+    verdict
+}
+
+/// The comparison as tables with a headline and notes.
 pub fn render_compare_terminal(view: &CompareView) -> String {
     let mut out = String::new();
     let side = |s: &super::SideView| match &s.branch {
@@ -88,31 +104,60 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
     for section in &view.sections {
         out.push_str(&format!("{BOLD}{}{BOLD:#}\n", section.pipeline));
         let mut table = Table {
-            headers: vec!["case", "base", "head", "change", "p", "verdict"],
+            headers: vec!["case", "base", "head", "change (interval)", "q", "verdict"],
             right: vec![false, true, true, true, true, false],
             rows: Vec::new(),
         };
         for r in &section.rows {
             let style = verdict_style(r.verdict);
-            let mut verdict = r.display.verdict.clone();
-            if let Some(note) = &r.note {
-                verdict.push_str(&format!("  ({note})"));
-            }
             table.rows.push(vec![
                 (format!("  {}", r.label), Style::new()),
                 (r.display.base.clone(), Style::new()),
                 (r.display.head.clone(), Style::new()),
                 (r.display.change.clone(), style),
-                (r.display.p.clone(), DIM),
-                (verdict, style),
+                (r.display.q.clone(), DIM),
+                (verdict_cell(r), style),
             ]);
         }
         table.render(&mut out);
-        if !section.speedups.is_empty() {
-            out.push_str(&format!("  {DIM}eager vs compiled at head{DIM:#}\n"));
+        if !section.other_rows.is_empty() {
             let mut t = Table {
-                headers: vec!["  case", "mode", "eager", "compiled", "speed-up", "at base"],
-                right: vec![false, false, true, true, true, true],
+                headers: vec![
+                    "  case",
+                    "metric",
+                    "base",
+                    "head",
+                    "change (interval)",
+                    "verdict",
+                ],
+                right: vec![false, false, true, true, true, false],
+                rows: Vec::new(),
+            };
+            for r in &section.other_rows {
+                let style = verdict_style(r.verdict);
+                t.rows.push(vec![
+                    (format!("  {}", r.label), Style::new()),
+                    (r.metric.clone(), Style::new()),
+                    (r.display.base.clone(), Style::new()),
+                    (r.display.head.clone(), Style::new()),
+                    (r.display.change.clone(), style),
+                    (verdict_cell(r), style),
+                ]);
+            }
+            t.render(&mut out);
+        }
+        if !section.speedups.is_empty() {
+            let mut t = Table {
+                headers: vec![
+                    "  eager vs compiled",
+                    "mode",
+                    "eager",
+                    "compiled",
+                    "speed-up",
+                    "at base",
+                    "change",
+                ],
+                right: vec![false, false, true, true, true, true, true],
                 rows: Vec::new(),
             };
             for s in &section.speedups {
@@ -124,6 +169,7 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
                     (s.display.compiled.clone(), Style::new()),
                     (s.display.speedup.clone(), style),
                     (s.display.base_speedup.clone(), DIM),
+                    (s.display.change.clone(), DIM),
                 ]);
             }
             t.render(&mut out);

@@ -44,8 +44,11 @@ impl StopFlag {
 /// What every backend needs besides the pipeline.
 #[derive(Debug, Clone)]
 pub struct RunContext {
-    /// Directory commands and workers run in: the repository's root.
+    /// Directory commands and workers run in: the root of the checkout measured.
     pub workdir: PathBuf,
+    /// Where to look for `.venv/bin/python`: the main checkout, also when
+    /// `workdir` is a temporary worktree.
+    pub venv_root: PathBuf,
     pub stop: StopFlag,
     /// Seed for weights and inputs, the same in every process.
     pub seed: u64,

@@ -104,7 +104,7 @@ impl PythonBackend {
         };
         let r = &pipeline.runner;
         Ok(PythonBackend {
-            python: interpreter(r.python.as_deref(), &ctx.workdir),
+            python: interpreter(r.python.as_deref(), &ctx.venv_root),
             dir,
             model,
             args,

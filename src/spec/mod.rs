@@ -305,11 +305,18 @@ impl Pipeline {
         case::expand(self)
     }
 
-    /// A stable hash of everything that defines what the pipeline measures;
-    /// records whose hashes differ are not comparable.
+    /// A stable hash of how every case is measured (backend, device, warm-up
+    /// and sampling); records whose hashes differ are not comparable. What a
+    /// case *is* (model, parameters, phase) is in its id instead, so adding
+    /// a value to an axis or changing the threshold keeps old results usable.
     pub fn hash(&self) -> String {
-        let json = serde_json::to_string(self).expect("pipelines serialise");
-        case::fnv_hex(json.as_bytes())
+        let measured = serde_json::json!({
+            "backend": self.runner.backend,
+            "device": self.runner.device,
+            "warmup": self.runner.warmup,
+            "measure": self.runner.measure,
+        });
+        case::fnv_hex(measured.to_string().as_bytes())
     }
 }
 
@@ -439,8 +446,17 @@ mod tests {
     #[test]
     fn pipeline_hash_tracks_definition() {
         let a = parse(BASE).unwrap();
-        let b = parse(&format!("{BASE}runner: {{processes: 5}}\n")).unwrap();
+        let b = parse(&format!("{BASE}runner: {{measure: {{min_iters: 5}}}}\n")).unwrap();
         assert_eq!(a.hash(), parse(BASE).unwrap().hash());
         assert_ne!(a.hash(), b.hash());
+        let c = parse(&format!(
+            "{BASE}compare: {{threshold: 10%}}\nmatrix: {{batch: [1, 2]}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            a.hash(),
+            c.hash(),
+            "threshold and matrix do not change how a case is measured"
+        );
     }
 }

@@ -107,7 +107,7 @@ pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Result<UTest, StatsError> {
 
 /// Number of orderings of m + n distinct values giving each U from 0 to m·n,
 /// by the recurrence c(u; m, n) = c(u − n; m − 1, n) + c(u; m, n − 1).
-fn exact_counts(m: usize, n: usize) -> Vec<f64> {
+pub(crate) fn exact_counts(m: usize, n: usize) -> Vec<f64> {
     // table[i][j] holds the counts for sizes (i, j).
     let mut table: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); n + 1]; m + 1];
     for i in 0..=m {

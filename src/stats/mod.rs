@@ -2,21 +2,33 @@
 //! pipelines. Each cites its reference and guards small n, ties, zero spread
 //! and non-finite input.
 
+mod bh;
+mod history;
+mod hodges_lehmann;
 mod mann_whitney;
 mod summary;
 mod verdict;
+mod welch;
 
+pub use bh::bh_qvalues;
+pub use history::run_to_run_variance;
+pub use hodges_lehmann::{hodges_lehmann, Shift};
 pub use mann_whitney::{mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
-pub use summary::{quantile, Summary};
-pub use verdict::{decide, Verdict};
+pub use summary::{quantile, Summary, NOISY_REL_IQR};
+pub use verdict::{decide, evidence, Direction, Evidence, Method, Verdict, MDE_POWER};
+pub use welch::{pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
 
 /// Input the statistics cannot use.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StatsError {
     #[error("sample {index} is {value}: samples must be finite numbers")]
     NonFinite { index: usize, value: f64 },
+    #[error("sample {index} is {value}: times and sizes must be positive to compare ratios")]
+    NonPositive { index: usize, value: f64 },
     #[error("no samples")]
     Empty,
+    #[error("needs at least {need} values per side, got {got}")]
+    TooFew { need: usize, got: usize },
 }
 
 /// Rejects NaN and infinities, which would silently poison every rank and mean.

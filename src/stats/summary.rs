@@ -8,6 +8,9 @@ use super::{check_finite, StatsError};
 /// Relative IQR above which a case is flagged as noisy.
 pub const NOISY_REL_IQR: f64 = 0.10;
 
+/// Tukey's (1977) fence multiplier for outliers, in IQRs beyond the quartiles.
+const TUKEY_FENCE: f64 = 1.5;
+
 /// Location and spread of one sample set.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Summary {
@@ -19,6 +22,8 @@ pub struct Summary {
     pub max: f64,
     /// (p75 − p25) / median; 0 when the median is 0.
     pub rel_iqr: f64,
+    /// Samples beyond Tukey's fences (1.5 IQR outside the quartiles).
+    pub outliers: usize,
 }
 
 impl Summary {
@@ -32,7 +37,13 @@ impl Summary {
         sorted.sort_by(|a, b| a.total_cmp(b));
         let median = quantile(&sorted, 0.5);
         let (p25, p75) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
+        let fence = TUKEY_FENCE * (p75 - p25);
+        let outliers = sorted
+            .iter()
+            .filter(|x| **x < p25 - fence || **x > p75 + fence)
+            .count();
         Ok(Summary {
+            outliers,
             n: sorted.len(),
             median,
             p25,
@@ -72,6 +83,7 @@ mod tests {
         // numpy.percentile([1, 2, 3, 4, 10], [25, 50, 75]) == [2, 3, 4]
         let s = Summary::of(&[10.0, 1.0, 3.0, 2.0, 4.0]).unwrap();
         assert_eq!((s.p25, s.median, s.p75), (2.0, 3.0, 4.0));
+        assert_eq!(s.outliers, 1, "10 is beyond 4 + 1.5·2");
         // numpy.percentile([1, 2, 3, 4], [25, 50, 75]) == [1.75, 2.5, 3.25]
         let s = Summary::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
         assert_eq!((s.p25, s.median, s.p75), (1.75, 2.5, 3.25));

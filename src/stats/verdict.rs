@@ -1,17 +1,29 @@
-//! The decision for one case: a named outcome, never a bare bool.
+//! From samples to a decision: which test fits the data, what the change is
+//! with its interval, and the verdict — a named outcome, never a bare bool.
 
 use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal};
 
-/// What a comparison concluded about one case.
+use super::{
+    check_finite, hodges_lehmann, mann_whitney_u, pooled_t, student_t, PriorVariance, StatsError,
+    Summary,
+};
+
+/// Power at which the minimal detectable change is stated (the usual 80 %).
+pub const MDE_POWER: f64 = 0.8;
+
+/// What a comparison concluded about one case and metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Significantly slower by more than the threshold.
+    /// Significantly worse by more than the threshold.
     Regressed,
-    /// Significantly faster by more than the threshold.
+    /// Significantly better by more than the threshold.
     Improved,
-    /// No significant change beyond the threshold.
+    /// The interval excludes changes larger than the threshold.
     Unchanged,
+    /// Neither: these samples cannot tell.
+    Inconclusive,
     /// Only in head.
     New,
     /// Only in base.
@@ -20,7 +32,7 @@ pub enum Verdict {
     Failed,
     /// Skipped on either side (cannot run on this machine).
     Skipped,
-    /// Measured on different machines or a different pipeline definition.
+    /// Measured on different machines or with a different definition.
     NotComparable,
 }
 
@@ -31,6 +43,7 @@ impl Verdict {
             Verdict::Regressed => "regressed",
             Verdict::Improved => "improved",
             Verdict::Unchanged => "unchanged",
+            Verdict::Inconclusive => "inconclusive",
             Verdict::New => "new",
             Verdict::Removed => "removed",
             Verdict::Failed => "failed",
@@ -40,44 +53,270 @@ impl Verdict {
     }
 }
 
-/// Decides a lower-is-better metric from the head/base ratio and a p-value.
+/// Which way is good for a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Latency, memory, compile time.
+    LowerIsBetter,
+    /// Throughput, speed-up.
+    HigherIsBetter,
+}
+
+/// The test a comparison used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Student's pooled t on log per-process medians (both sides ≥ 2 processes).
+    PooledProcesses,
+    /// Pooled t on log per-process medians with variance from earlier runs.
+    PooledHistory,
+    /// Mann–Whitney U on log iterations, one process on a side, no history:
+    /// run-to-run variance is unobserved.
+    MannWhitneyIterations,
+    /// Too few samples for any test.
+    None,
+}
+
+/// What the samples say about the change head/base, on the log scale.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Evidence {
+    pub method: Method,
+    /// Estimated ln(head / base).
+    pub log_ratio: f64,
+    /// (1 − alpha) interval of the log ratio.
+    pub lo: f64,
+    pub hi: f64,
+    /// Two-sided p-value of "no change".
+    pub p: f64,
+    /// Smallest |log ratio| detectable at alpha with 80 % power.
+    pub mde: f64,
+    /// With run-to-run variance unobserved, changes up to this (log) are
+    /// indistinguishable from moving to another process; 0 otherwise.
+    pub unobserved_spread: f64,
+}
+
+fn medians(processes: &[Vec<f64>]) -> Result<Vec<f64>, StatsError> {
+    processes
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| Summary::of(p).map(|s| s.median))
+        .collect()
+}
+
+fn logs(xs: &[f64]) -> Result<Vec<f64>, StatsError> {
+    check_finite(xs)?;
+    match xs.iter().position(|x| *x <= 0.0) {
+        Some(index) => Err(StatsError::NonPositive {
+            index,
+            value: xs[index],
+        }),
+        None => Ok(xs.iter().map(|x| x.ln()).collect()),
+    }
+}
+
+fn z(p: f64) -> f64 {
+    Normal::standard().inverse_cdf(p)
+}
+
+/// Weighs per-process samples of base and head (positive values, one list
+/// per process) and picks the test that fits: history-pooled t when earlier
+/// runs give the run-to-run variance, Student's pooled t on process medians
+/// when both sides have several processes, otherwise Mann–Whitney U on the
+/// iterations with the caveat that run-to-run variance is unobserved.
 ///
-/// A change counts only when it is both significant (p < alpha) and larger
-/// than the practical threshold. The threshold is applied symmetrically on
-/// the log scale (×1.03 vs ÷1.03), so swapping base and head swaps
-/// `Regressed` and `Improved` exactly.
-pub fn decide(ratio: f64, p: f64, threshold: f64, alpha: f64) -> Verdict {
-    if !(ratio.is_finite() && ratio > 0.0 && p.is_finite()) || p >= alpha {
-        return Verdict::Unchanged;
+/// Why pooled and not Welch between the sides: the hypothesis under test is
+/// "the change did nothing", and then both sides are runs of the same code
+/// on the same machine, so their variances are equal and Student's test is
+/// exact. Welch's degrees of freedom collapse towards n − 1 when one side
+/// happens to be tight, which with three processes per side doubles the
+/// critical value and hides even a 3× slowdown. `welch_t` remains for
+/// callers that compare different machines.
+pub fn evidence(
+    base: &[Vec<f64>],
+    head: &[Vec<f64>],
+    prior: Option<PriorVariance>,
+    alpha: f64,
+) -> Result<Evidence, StatsError> {
+    let bm = logs(&medians(base)?)?;
+    let hm = logs(&medians(head)?)?;
+    if bm.is_empty() || hm.is_empty() {
+        return Err(StatsError::Empty);
+    }
+    let t_evidence = |t: super::TTest, method| {
+        let (lo, hi) = t.interval(alpha);
+        Evidence {
+            method,
+            log_ratio: t.diff,
+            lo,
+            hi,
+            p: t.p,
+            mde: t.min_detectable(alpha, MDE_POWER),
+            unobserved_spread: 0.0,
+        }
+    };
+    if let Some(prior) = prior {
+        return Ok(t_evidence(
+            pooled_t(&bm, &hm, prior)?,
+            Method::PooledHistory,
+        ));
+    }
+    if bm.len() >= 2 && hm.len() >= 2 {
+        return Ok(t_evidence(student_t(&bm, &hm)?, Method::PooledProcesses));
+    }
+    let b: Vec<f64> = logs(&base.iter().flatten().copied().collect::<Vec<_>>())?;
+    let h: Vec<f64> = logs(&head.iter().flatten().copied().collect::<Vec<_>>())?;
+    if b.len() < 2 || h.len() < 2 {
+        return Ok(Evidence {
+            method: Method::None,
+            log_ratio: hm[0] - bm[0],
+            lo: f64::NEG_INFINITY,
+            hi: f64::INFINITY,
+            p: 1.0,
+            mde: f64::INFINITY,
+            unobserved_spread: 0.0,
+        });
+    }
+    let u = mann_whitney_u(&b, &h)?;
+    let shift = hodges_lehmann(&b, &h, alpha)?;
+    let (sb, sh) = (Summary::of(&b)?, Summary::of(&h)?);
+    let (iqr_b, iqr_h) = (sb.p75 - sb.p25, sh.p75 - sh.p25);
+    // Robust SD of the log samples (IQR / 1.349 under normality).
+    let sd = (iqr_b + iqr_h) / 2.0 / 1.349;
+    let (m, n) = (b.len() as f64, h.len() as f64);
+    let spread = iqr_b.max(iqr_h);
+    let mde = ((z(1.0 - alpha / 2.0) + z(MDE_POWER)) * sd * (1.0 / m + 1.0 / n).sqrt()).max(spread);
+    Ok(Evidence {
+        method: Method::MannWhitneyIterations,
+        log_ratio: shift.estimate,
+        lo: shift.lo,
+        hi: shift.hi,
+        p: u.p,
+        mde,
+        unobserved_spread: spread,
+    })
+}
+
+/// The verdict for evidence whose p-value was adjusted to `q` across the
+/// comparison.
+///
+/// `Regressed`/`Improved` need q < alpha *and* a change beyond the
+/// threshold (and, when run-to-run variance is unobserved, beyond the
+/// within-process spread). `Unchanged` needs the interval, widened by that
+/// spread, inside ± threshold. Anything else is `Inconclusive`. The
+/// threshold is symmetric on the log scale (×1.03 vs ÷1.03), so swapping
+/// base and head swaps `Regressed` and `Improved` exactly.
+pub fn decide(e: &Evidence, q: f64, threshold: f64, alpha: f64, direction: Direction) -> Verdict {
+    if !e.log_ratio.is_finite() || q.is_nan() {
+        return Verdict::Inconclusive;
     }
     let bound = (1.0 + threshold).ln();
-    let shift = ratio.ln();
-    if shift > bound {
-        Verdict::Regressed
-    } else if shift < -bound {
-        Verdict::Improved
-    } else {
-        Verdict::Unchanged
+    let worse = match direction {
+        Direction::LowerIsBetter => e.log_ratio,
+        Direction::HigherIsBetter => -e.log_ratio,
+    };
+    let beyond = bound.max(e.unobserved_spread);
+    if q < alpha && worse.abs() > beyond {
+        return if worse > 0.0 {
+            Verdict::Regressed
+        } else {
+            Verdict::Improved
+        };
     }
+    if e.lo - e.unobserved_spread > -bound && e.hi + e.unobserved_spread < bound {
+        return Verdict::Unchanged;
+    }
+    Verdict::Inconclusive
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn needs_significance_and_size() {
-        assert_eq!(decide(1.25, 1e-6, 0.03, 0.01), Verdict::Regressed);
-        assert_eq!(decide(0.80, 1e-6, 0.03, 0.01), Verdict::Improved);
-        assert_eq!(decide(1.25, 0.2, 0.03, 0.01), Verdict::Unchanged);
-        assert_eq!(decide(1.01, 1e-9, 0.03, 0.01), Verdict::Unchanged);
-        assert_eq!(decide(f64::NAN, 1e-9, 0.03, 0.01), Verdict::Unchanged);
+    fn ev(log_ratio: f64, lo: f64, hi: f64) -> Evidence {
+        Evidence {
+            method: Method::PooledProcesses,
+            log_ratio,
+            lo,
+            hi,
+            p: 0.0,
+            mde: 0.01,
+            unobserved_spread: 0.0,
+        }
     }
 
     #[test]
-    fn symmetric_in_log_space() {
-        let r = 1.031;
-        assert_eq!(decide(r, 0.0, 0.03, 0.01), Verdict::Regressed);
-        assert_eq!(decide(1.0 / r, 0.0, 0.03, 0.01), Verdict::Improved);
+    fn needs_significance_and_size() {
+        let d = Direction::LowerIsBetter;
+        assert_eq!(
+            decide(&ev(0.2, 0.1, 0.3), 1e-6, 0.03, 0.01, d),
+            Verdict::Regressed
+        );
+        assert_eq!(
+            decide(&ev(-0.2, -0.3, -0.1), 1e-6, 0.03, 0.01, d),
+            Verdict::Improved
+        );
+        assert_eq!(
+            decide(&ev(0.2, -0.1, 0.5), 0.2, 0.03, 0.01, d),
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            decide(&ev(0.01, 0.0, 0.02), 1e-9, 0.03, 0.01, d),
+            Verdict::Unchanged
+        );
+        assert_eq!(
+            decide(&ev(f64::NAN, 0.0, 0.0), 1e-9, 0.03, 0.01, d),
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            decide(
+                &ev(0.2, 0.1, 0.3),
+                1e-6,
+                0.03,
+                0.01,
+                Direction::HigherIsBetter
+            ),
+            Verdict::Improved
+        );
+    }
+
+    #[test]
+    fn unobserved_run_to_run_variance_caps_the_verdict() {
+        let mut e = ev(0.08, 0.07, 0.09);
+        e.unobserved_spread = 0.1;
+        assert_eq!(
+            decide(&e, 1e-9, 0.03, 0.01, Direction::LowerIsBetter),
+            Verdict::Inconclusive
+        );
+        e.log_ratio = 0.3;
+        assert_eq!(
+            decide(&e, 1e-9, 0.03, 0.01, Direction::LowerIsBetter),
+            Verdict::Regressed
+        );
+    }
+
+    #[test]
+    fn evidence_picks_the_test_by_processes_and_history() {
+        let p = |v: f64| vec![v, v * 1.01, v * 0.99];
+        let one = evidence(&[p(1.0)], &[p(1.1)], None, 0.01).unwrap();
+        assert_eq!(one.method, Method::MannWhitneyIterations);
+        assert!(one.unobserved_spread > 0.0);
+        let many = evidence(&[p(1.0), p(1.01)], &[p(1.1), p(1.11)], None, 0.01).unwrap();
+        assert_eq!(many.method, Method::PooledProcesses);
+        let hist = evidence(
+            &[p(1.0)],
+            &[p(1.1)],
+            Some(PriorVariance {
+                var: 1e-4,
+                df: 30.0,
+            }),
+            0.01,
+        )
+        .unwrap();
+        assert_eq!(hist.method, Method::PooledHistory);
+        assert!((hist.log_ratio - 1.1f64.ln()).abs() < 1e-9);
+        let none = evidence(&[vec![1.0]], &[vec![2.0]], None, 0.01).unwrap();
+        assert_eq!(none.method, Method::None);
+        assert!(evidence(&[vec![0.0, 1.0]], &[vec![1.0, 1.0]], None, 0.01).is_err());
     }
 }

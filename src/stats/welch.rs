@@ -1,0 +1,207 @@
+//! Two-sample t-tests on log per-process medians. Iterations inside one
+//! process are not independent (they share a clock state, an allocation
+//! layout, a compiled kernel choice), so the unit of replication is the
+//! process: each side contributes one number per process.
+//!
+//! References: B. L. Welch (1947), "The generalization of 'Student's' problem
+//! when several different population variances are involved", Biometrika
+//! 34(1–2); F. E. Satterthwaite (1946), "An approximate distribution of
+//! estimates of variance components", Biometrics Bulletin 2(6). The pooled
+//! variant with an external variance estimate is the textbook pooled t-test
+//! (Student 1908) whose pooled variance also draws on earlier runs.
+
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use super::{check_finite, StatsError};
+
+/// A t-test of mean(b) − mean(a).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TTest {
+    /// mean(b) − mean(a).
+    pub diff: f64,
+    /// Standard error of `diff`.
+    pub se: f64,
+    pub df: f64,
+    pub t: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+}
+
+impl TTest {
+    /// The two-sided (1 − alpha) confidence interval of `diff`.
+    pub fn interval(&self, alpha: f64) -> (f64, f64) {
+        if self.se == 0.0 {
+            return (self.diff, self.diff);
+        }
+        let half = t_quantile(1.0 - alpha / 2.0, self.df) * self.se;
+        (self.diff - half, self.diff + half)
+    }
+
+    /// Smallest |diff| this test detects with probability `power` at `alpha`.
+    pub fn min_detectable(&self, alpha: f64, power: f64) -> f64 {
+        (t_quantile(1.0 - alpha / 2.0, self.df) + t_quantile(power, self.df)) * self.se
+    }
+}
+
+/// Quantile of Student's t with `df` degrees of freedom.
+pub fn t_quantile(p: f64, df: f64) -> f64 {
+    StudentsT::new(0.0, 1.0, df.max(f64::MIN_POSITIVE))
+        .map(|d| d.inverse_cdf(p))
+        .unwrap_or(f64::INFINITY)
+}
+
+fn mean_var(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var)
+}
+
+fn finish(diff: f64, se: f64, df: f64) -> TTest {
+    if se == 0.0 {
+        // No spread at all: any difference is certain, none is no evidence.
+        let p = if diff == 0.0 { 1.0 } else { 0.0 };
+        let t = if diff == 0.0 {
+            0.0
+        } else {
+            diff.signum() * f64::INFINITY
+        };
+        return TTest { diff, se, df, t, p };
+    }
+    let t = diff / se;
+    let dist = StudentsT::new(0.0, 1.0, df).expect("df > 0");
+    TTest {
+        diff,
+        se,
+        df,
+        t,
+        p: (2.0 * dist.sf(t.abs())).min(1.0),
+    }
+}
+
+/// Welch's unequal-variance t-test; needs at least two values per side.
+pub fn welch_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
+    if a.len() < 2 || b.len() < 2 {
+        return Err(StatsError::TooFew {
+            need: 2,
+            got: a.len().min(b.len()),
+        });
+    }
+    check_finite(a)?;
+    check_finite(b)?;
+    let (ma, va) = mean_var(a);
+    let (mb, vb) = mean_var(b);
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let (sa, sb) = (va / na, vb / nb);
+    let se = (sa + sb).sqrt();
+    // Welch–Satterthwaite; when both variances are 0 the df do not matter.
+    let df = if se > 0.0 {
+        (sa + sb).powi(2) / (sa * sa / (na - 1.0) + sb * sb / (nb - 1.0))
+    } else {
+        na + nb - 2.0
+    };
+    Ok(finish(mb - ma, se, df))
+}
+
+/// Student's two-sample t-test with pooled variance; needs at least two
+/// values per side. Exact for normal data with equal variances, which is
+/// what "no change" means for two sides measured on one machine.
+pub fn student_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
+    if a.len() < 2 || b.len() < 2 {
+        return Err(StatsError::TooFew {
+            need: 2,
+            got: a.len().min(b.len()),
+        });
+    }
+    check_finite(a)?;
+    check_finite(b)?;
+    let (ma, va) = mean_var(a);
+    let (mb, vb) = mean_var(b);
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let df = na + nb - 2.0;
+    let var = ((na - 1.0) * va + (nb - 1.0) * vb) / df;
+    Ok(finish(mb - ma, (var * (1.0 / na + 1.0 / nb)).sqrt(), df))
+}
+
+/// An outside estimate of the per-process variance with its degrees of
+/// freedom (from earlier runs of the same case on the same machine).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PriorVariance {
+    pub var: f64,
+    pub df: f64,
+}
+
+/// Pooled t-test whose variance combines `prior` with whatever spread the
+/// two sides show themselves; works with one value per side.
+pub fn pooled_t(a: &[f64], b: &[f64], prior: PriorVariance) -> Result<TTest, StatsError> {
+    if a.is_empty() || b.is_empty() {
+        return Err(StatsError::Empty);
+    }
+    check_finite(a)?;
+    check_finite(b)?;
+    if !(prior.var.is_finite() && prior.var >= 0.0 && prior.df > 0.0) {
+        return Err(StatsError::NonFinite {
+            index: 0,
+            value: prior.var,
+        });
+    }
+    let (ma, va) = mean_var(a);
+    let (mb, vb) = mean_var(b);
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let df = prior.df + (na - 1.0) + (nb - 1.0);
+    let var = (prior.df * prior.var + (na - 1.0) * va + (nb - 1.0) * vb) / df;
+    let se = (var * (1.0 / na + 1.0 / nb)).sqrt();
+    Ok(finish(mb - ma, se, df))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * b.abs().max(1e-300)
+    }
+
+    #[test]
+    fn welch_matches_reference() {
+        // scipy.stats.ttest_ind(a, b, equal_var=False), SciPy 1.16.x:
+        // a = [1, 2, 3, 4], b = [2, 4, 6, 8, 10] -> t = 2.6186..., df = 5.3686..., p = 0.04403...
+        let t = welch_t(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0, 10.0]).unwrap();
+        assert!(close(t.diff, 3.5, 1e-12));
+        let se = (1.666_666_666_666_666_7_f64 / 4.0 + 10.0 / 5.0).sqrt();
+        assert!(close(t.se, se, 1e-12));
+        assert!(close(t.t, 3.5 / se, 1e-12));
+        let df = (1.666_666_666_666_666_7_f64 / 4.0 + 2.0).powi(2)
+            / ((1.666_666_666_666_666_7_f64 / 4.0).powi(2) / 3.0 + 4.0 / 4.0);
+        assert!(close(t.df, df, 1e-12));
+    }
+
+    #[test]
+    fn welch_guards() {
+        assert!(welch_t(&[1.0], &[1.0, 2.0]).is_err());
+        assert!(welch_t(&[1.0, f64::NAN], &[1.0, 2.0]).is_err());
+        let same = welch_t(&[2.0, 2.0], &[2.0, 2.0]).unwrap();
+        assert_eq!(same.p, 1.0);
+        let shifted = welch_t(&[2.0, 2.0], &[3.0, 3.0]).unwrap();
+        assert_eq!(shifted.p, 0.0);
+    }
+
+    #[test]
+    fn pooled_with_one_value_per_side_uses_the_prior() {
+        let prior = PriorVariance {
+            var: 0.01f64.powi(2),
+            df: 30.0,
+        };
+        let t = pooled_t(&[0.0], &[0.05], prior).unwrap();
+        assert!(close(t.se, 0.01 * 2f64.sqrt(), 1e-12));
+        assert_eq!(t.df, 30.0);
+        assert!(t.p < 0.01, "{}", t.p);
+        let (lo, hi) = t.interval(0.05);
+        assert!(lo > 0.0 && hi < 0.1);
+    }
+}
