@@ -12,8 +12,8 @@ use crate::record::{metric, CaseRecord, CaseStatus, CommitInfo, Record, RunState
 use crate::runner::Fingerprint;
 use crate::spec::{CaseId, CompareConfig, CompileMode};
 use crate::stats::{
-    bh_qvalues, decide, evidence, run_to_run_variance, t_quantile, Direction, Evidence, Method,
-    StatsError, Summary, Verdict,
+    bh_qvalues, decide, evidence, process_location, run_to_run_variance, t_quantile, Direction,
+    Evidence, Method, StatsError, Summary, Verdict,
 };
 
 /// Earlier baseline runs used for the run-to-run variance, at most.
@@ -259,7 +259,7 @@ fn one_sided(
     row
 }
 
-/// Groups of log per-process medians of one case and metric, one group per
+/// Groups of per-process locations of one case and metric, one group per
 /// earlier commit, from history records.
 fn history_groups(history: &[&Record], id: &CaseId, name: &str) -> Vec<Vec<f64>> {
     let mut by_commit: Vec<(String, Vec<f64>)> = Vec::new();
@@ -277,10 +277,7 @@ fn history_groups(history: &[&Record], id: &CaseId, name: &str) -> Vec<Vec<f64>>
         let medians: Vec<f64> = m
             .samples
             .iter()
-            .filter_map(|s| Summary::of(s).ok())
-            .map(|s| s.median)
-            .filter(|x| *x > 0.0)
-            .map(f64::ln)
+            .filter_map(|s| process_location(s).ok())
             .collect();
         let sha = r.commit.sha.to_string();
         match by_commit.iter_mut().find(|(s, _)| *s == sha) {

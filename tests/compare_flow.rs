@@ -14,7 +14,7 @@ static TIMING: Mutex<()> = Mutex::new(());
 const SLEEP_PIPELINE: &str = "version: 1
 name: sleepy
 model:
-  command: \"sh bench.sh {{ ms }}\"
+  command: \"sh bench.sh  # sleeps {{ ms }} ms at first\"
 runner:
   backend: command
   processes: 6
@@ -26,9 +26,10 @@ matrix:
 compare: {threshold: 10%, alpha: 0.01}
 ";
 
-fn sleep_script(extra_ms: u32) -> String {
-    // Sleeps {{ ms }} milliseconds plus `extra_ms`.
-    format!("#!/bin/sh\nsleep $(echo \"scale=3; ($1 + {extra_ms}) / 1000\" | bc 2>/dev/null || echo 0.0$(( $1 + {extra_ms} )))\n")
+/// A benchmark script that sleeps `ms` milliseconds: one `sleep`, no other
+/// process, so start-up overhead stays small beside the sleep.
+fn sleep_script(ms: u32) -> String {
+    format!("#!/bin/sh\nexec sleep {}.{:03}\n", ms / 1000, ms % 1000)
 }
 
 fn run_at(repo: &Repo, pipeline: &str) {
@@ -41,10 +42,10 @@ fn command_pipeline_slower_script_regresses() {
     let _guard = TIMING.lock().unwrap_or_else(|e| e.into_inner());
     let repo = Repo::new();
     repo.write("workflows/sleepy.yaml", SLEEP_PIPELINE);
-    repo.write("bench.sh", &sleep_script(0));
+    repo.write("bench.sh", &sleep_script(20));
     repo.commit("20 ms");
     run_at(&repo, "workflows/sleepy.yaml");
-    repo.write("bench.sh", &sleep_script(5));
+    repo.write("bench.sh", &sleep_script(25));
     repo.commit("25 ms");
     run_at(&repo, "workflows/sleepy.yaml");
 
@@ -70,7 +71,7 @@ fn command_pipeline_unchanged_script_does_not_regress() {
     let _guard = TIMING.lock().unwrap_or_else(|e| e.into_inner());
     let repo = Repo::new();
     repo.write("workflows/sleepy.yaml", SLEEP_PIPELINE);
-    repo.write("bench.sh", &sleep_script(0));
+    repo.write("bench.sh", &sleep_script(20));
     repo.commit("first");
     run_at(&repo, "workflows/sleepy.yaml");
     repo.write("README", "an unrelated change\n");

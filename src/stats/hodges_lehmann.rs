@@ -161,6 +161,13 @@ mod tests {
         let y = [0.5, 2.5, 4.5, 6.5, 8.5];
         let d = brute(&x, &y);
         let s = hodges_lehmann(&x, &y, 0.05).unwrap();
+        // NumPy 2.4: median of the 25 differences is 2.5; d_(3) = -1.5, d_(23) = 6.5.
+        assert!(
+            (s.estimate - 2.5).abs() < 1e-9
+                && (s.lo + 1.5).abs() < 1e-9
+                && (s.hi - 6.5).abs() < 1e-9,
+            "{s:?}"
+        );
         assert!((s.lo - d[2]).abs() < 1e-9, "{} vs {}", s.lo, d[2]);
         assert!((s.hi - d[22]).abs() < 1e-9, "{} vs {}", s.hi, d[22]);
         assert!((s.estimate - d[12]).abs() < 1e-9);

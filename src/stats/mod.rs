@@ -15,7 +15,9 @@ pub use history::run_to_run_variance;
 pub use hodges_lehmann::{hodges_lehmann, Shift};
 pub use mann_whitney::{mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
 pub use summary::{quantile, Summary, NOISY_REL_IQR};
-pub use verdict::{decide, evidence, Direction, Evidence, Method, Verdict, MDE_POWER};
+pub use verdict::{
+    decide, evidence, process_location, Direction, Evidence, Method, Verdict, MDE_POWER,
+};
 pub use welch::{pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
 
 /// Input the statistics cannot use.

@@ -67,9 +67,9 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// Student's pooled t on log per-process medians (both sides ≥ 2 processes).
+    /// Student's pooled t on per-process locations (both sides ≥ 2 processes).
     PooledProcesses,
-    /// Pooled t on log per-process medians with variance from earlier runs.
+    /// Pooled t on per-process locations with variance from earlier runs.
     PooledHistory,
     /// Mann–Whitney U on log iterations, one process on a side, no history:
     /// run-to-run variance is unobserved.
@@ -96,11 +96,38 @@ pub struct Evidence {
     pub unobserved_spread: f64,
 }
 
-fn medians(processes: &[Vec<f64>]) -> Result<Vec<f64>, StatsError> {
+/// Fraction trimmed from each end for a process's location (20 %).
+const TRIM: f64 = 0.2;
+/// Samples trimmed from each end at least: with 10 samples and 5 % slow
+/// outliers, three or more outliers in one process happen 1 % of the time,
+/// and a 20 % trim (two samples) would let one through.
+const MIN_TRIM: usize = 3;
+
+/// The location of one process: the trimmed mean of its log samples, 20 %
+/// from each end and at least three samples (the median for seven or fewer).
+///
+/// Robust like the median to the slow outliers benchmarks produce, but
+/// about 94 % as efficient as the mean on clean data where the median is
+/// 64 %, which buys real power with 10–30 samples per process. Reference:
+/// Wilcox, *Introduction to Robust Estimation and Hypothesis Testing*, 4th
+/// ed., §3.2. Samples must be positive.
+pub fn process_location(samples: &[f64]) -> Result<f64, StatsError> {
+    if samples.is_empty() {
+        return Err(StatsError::Empty);
+    }
+    let mut logs = logs(samples)?;
+    logs.sort_by(f64::total_cmp);
+    let n = logs.len();
+    let cut = ((TRIM * n as f64).floor() as usize).max(MIN_TRIM.min((n - 1) / 2));
+    let kept = &logs[cut..logs.len() - cut];
+    Ok(kept.iter().sum::<f64>() / kept.len() as f64)
+}
+
+fn locations(processes: &[Vec<f64>]) -> Result<Vec<f64>, StatsError> {
     processes
         .iter()
         .filter(|p| !p.is_empty())
-        .map(|p| Summary::of(p).map(|s| s.median))
+        .map(|p| process_location(p))
         .collect()
 }
 
@@ -121,8 +148,8 @@ fn z(p: f64) -> f64 {
 
 /// Weighs per-process samples of base and head (positive values, one list
 /// per process) and picks the test that fits: history-pooled t when earlier
-/// runs give the run-to-run variance, Student's pooled t on process medians
-/// when both sides have several processes, otherwise Mann–Whitney U on the
+/// runs give the run-to-run variance, Student's pooled t on process
+/// locations (`process_location`) when both sides have several processes, otherwise Mann–Whitney U on the
 /// iterations with the caveat that run-to-run variance is unobserved.
 ///
 /// Why pooled and not Welch between the sides: the hypothesis under test is
@@ -138,8 +165,8 @@ pub fn evidence(
     prior: Option<PriorVariance>,
     alpha: f64,
 ) -> Result<Evidence, StatsError> {
-    let bm = logs(&medians(base)?)?;
-    let hm = logs(&medians(head)?)?;
+    let bm = locations(base)?;
+    let hm = locations(head)?;
     if bm.is_empty() || hm.is_empty() {
         return Err(StatsError::Empty);
     }
@@ -293,6 +320,17 @@ mod tests {
             decide(&e, 1e-9, 0.03, 0.01, Direction::LowerIsBetter),
             Verdict::Regressed
         );
+    }
+
+    #[test]
+    fn process_location_trims_outliers() {
+        let clean = process_location(&[1.0, 1.0, 1.0, 1.0, 1.0]).unwrap();
+        assert_eq!(clean, 0.0);
+        // One of five samples 3× slower is trimmed away entirely.
+        let dirty = process_location(&[1.0, 1.0, 1.0, 1.0, 3.0]).unwrap();
+        assert_eq!(dirty, 0.0);
+        assert!(process_location(&[]).is_err());
+        assert!(process_location(&[1.0, -1.0]).is_err());
     }
 
     #[test]

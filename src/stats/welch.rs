@@ -169,16 +169,25 @@ mod tests {
 
     #[test]
     fn welch_matches_reference() {
-        // scipy.stats.ttest_ind(a, b, equal_var=False), SciPy 1.16.x:
-        // a = [1, 2, 3, 4], b = [2, 4, 6, 8, 10] -> t = 2.6186..., df = 5.3686..., p = 0.04403...
+        // SciPy 1.17.1: scipy.stats.ttest_ind([1, 2, 3, 4], [2, 4, 6, 8, 10], equal_var=False)
+        // gives t = -2.2514363231593695, p = 0.06913359319239237, df = 5.520787746170677
+        // (its t is mean(a) − mean(b); ours is mean(b) − mean(a)).
         let t = welch_t(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0, 10.0]).unwrap();
         assert!(close(t.diff, 3.5, 1e-12));
-        let se = (1.666_666_666_666_666_7_f64 / 4.0 + 10.0 / 5.0).sqrt();
-        assert!(close(t.se, se, 1e-12));
-        assert!(close(t.t, 3.5 / se, 1e-12));
-        let df = (1.666_666_666_666_666_7_f64 / 4.0 + 2.0).powi(2)
-            / ((1.666_666_666_666_666_7_f64 / 4.0).powi(2) / 3.0 + 4.0 / 4.0);
-        assert!(close(t.df, df, 1e-12));
+        assert!(close(t.t, 2.2514363231593695, 1e-12), "{}", t.t);
+        assert!(close(t.df, 5.520787746170677, 1e-12), "{}", t.df);
+        assert!(close(t.p, 0.06913359319239237, 1e-9), "{}", t.p);
+    }
+
+    #[test]
+    fn student_matches_reference() {
+        // SciPy 1.17.1: scipy.stats.ttest_ind([1, 2, 3, 4], [2, 4, 6, 8, 10], equal_var=True)
+        // gives t = -2.0578065752724592, p = 0.0786192350586938, df = 7.
+        let t = student_t(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0, 10.0]).unwrap();
+        assert!(close(t.t, 2.0578065752724592, 1e-12), "{}", t.t);
+        assert_eq!(t.df, 7.0);
+        assert!(close(t.p, 0.0786192350586938, 1e-9), "{}", t.p);
+        assert!(student_t(&[1.0], &[1.0, 2.0]).is_err());
     }
 
     #[test]

@@ -1,0 +1,291 @@
+//! How often regress's verdicts are right, on simulated benchmark noise.
+//!
+//! For each noise scenario it prints the false-positive rate at 0 % true
+//! change (any `regressed` or `improved`), the detection rate (`regressed`)
+//! at +2 %, +5 % and +10 %, and, for runs of 500 cases of which 10 are truly
+//! 5 % slower, how many of the 490 unchanged cases are flagged per run and
+//! how many of the 10 are found — after Benjamini–Hochberg across the run,
+//! exactly as `regress compare` does. Scenarios run without and with a
+//! history of 30 earlier baseline runs on the same machine.
+//!
+//!     cargo run --release --example verdict_quality
+//!
+//! Samples are latencies around 1 ms; noise is multiplicative.
+
+use regress::stats::{
+    bh_qvalues, decide, evidence, process_location, run_to_run_variance, Direction, Verdict,
+};
+
+/// The pipeline defaults: 3 % threshold, alpha 0.01.
+const THRESHOLD: f64 = 0.03;
+const ALPHA: f64 = 0.01;
+/// Single-case trials per scenario and effect.
+const TRIALS: usize = 1000;
+/// 500-case runs per scenario.
+const SUITE_RUNS: usize = 20;
+const SUITE_CASES: usize = 500;
+const SUITE_SLOWER: usize = 10;
+/// Earlier baseline runs in the history variants.
+const HISTORY_RUNS: usize = 30;
+
+/// SplitMix64 with Box–Muller normals: small, seedable, good enough here.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(f64::MIN_POSITIVE);
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Noise {
+    /// Log-normal with this coefficient of variation.
+    LogNormal(f64),
+    /// 1 % log-normal, and this fraction of samples 1.5–3× slower.
+    Outliers(f64),
+    /// 1 % log-normal; each iteration runs in a slow clock state (×1.08)
+    /// with a probability drawn per process from [0, 0.5]: clocks that
+    /// drop for part of a run.
+    Bimodal,
+    /// 1 % log-normal; a whole process runs in the slow clock state (×1.08)
+    /// with probability 0.3. A stress case: with three processes per side,
+    /// all-fast against all-slow looks exactly like an 8 % change.
+    BimodalProcess,
+    /// 1 % log-normal within a process; each process's level shifted by a
+    /// uniform draw in ± this fraction.
+    RunShift(f64),
+}
+
+struct Scenario {
+    name: &'static str,
+    noise: Noise,
+    processes: usize,
+    samples: usize,
+}
+
+impl Scenario {
+    /// One side: `processes` lists of `samples` latencies at `level`.
+    fn side(&self, rng: &mut Rng, level: f64) -> Vec<Vec<f64>> {
+        (0..self.processes)
+            .map(|_| {
+                let slow_share = match self.noise {
+                    Noise::Bimodal => 0.5 * rng.uniform(),
+                    _ => 0.0,
+                };
+                let process_factor = match self.noise {
+                    Noise::BimodalProcess if rng.uniform() < 0.3 => 1.08,
+                    Noise::RunShift(s) => 1.0 + s * (2.0 * rng.uniform() - 1.0),
+                    _ => 1.0,
+                };
+                (0..self.samples)
+                    .map(|_| {
+                        let x = match self.noise {
+                            Noise::LogNormal(cv) => (cv * rng.normal()).exp(),
+                            Noise::Outliers(frac) => {
+                                let base = (0.01 * rng.normal()).exp();
+                                if rng.uniform() < frac {
+                                    base * (1.5 + 1.5 * rng.uniform())
+                                } else {
+                                    base
+                                }
+                            }
+                            Noise::Bimodal if rng.uniform() < slow_share => {
+                                1.08 * (0.01 * rng.normal()).exp()
+                            }
+                            _ => (0.01 * rng.normal()).exp(),
+                        };
+                        1e-3 * level * process_factor * x
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Per-process locations of 30 earlier commits of the baseline branch:
+    /// most commits leave performance alone, one in ten moves it (±3 %).
+    fn history(&self, rng: &mut Rng) -> Vec<Vec<f64>> {
+        let mut level = 1.0;
+        (0..HISTORY_RUNS)
+            .map(|_| {
+                if rng.uniform() < 0.1 {
+                    level *= (0.03 * rng.normal()).exp();
+                }
+                self.side(rng, level)
+                    .iter()
+                    .map(|p| process_location(p).expect("positive samples"))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Evidence for one case whose head is `1 + change` times base.
+    fn case(&self, rng: &mut Rng, change: f64, history: bool) -> regress::stats::Evidence {
+        let prior = if history {
+            run_to_run_variance(&self.history(rng))
+        } else {
+            None
+        };
+        let base = self.side(rng, 1.0);
+        let head = self.side(rng, 1.0 + change);
+        evidence(&base, &head, prior, ALPHA).expect("simulated samples are positive")
+    }
+}
+
+fn rate(
+    scenario: &Scenario,
+    rng: &mut Rng,
+    change: f64,
+    history: bool,
+    hit: impl Fn(Verdict) -> bool,
+) -> f64 {
+    let mut hits = 0;
+    for _ in 0..TRIALS {
+        let e = scenario.case(rng, change, history);
+        if hit(decide(&e, e.p, THRESHOLD, ALPHA, Direction::LowerIsBetter)) {
+            hits += 1;
+        }
+    }
+    hits as f64 / TRIALS as f64
+}
+
+/// (mean unchanged cases flagged per run, mean truly slower cases found).
+fn suite(scenario: &Scenario, rng: &mut Rng, history: bool) -> (f64, f64) {
+    let (mut false_alarms, mut found) = (0usize, 0usize);
+    for _ in 0..SUITE_RUNS {
+        let evidence: Vec<_> = (0..SUITE_CASES)
+            .map(|i| scenario.case(rng, if i < SUITE_SLOWER { 0.05 } else { 0.0 }, history))
+            .collect();
+        let ps: Vec<f64> = evidence.iter().map(|e| e.p).collect();
+        let qs = bh_qvalues(&ps).expect("p-values in [0, 1]");
+        for (i, (e, q)) in evidence.iter().zip(qs).enumerate() {
+            let v = decide(e, q, THRESHOLD, ALPHA, Direction::LowerIsBetter);
+            if i < SUITE_SLOWER && v == Verdict::Regressed {
+                found += 1;
+            }
+            if i >= SUITE_SLOWER && matches!(v, Verdict::Regressed | Verdict::Improved) {
+                false_alarms += 1;
+            }
+        }
+    }
+    (
+        false_alarms as f64 / SUITE_RUNS as f64,
+        found as f64 / SUITE_RUNS as f64,
+    )
+}
+
+fn main() {
+    let scenarios = [
+        Scenario {
+            name: "log-normal CV 1%, 3×30",
+            noise: Noise::LogNormal(0.01),
+            processes: 3,
+            samples: 30,
+        },
+        Scenario {
+            name: "log-normal CV 1%, 1×30",
+            noise: Noise::LogNormal(0.01),
+            processes: 1,
+            samples: 30,
+        },
+        Scenario {
+            name: "log-normal CV 5%, 1×10",
+            noise: Noise::LogNormal(0.05),
+            processes: 1,
+            samples: 10,
+        },
+        Scenario {
+            name: "log-normal CV 5%, 1×30",
+            noise: Noise::LogNormal(0.05),
+            processes: 1,
+            samples: 30,
+        },
+        Scenario {
+            name: "log-normal CV 5%, 3×10",
+            noise: Noise::LogNormal(0.05),
+            processes: 3,
+            samples: 10,
+        },
+        Scenario {
+            name: "log-normal CV 5%, 3×30",
+            noise: Noise::LogNormal(0.05),
+            processes: 3,
+            samples: 30,
+        },
+        Scenario {
+            name: "5% outliers 1.5-3x, 1×10",
+            noise: Noise::Outliers(0.05),
+            processes: 1,
+            samples: 10,
+        },
+        Scenario {
+            name: "5% outliers 1.5-3x, 3×10",
+            noise: Noise::Outliers(0.05),
+            processes: 3,
+            samples: 10,
+        },
+        Scenario {
+            name: "bimodal clock, 3×30",
+            noise: Noise::Bimodal,
+            processes: 3,
+            samples: 30,
+        },
+        Scenario {
+            name: "whole-process clock, 3×30",
+            noise: Noise::BimodalProcess,
+            processes: 3,
+            samples: 30,
+        },
+        Scenario {
+            name: "run shift ±2%, 3×30",
+            noise: Noise::RunShift(0.02),
+            processes: 3,
+            samples: 30,
+        },
+    ];
+    println!(
+        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>7} {:>14} {:>10}",
+        "scenario (processes×samples)",
+        "history",
+        "FP@0%",
+        "det@2%",
+        "det@5%",
+        "det@10%",
+        "FP/500 cases",
+        "found/10"
+    );
+    let mut rng = Rng(0x5eed);
+    for s in &scenarios {
+        for history in [false, true] {
+            let fp = rate(s, &mut rng, 0.0, history, |v| {
+                matches!(v, Verdict::Regressed | Verdict::Improved)
+            });
+            let d: Vec<f64> = [0.02, 0.05, 0.10]
+                .iter()
+                .map(|&c| rate(s, &mut rng, c, history, |v| v == Verdict::Regressed))
+                .collect();
+            let (alarms, found) = suite(s, &mut rng, history);
+            println!(
+                "{:<28} {:>7} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>14.2} {:>10.1}",
+                s.name,
+                if history { "30 runs" } else { "none" },
+                fp * 100.0,
+                d[0] * 100.0,
+                d[1] * 100.0,
+                d[2] * 100.0,
+                alarms,
+                found
+            );
+        }
+    }
+}
