@@ -40,9 +40,14 @@ pub fn format_pct(pct: f64) -> String {
     format!("{pct:+.1}%")
 }
 
+/// Below this a p-value is shown as a bound: f64 rounding rules the digits.
+const P_FLOOR: f64 = 1e-16;
+
 /// A p-value: fixed notation down to 0.001, scientific below.
 pub fn format_p(p: f64) -> String {
-    if p >= 0.001 {
+    if p < P_FLOOR {
+        "<1e-16".to_string()
+    } else if p >= 0.001 {
         format!("{p:.3}")
     } else {
         format!("{p:.1e}")
@@ -74,5 +79,6 @@ mod tests {
         assert_eq!(format_pct(-3.0), "-3.0%");
         assert_eq!(format_p(0.5), "0.500");
         assert_eq!(format_p(1.3e-8), "1.3e-8");
+        assert_eq!(format_p(0.0), "<1e-16");
     }
 }
