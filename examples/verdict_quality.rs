@@ -20,7 +20,7 @@ use regress::stats::{
 const THRESHOLD: f64 = 0.03;
 const ALPHA: f64 = 0.01;
 /// Single-case trials per scenario and effect.
-const TRIALS: usize = 1000;
+const TRIALS: usize = 2000;
 /// 500-case runs per scenario.
 const SUITE_RUNS: usize = 20;
 const SUITE_CASES: usize = 500;

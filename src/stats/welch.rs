@@ -84,19 +84,48 @@ fn finish(diff: f64, se: f64, df: f64) -> TTest {
     }
 }
 
-/// Welch's unequal-variance t-test; needs at least two values per side.
-pub fn welch_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
-    if a.len() < 2 || b.len() < 2 {
-        return Err(StatsError::TooFew {
-            need: 2,
-            got: a.len().min(b.len()),
+/// Means, variances and counts of two sides with at least `need` values each.
+struct Sides {
+    ma: f64,
+    va: f64,
+    na: f64,
+    mb: f64,
+    vb: f64,
+    nb: f64,
+}
+
+fn sides(a: &[f64], b: &[f64], need: usize) -> Result<Sides, StatsError> {
+    if a.len() < need || b.len() < need {
+        let got = a.len().min(b.len());
+        return Err(if got == 0 {
+            StatsError::Empty
+        } else {
+            StatsError::TooFew { need, got }
         });
     }
     check_finite(a)?;
     check_finite(b)?;
-    let (ma, va) = mean_var(a);
-    let (mb, vb) = mean_var(b);
-    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let ((ma, va), (mb, vb)) = (mean_var(a), mean_var(b));
+    Ok(Sides {
+        ma,
+        va,
+        na: a.len() as f64,
+        mb,
+        vb,
+        nb: b.len() as f64,
+    })
+}
+
+/// Welch's unequal-variance t-test; needs at least two values per side.
+pub fn welch_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
+    let Sides {
+        ma,
+        va,
+        na,
+        mb,
+        vb,
+        nb,
+    } = sides(a, b, 2)?;
     let (sa, sb) = (va / na, vb / nb);
     let se = (sa + sb).sqrt();
     // Welch–Satterthwaite; when both variances are 0 the df do not matter.
@@ -112,19 +141,23 @@ pub fn welch_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
 /// values per side. Exact for normal data with equal variances, which is
 /// what "no change" means for two sides measured on one machine.
 pub fn student_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
-    if a.len() < 2 || b.len() < 2 {
-        return Err(StatsError::TooFew {
-            need: 2,
-            got: a.len().min(b.len()),
-        });
-    }
-    check_finite(a)?;
-    check_finite(b)?;
-    let (ma, va) = mean_var(a);
-    let (mb, vb) = mean_var(b);
-    let (na, nb) = (a.len() as f64, b.len() as f64);
-    let df = na + nb - 2.0;
-    let var = ((na - 1.0) * va + (nb - 1.0) * vb) / df;
+    sides(a, b, 2)?;
+    pooled(a, b, None)
+}
+
+/// The pooled t-test, optionally with an outside variance estimate.
+fn pooled(a: &[f64], b: &[f64], prior: Option<PriorVariance>) -> Result<TTest, StatsError> {
+    let Sides {
+        ma,
+        va,
+        na,
+        mb,
+        vb,
+        nb,
+    } = sides(a, b, 1)?;
+    let (prior_df, prior_ss) = prior.map_or((0.0, 0.0), |p| (p.df, p.df * p.var));
+    let df = prior_df + (na - 1.0) + (nb - 1.0);
+    let var = (prior_ss + (na - 1.0) * va + (nb - 1.0) * vb) / df;
     Ok(finish(mb - ma, (var * (1.0 / na + 1.0 / nb)).sqrt(), df))
 }
 
@@ -139,24 +172,13 @@ pub struct PriorVariance {
 /// Pooled t-test whose variance combines `prior` with whatever spread the
 /// two sides show themselves; works with one value per side.
 pub fn pooled_t(a: &[f64], b: &[f64], prior: PriorVariance) -> Result<TTest, StatsError> {
-    if a.is_empty() || b.is_empty() {
-        return Err(StatsError::Empty);
-    }
-    check_finite(a)?;
-    check_finite(b)?;
     if !(prior.var.is_finite() && prior.var >= 0.0 && prior.df > 0.0) {
         return Err(StatsError::NonFinite {
             index: 0,
             value: prior.var,
         });
     }
-    let (ma, va) = mean_var(a);
-    let (mb, vb) = mean_var(b);
-    let (na, nb) = (a.len() as f64, b.len() as f64);
-    let df = prior.df + (na - 1.0) + (nb - 1.0);
-    let var = (prior.df * prior.var + (na - 1.0) * va + (nb - 1.0) * vb) / df;
-    let se = (var * (1.0 / na + 1.0 / nb)).sqrt();
-    Ok(finish(mb - ma, se, df))
+    pooled(a, b, Some(prior))
 }
 
 #[cfg(test)]
