@@ -214,3 +214,63 @@ fn native_backend_runs_the_mlp() {
             .starts_with("2."));
     }
 }
+
+/// A python wrapper that records its environment, sleeps when the request
+/// asks for bf16, and otherwise runs the real worker.
+fn spy_python(repo: &Repo, real: &std::path::Path) -> std::path::PathBuf {
+    let wrapper = repo.write(
+        "spy/python",
+        &format!(
+            "#!/bin/sh\nenv > \"$(dirname \"$0\")/env.txt\"\nread -r line\ncase \"$line\" in *'\"bf16\"'*) sleep 30 ;; esac\nprintf '%s\\n' \"$line\" | exec {} \"$@\"\n",
+            real.display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    wrapper
+}
+
+#[test]
+fn python_worker_gets_no_secrets_and_times_out_cleanly() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let repo = Repo::new();
+    let wrapper = spy_python(&repo, &python);
+    repo.write(
+        "p.yaml",
+        &PYTHON_PIPELINE
+            .replace("[fp32, bf16, fp8]", "[bf16, fp32]")
+            .replace("compile: [eager, default]", "compile: [eager]")
+            .replace("  exclude:\n    - {precision: bf16, compile: default}\n    - {precision: fp8, compile: default}\n", "")
+            .replace("timeout: 5m", "timeout: 3s"),
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_PYTHON", &wrapper)
+            .env("GITHUB_TOKEN", "ghp_do_not_leak")
+            .env("SOME_SECRET", "s3cr3t"),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let line = |l: &str| stdout.lines().find(|x| x.contains(l)).unwrap().to_string();
+    assert!(
+        line("mlp[batch=4,bf16,eager]").contains("timeout"),
+        "{stdout}"
+    );
+    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok "), "{stdout}");
+    let env = std::fs::read_to_string(repo.path().join("spy/env.txt")).unwrap();
+    assert!(
+        !env.contains("ghp_do_not_leak") && !env.contains("GITHUB_TOKEN"),
+        "{env}"
+    );
+    assert!(!env.contains("s3cr3t"), "{env}");
+    assert!(
+        env.contains("PATH="),
+        "the rest of the environment is kept: {env}"
+    );
+}
