@@ -16,6 +16,10 @@ use crate::record::{CommitSha, Record, RECORD_SCHEMA_VERSION};
 /// Prefix of in-progress files; readers ignore names starting with '.'.
 const TEMP_PREFIX: &str = ".tmp-";
 
+/// Temporary files older than this were left by a killed writer (a write
+/// takes milliseconds) and are removed by the next write in their directory.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A store rooted at a directory, `.regress/` by default.
 #[derive(Debug, Clone)]
 pub struct DirStore {
@@ -90,6 +94,7 @@ impl Store for DirStore {
         if let Ok(d) = fs::File::open(&dir) {
             let _ = d.sync_all();
         }
+        remove_stale_temps(&dir);
         Ok(path)
     }
 
@@ -115,6 +120,28 @@ impl Store for DirStore {
         }
         out.sort_by_key(|s| s.record.started_at);
         Ok(out)
+    }
+}
+
+/// Best effort: a leftover we cannot remove does no harm, readers skip it.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        if old {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -162,4 +189,41 @@ pub fn read_record(path: &Path) -> Result<Record, StoreError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn stale_temporary_files_are_removed_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".tmp-old.partial");
+        let fresh = dir.path().join(".tmp-new.partial");
+        let record = dir.path().join("run.json");
+        for p in [&stale, &fresh, &record] {
+            fs::write(p, "x").unwrap();
+        }
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&record)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        remove_stale_temps(dir.path());
+        assert!(!stale.exists());
+        assert!(
+            fresh.exists(),
+            "a write in progress elsewhere keeps its file"
+        );
+        assert!(record.exists(), "records are never touched");
+    }
 }
