@@ -173,7 +173,21 @@ fn run_schedule(
     // Interleave: every case once, then every case again, so slow drift of
     // the machine spreads over all cases instead of biasing some.
     'rounds: for repeat in 0..rounds {
-        for &(l, i) in schedule {
+        // Alternate which side of an adjacent base/head pair goes first
+        // (ABBA), so an order effect does not always land on head.
+        let mut order = schedule.to_vec();
+        if repeat % 2 == 1 {
+            let mut k = 0;
+            while k + 1 < order.len() {
+                if order[k].0 != order[k + 1].0 {
+                    order.swap(k, k + 1);
+                    k += 2;
+                } else {
+                    k += 1;
+                }
+            }
+        }
+        for &(l, i) in &order {
             let lane = &mut lanes[l];
             if repeat >= lane.processes {
                 continue;
@@ -343,6 +357,16 @@ fn load_records(store: &DirStore, sha: &crate::record::CommitSha) -> anyhow::Res
     Ok(store.load(sha)?.into_iter().map(|s| s.record).collect())
 }
 
+/// Like `load_records`, for commits that are only candidates (the walk
+/// back, history): an unreadable record there costs a warning, not the
+/// whole comparison.
+fn load_candidate(store: &DirStore, sha: &crate::record::CommitSha) -> Vec<Record> {
+    load_records(store, sha).unwrap_or_else(|e| {
+        anstream::eprintln!("warning: skipping the results of {}: {e:#}", sha.short());
+        Vec::new()
+    })
+}
+
 /// Records of up to HISTORY_COMMITS earlier first-parent commits of `base`
 /// that ran the same pipelines, for the run-to-run variance.
 fn history(
@@ -354,7 +378,7 @@ fn history(
     let mut out = Vec::new();
     let mut commits = 0;
     for c in repo.first_parents(&base.sha, HISTORY_WALK)? {
-        let records: Vec<Record> = load_records(store, &c.sha)?
+        let records: Vec<Record> = load_candidate(store, &c.sha)
             .into_iter()
             .filter(|r| names.contains(&r.pipeline.name))
             .collect();
@@ -386,6 +410,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
                 commit: record.commit.clone(),
                 distance: 0,
                 records: vec![record],
+                notes: Vec::new(),
             });
         }
         let comparison = compare_sides(&sides[0], &sides[1], &[], &opts)?;
@@ -405,19 +430,37 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
         commit: head_commit.clone(),
         distance: 0,
         records: head_records,
+        notes: Vec::new(),
     };
     let requested = repo.resolve(base_rev)?;
-    let start = if args.exact {
-        requested.clone()
-    } else {
-        repo.merge_base(&requested.sha, &head_commit.sha)?
-            .unwrap_or(requested.clone())
+    let mut base_notes = Vec::new();
+    let start = match repo.merge_base(&requested.sha, &head_commit.sha)? {
+        _ if args.exact => requested.clone(),
+        // Head is an ancestor of the base: the merge-base is head itself,
+        // and comparing a commit with itself says nothing.
+        Some(mb) if mb.sha == head_commit.sha => {
+            base_notes.push(format!(
+                "`{}` is an ancestor of `{base_rev}`: compared with `{base_rev}` itself",
+                args.head
+            ));
+            requested.clone()
+        }
+        Some(mb) if mb.sha != requested.sha => {
+            base_notes.push(format!(
+                "base is the merge-base of `{base_rev}` and `{}`: {} (use --exact for `{base_rev}` itself)",
+                args.head,
+                mb.sha.short()
+            ));
+            mb
+        }
+        _ => requested.clone(),
     };
     let mut base = SideInput {
         rev: base_rev.to_string(),
         commit: start.clone(),
         distance: 0,
         records: load_records(&store, &start.sha)?,
+        notes: base_notes.clone(),
     };
     if !head.records.is_empty() && !serves_as_base(&base.records, &head.records, &opts) {
         for (i, c) in repo
@@ -425,13 +468,14 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
             .into_iter()
             .enumerate()
         {
-            let records = load_records(&store, &c.sha)?;
+            let records = load_candidate(&store, &c.sha);
             if serves_as_base(&records, &head.records, &opts) {
                 base = SideInput {
                     rev: base_rev.to_string(),
                     commit: c,
                     distance: i + 1,
                     records,
+                    notes: base_notes.clone(),
                 };
                 break;
             }
@@ -529,7 +573,20 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
         trees: Vec::new(),
         _dir: dir,
     };
-    let tag = format!("{}{}", crate::git::AB_PREFIX, std::process::id());
+    // Name: prefix, pid (so a later run can tell a dead owner), and the
+    // random part of the temporary directory (so a reused pid cannot clash).
+    let unique = guard
+        ._dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().replace(crate::git::AB_PREFIX, ""))
+        .unwrap_or_default();
+    let tag = format!(
+        "{}{}-{}",
+        crate::git::AB_PREFIX,
+        std::process::id(),
+        unique.replace('-', "")
+    );
     for (side, commit) in [("base", &base_commit), ("head", &head_commit)] {
         let name = format!("{tag}-{side}");
         let path = guard._dir.path().join(side);
@@ -549,7 +606,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     let head_pipelines = load(&guard.trees[1])?;
     check_filter(&head_pipelines, args.filter.as_deref())?;
 
-    let mut comparisons_ok = Exit::Success;
+    let (mut base_records, mut head_records) = (Vec::new(), Vec::new());
     for hp in &head_pipelines {
         let head_cases = filtered(hp, args.filter.as_deref());
         if head_cases.is_empty() {
@@ -610,31 +667,41 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
             anstream::eprintln!("interrupted: finished cases are stored; removing the worktrees");
             return Ok(Exit::Interrupted);
         }
-        let base = SideInput {
-            rev: args.base.clone(),
-            commit: base_commit.clone(),
-            distance: 0,
-            records: vec![lanes[0].record.clone()],
-        };
-        let head = SideInput {
-            rev: args.head.clone(),
-            commit: head_commit.clone(),
-            distance: 0,
-            records: vec![lanes[1].record.clone()],
-        };
-        let history = history(&repo, &store, &base_commit, std::slice::from_ref(&hp.name))?;
-        let opts = CompareOptions {
-            pipeline: Some(hp.name.clone()),
-            allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
-        };
-        let comparison = compare_sides(&base, &head, &history, &opts)?;
-        if report(&comparison, &args.report)? == Exit::Regressed {
-            comparisons_ok = Exit::Regressed;
-        }
+        base_records.push(lanes[0].record.clone());
+        head_records.push(lanes[1].record.clone());
     }
     drop(guard);
-    Ok(comparisons_ok)
+    if head_records.is_empty() {
+        bail!("no pipeline ran at both revisions");
+    }
+    // One comparison over every pipeline: one report, one BH adjustment.
+    let names: Vec<String> = head_records
+        .iter()
+        .map(|r| r.pipeline.name.clone())
+        .collect();
+    let history = history(&repo, &store, &base_commit, &names)?;
+    let side = |rev: &str, commit: &CommitInfo, records: Vec<Record>| SideInput {
+        rev: rev.to_string(),
+        commit: commit.clone(),
+        distance: 0,
+        records,
+        notes: Vec::new(),
+    };
+    let opts = CompareOptions {
+        pipeline: None,
+        allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
+    };
+    let comparison = compare_sides(
+        &side(&args.base, &base_commit, base_records),
+        &side(&args.head, &head_commit, head_records),
+        &history,
+        &opts,
+    )?;
+    report(&comparison, &args.report)
 }
+/// Permissions of written reports: readable by everyone, like any file a
+/// shell redirection would create under the usual umask.
+const REPORT_MODE: u32 = 0o644;
 
 /// Writes a report so a reader never sees half of it.
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -645,6 +712,11 @@ fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    // NamedTempFile is private (0600); a report is meant to be read.
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(REPORT_MODE))?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

@@ -13,7 +13,7 @@ use crate::runner::Fingerprint;
 use crate::spec::{CaseId, CompareConfig, CompileMode};
 use crate::stats::{
     bh_qvalues, decide, evidence, process_location, run_to_run_variance, t_quantile, Direction,
-    Evidence, Method, StatsError, Summary, Verdict,
+    Evidence, Method, Summary, Verdict,
 };
 
 /// Earlier baseline runs used for the run-to-run variance, at most.
@@ -30,6 +30,8 @@ pub struct SideInput {
     /// results are (0: the revision itself had them).
     pub distance: usize,
     pub records: Vec<Record>,
+    /// What the reader should know about how this side was chosen.
+    pub notes: Vec<String>,
 }
 
 /// Options of a comparison.
@@ -122,13 +124,6 @@ pub enum CompareError {
         filter: String,
         walked: String,
     },
-    #[error("case {label} ({metric}) of pipeline {pipeline}: {source}")]
-    BadSamples {
-        pipeline: String,
-        label: String,
-        metric: String,
-        source: StatsError,
-    },
 }
 
 /// Metrics compared, with units and direction; latency first.
@@ -151,6 +146,19 @@ struct Pooled<'a> {
     compare: CompareConfig,
 }
 
+/// Which status a case pooled over several runs shows: any run that
+/// measured it wins, then a failure (it says something about the code),
+/// then a skip, then a run that never got to it.
+fn rank(status: CaseStatus) -> u8 {
+    match status {
+        CaseStatus::Ok => 4,
+        CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom => 3,
+        CaseStatus::Skipped => 2,
+        CaseStatus::Interrupted => 1,
+        CaseStatus::Pending => 0,
+    }
+}
+
 fn pool<'a>(records: &[&'a Record]) -> (Vec<CaseId>, BTreeMap<CaseId, Pooled<'a>>) {
     let mut order = Vec::new();
     let mut map: BTreeMap<CaseId, Pooled<'a>> = BTreeMap::new();
@@ -167,6 +175,10 @@ fn pool<'a>(records: &[&'a Record]) -> (Vec<CaseId>, BTreeMap<CaseId, Pooled<'a>
                     compare: record.pipeline.compare,
                 }
             });
+            if rank(case.status) > rank(entry.status) {
+                entry.status = case.status;
+                entry.reason = case.reason.clone();
+            }
             if case.status == CaseStatus::Ok {
                 for (name, _, _) in METRICS {
                     if let Some(m) = case.metrics.get(name) {
@@ -345,14 +357,23 @@ fn both_sides(
         };
         let groups = history_groups(history, &h.first.id, name);
         let prior = run_to_run_variance(&groups);
-        let e = evidence(bp, hp, prior, h.compare.alpha).map_err(|source| {
-            CompareError::BadSamples {
-                pipeline: pipeline.to_string(),
-                label: h.first.label.clone(),
-                metric: name.to_string(),
-                source,
+        let e = match evidence(bp, hp, prior, h.compare.alpha) {
+            Ok(e) => e,
+            Err(err) => {
+                // Unusable samples (zero or negative times, say) spoil this
+                // row, not the whole comparison.
+                let mut row = base_row(
+                    pipeline,
+                    h,
+                    Verdict::NotComparable,
+                    Some(format!("{name}: {err}")),
+                );
+                row.metric = name.to_string();
+                row.unit = unit.to_string();
+                rows.push(row);
+                continue;
             }
-        })?;
+        };
         let mut row = base_row(pipeline, h, Verdict::Inconclusive, None);
         row.metric = name.to_string();
         row.unit = unit.to_string();
@@ -368,7 +389,15 @@ fn both_sides(
     Ok(rows)
 }
 
-fn group<'a>(records: &'a [Record], filter: Option<&str>) -> BTreeMap<Key, Vec<&'a Record>> {
+/// Records by pipeline and machine. Runs at one commit are pooled only when
+/// they measured the same way (same pipeline hash as the newest run); the
+/// others are left out with a note.
+fn group<'a>(
+    records: &'a [Record],
+    filter: Option<&str>,
+    rev: &str,
+    notes: &mut Vec<String>,
+) -> BTreeMap<Key, Vec<&'a Record>> {
     let mut map: BTreeMap<Key, Vec<&Record>> = BTreeMap::new();
     for r in records {
         if filter.is_some_and(|f| f != r.pipeline.name) {
@@ -377,6 +406,23 @@ fn group<'a>(records: &'a [Record], filter: Option<&str>) -> BTreeMap<Key, Vec<&
         map.entry((r.pipeline.name.clone(), r.machine.fingerprint.clone()))
             .or_default()
             .push(r);
+    }
+    for ((name, _), runs) in map.iter_mut() {
+        runs.sort_by_key(|r| r.started_at);
+        let newest = runs
+            .last()
+            .expect("groups are never empty")
+            .pipeline
+            .hash
+            .clone();
+        let before = runs.len();
+        runs.retain(|r| r.pipeline.hash == newest);
+        if runs.len() < before {
+            notes.push(format!(
+                "{} run(s) of pipeline {name} at `{rev}` measured with other settings than the newest and were left out",
+                before - runs.len()
+            ));
+        }
     }
     map
 }
@@ -470,10 +516,10 @@ pub fn compare(
             });
         }
     }
-    let bmap = group(&base.records, filter);
-    let hmap = group(&head.records, filter);
     let mut rows = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = base.notes.iter().chain(&head.notes).cloned().collect();
+    let bmap = group(&base.records, filter, &base.rev, &mut notes);
+    let hmap = group(&head.records, filter, &head.rev, &mut notes);
     let mut names: Vec<&String> = Vec::new();
     for k in hmap.keys().chain(bmap.keys()) {
         if !names.contains(&&k.0) {
@@ -507,6 +553,11 @@ pub fn compare(
                     let hist: Vec<&Record> = history
                         .iter()
                         .filter(|r| r.pipeline.name == *name && r.machine.fingerprint == bkey.1)
+                        .filter(|r| {
+                            bmap[&bkey]
+                                .last()
+                                .is_some_and(|b| b.pipeline.hash == r.pipeline.hash)
+                        })
                         .collect();
                     for id in &horder {
                         match bpool.get(id) {

@@ -208,20 +208,30 @@ impl Repo {
         Ok(())
     }
 
-    /// Removes worktrees (and their branches) a killed `regress ab` left
-    /// behind: those with our prefix whose directory is gone.
+    /// Removes worktrees (and their branches and files) a killed `regress
+    /// ab` left behind: those with our prefix whose directory is gone or
+    /// whose process (the pid in the name) no longer runs.
     pub fn prune_stale_ab_worktrees(&self) -> Result<usize, GitError> {
         let mut pruned = 0;
         for name in self.repo.worktrees()?.iter().flatten().flatten() {
-            if !name.starts_with(AB_PREFIX) {
+            let Some(rest) = name.strip_prefix(AB_PREFIX) else {
                 continue;
-            }
-            let gone = self
+            };
+            let path = self
                 .repo
                 .find_worktree(name)
-                .map(|w| !w.path().exists())
-                .unwrap_or(true);
-            if gone {
+                .ok()
+                .map(|w| w.path().to_path_buf());
+            let owner_alive = rest
+                .split('-')
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            let gone = path.as_ref().is_none_or(|p| !p.exists());
+            if gone || !owner_alive {
+                if let Some(p) = &path {
+                    let _ = std::fs::remove_dir_all(p);
+                }
                 self.prune_worktree(name)?;
                 pruned += 1;
             }

@@ -188,12 +188,15 @@ impl Record {
         commit: CommitInfo,
         machine: Machine,
     ) -> Record {
+        // Time, pid and a per-process counter: unique even for two records
+        // begun in the same millisecond (the two sides of `regress ab`).
+        static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let started_at = Utc::now();
         let run_id = format!(
             "{}-{}-{:04x}",
             started_at.format("%Y%m%dT%H%M%S%.3fZ"),
             std::process::id(),
-            started_at.timestamp_subsec_nanos() & 0xffff
+            SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let model_name = pipeline.model.label_name(&pipeline.name).to_string();
         Record {

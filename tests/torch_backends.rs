@@ -221,7 +221,7 @@ fn spy_python(repo: &Repo, real: &std::path::Path) -> std::path::PathBuf {
     let wrapper = repo.write(
         "spy/python",
         &format!(
-            "#!/bin/sh\nenv > \"$(dirname \"$0\")/env.txt\"\nread -r line\ncase \"$line\" in *'\"bf16\"'*) sleep 30 ;; esac\nprintf '%s\\n' \"$line\" | exec {} \"$@\"\n",
+            "#!/bin/sh\nenv > \"$(dirname \"$0\")/env.txt\"\nread -r line\ncase \"$line\" in *'\"bf16\"'*) sleep 300 ;; esac\nprintf '%s\\n' \"$line\" | exec {} \"$@\"\n",
             real.display()
         ),
     );
@@ -246,7 +246,7 @@ fn python_worker_gets_no_secrets_and_times_out_cleanly() {
             .replace("[fp32, bf16, fp8]", "[bf16, fp32]")
             .replace("compile: [eager, default]", "compile: [eager]")
             .replace("  exclude:\n    - {precision: bf16, compile: default}\n    - {precision: fp8, compile: default}\n", "")
-            .replace("timeout: 5m", "timeout: 3s"),
+            .replace("timeout: 5m", "timeout: 20s"),
     );
     repo.commit("c");
     let (code, stdout, stderr) = output(

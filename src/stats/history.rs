@@ -8,12 +8,11 @@
 //! is deliberately not winsorised: a run disturbed by another job is part of
 //! the noise a base or head run can suffer too, and a robust scale that
 //! ignores such tails makes the test flag them (in simulation, outlier-prone
-//! processes raised the false alarms tenfold). Only when no commit had two processes does
-//! it fall back to successive differences between commits, scaled from
-//! their median absolute value (Rousseeuw & Croux 1993: MAD·1.4826 is
-//! consistent for σ; differences of two runs have variance 2σ²), with the
-//! degrees of freedom cut to the MAD's 37 % efficiency (Huber, *Robust
-//! Statistics*, 1981, §5.5).
+//! processes raised the false alarms tenfold). Only when no commit had two
+//! processes does it fall back to the mean square of successive differences
+//! between commits (von Neumann et al. 1941), with about two thirds of the
+//! degrees of freedom of a plain variance; real changes between commits
+//! inflate it, which errs towards fewer alarms.
 
 use super::PriorVariance;
 
@@ -27,22 +26,15 @@ pub fn run_to_run_variance(groups: &[Vec<f64>]) -> Option<PriorVariance> {
         .iter()
         .filter(|g| g.iter().all(|x| x.is_finite()) && !g.is_empty())
         .collect();
-    let mut residuals = Vec::new();
-    let mut df = 0.0;
+    // Pooled within-commit variance: ΣSS / Σ(nᵢ − 1).
+    let (mut ss, mut df) = (0.0, 0.0);
     for g in groups.iter().filter(|g| g.len() >= 2) {
         let mean = g.iter().sum::<f64>() / g.len() as f64;
-        // Scale so each residual has the variance of one observation.
-        let scale = (g.len() as f64 / (g.len() as f64 - 1.0)).sqrt();
-        residuals.extend(g.iter().map(|x| (x - mean) * scale));
+        ss += g.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
         df += g.len() as f64 - 1.0;
     }
     if df >= 2.0 {
-        let ss: f64 = residuals.iter().map(|r| r * r).sum();
-        // Residuals were scaled up, so dividing by their count is unbiased.
-        return Some(PriorVariance {
-            var: ss / residuals.len() as f64,
-            df,
-        });
+        return Some(PriorVariance { var: ss / df, df });
     }
     let means: Vec<f64> = groups
         .iter()
@@ -56,10 +48,9 @@ pub fn run_to_run_variance(groups: &[Vec<f64>]) -> Option<PriorVariance> {
     // commits inflate it, which errs towards fewer alarms, never more.
     let n = means.len() - 1;
     let msd = means.windows(2).map(|w| (w[1] - w[0]).powi(2)).sum::<f64>() / n as f64;
-    Some(PriorVariance {
-        var: msd / 2.0,
-        df: n as f64,
-    })
+    // The MSSD is less efficient than a variance: about 2n/3 degrees of freedom.
+    let df = (2.0 * n as f64 / 3.0).floor().max(1.0);
+    Some(PriorVariance { var: msd / 2.0, df })
 }
 
 #[cfg(test)]
@@ -103,7 +94,7 @@ mod tests {
         let prior = run_to_run_variance(&groups).unwrap();
         // Every difference is ±0.02: mean square 4e-4, halved.
         assert!((prior.var - 2e-4).abs() < 1e-12, "{}", prior.var);
-        assert_eq!(prior.df, 5.0);
+        assert_eq!(prior.df, 3.0);
         assert!(run_to_run_variance(&[vec![0.0], vec![1.0]]).is_none());
         assert!(run_to_run_variance(&[]).is_none());
     }

@@ -202,8 +202,10 @@ pub fn evidence(
     // A process-level test must also be borne out by the iterations: p is
     // the larger of the two (an intersection–union test, Berger 1982), so a
     // single disturbed process cannot pass for a change.
+    // Only where processes hold several samples each: metrics with one value
+    // per process (compile time, peak memory) have no iterations to ask.
     let corroborated = |mut e: Evidence| -> Result<Evidence, StatsError> {
-        if b.len() >= 2 && h.len() >= 2 {
+        if b.len() > bm.len() && h.len() > hm.len() {
             e.p = e.p.max(mann_whitney_u(&b, &h)?.p);
         }
         Ok(e)
@@ -220,7 +222,8 @@ pub fn evidence(
     if b.len() < 2 || h.len() < 2 {
         return Ok(Evidence {
             method: Method::None,
-            log_ratio: hm[0] - bm[0],
+            log_ratio: hm.iter().sum::<f64>() / hm.len() as f64
+                - bm.iter().sum::<f64>() / bm.len() as f64,
             lo: f64::NEG_INFINITY,
             hi: f64::INFINITY,
             p: 1.0,
@@ -359,6 +362,20 @@ mod tests {
         assert!((process_location(&xs).unwrap() - expected).abs() < 1e-12);
         assert!(process_location(&[]).is_err());
         assert!(process_location(&[1.0, -1.0]).is_err());
+    }
+
+    #[test]
+    fn one_value_per_process_is_judged_by_the_t_test_alone() {
+        // Peak memory: one value per process, a steady 20 % increase.
+        let base = [vec![100.0], vec![100.5], vec![99.5]];
+        let head = [vec![120.0], vec![120.5], vec![119.5]];
+        let e = evidence(&base, &head, None, 0.01).unwrap();
+        assert_eq!(e.method, Method::PooledProcesses);
+        assert!(e.p < 1e-4, "{}", e.p);
+        assert_eq!(
+            decide(&e, e.p, 0.03, 0.01, Direction::LowerIsBetter),
+            Verdict::Regressed
+        );
     }
 
     #[test]

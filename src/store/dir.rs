@@ -185,10 +185,23 @@ pub fn read_record(path: &Path) -> Result<Record, StoreError> {
             supported: RECORD_SCHEMA_VERSION,
         });
     }
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+    let record: Record = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    // Settings the statistics rely on are checked again: a record may have
+    // been edited or written by another tool.
+    let c = record.pipeline.compare;
+    if !(c.alpha > 0.0 && c.alpha <= 0.5 && c.threshold.is_finite() && c.threshold >= 0.0) {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!(
+                "pipeline.compare has alpha {} and threshold {}; alpha must be in (0, 0.5] and the threshold a fraction ≥ 0",
+                c.alpha, c.threshold
+            ),
+        });
+    }
+    Ok(record)
 }
 
 #[cfg(test)]
