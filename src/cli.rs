@@ -42,12 +42,13 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// What to run and where to store it; shared by `run` and `ab`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Pipeline files to run, in order.
+    /// Pipeline files to run, in order (paths in the repository, for `ab`).
     #[arg(required = true)]
     pub pipelines: Vec<PathBuf>,
-    /// Only cases whose label contains this text.
+    /// Only cases whose label or pipeline name contains this text.
     #[arg(long)]
     pub filter: Option<String>,
     /// Store directory [default: .regress at the repository root].
@@ -119,15 +120,8 @@ pub struct AbArgs {
     pub base: String,
     /// Head revision.
     pub head: String,
-    /// Pipeline files, as paths in the repository.
-    #[arg(required = true)]
-    pub pipelines: Vec<PathBuf>,
-    /// Only cases whose label or pipeline name contains this text.
-    #[arg(long)]
-    pub filter: Option<String>,
-    /// Store directory [default: .regress at the repository root].
-    #[arg(long)]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
     #[command(flatten)]
     pub report: ReportArgs,
 }

@@ -111,7 +111,6 @@ fn install_stop_handler(second_exits: bool) -> anyhow::Result<StopFlag> {
 
 /// One record being produced: a backend, its cases and the record they fill.
 struct Lane {
-    name: String,
     backend: Box<dyn runner::Backend>,
     cases: Vec<Case>,
     record: Record,
@@ -137,7 +136,6 @@ impl Lane {
         let record = Record::begin(pipeline, &cases, commit, machine);
         store.save(&record)?;
         Ok(Lane {
-            name: pipeline.name.clone(),
             backend,
             cases,
             record,
@@ -146,11 +144,14 @@ impl Lane {
     }
 }
 
-/// Runs `schedule` (lane, case index) once per process round, saving each
-/// lane's record after every case. Returns whether the user stopped it.
+/// Runs `schedule` once per process round, saving each lane's record after
+/// every case. The schedule is a list of groups of (lane, case index); a
+/// group runs in order on even rounds and reversed on odd ones, so in a
+/// base/head pair neither side always goes first (ABBA). Returns whether
+/// the user stopped it.
 fn run_schedule(
     lanes: &mut [Lane],
-    schedule: &[(usize, usize)],
+    schedule: &[Vec<(usize, usize)>],
     store: &DirStore,
     stop: &StopFlag,
     title: &str,
@@ -158,6 +159,7 @@ fn run_schedule(
     let rounds = lanes.iter().map(|l| l.processes).max().unwrap_or(1);
     let total: u64 = schedule
         .iter()
+        .flatten()
         .map(|&(l, _)| u64::from(lanes[l].processes))
         .sum();
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -173,21 +175,15 @@ fn run_schedule(
     // Interleave: every case once, then every case again, so slow drift of
     // the machine spreads over all cases instead of biasing some.
     'rounds: for repeat in 0..rounds {
-        // Alternate which side of an adjacent base/head pair goes first
-        // (ABBA), so an order effect does not always land on head.
-        let mut order = schedule.to_vec();
-        if repeat % 2 == 1 {
-            let mut k = 0;
-            while k + 1 < order.len() {
-                if order[k].0 != order[k + 1].0 {
-                    order.swap(k, k + 1);
-                    k += 2;
-                } else {
-                    k += 1;
-                }
-            }
-        }
-        for &(l, i) in &order {
+        let order = schedule.iter().flat_map(|group| {
+            let items: Box<dyn Iterator<Item = &(usize, usize)>> = if repeat % 2 == 1 {
+                Box::new(group.iter().rev())
+            } else {
+                Box::new(group.iter())
+            };
+            items
+        });
+        for &(l, i) in order {
             let lane = &mut lanes[l];
             if repeat >= lane.processes {
                 continue;
@@ -230,7 +226,7 @@ fn print_lane(lane: &Lane, store: &DirStore) -> anyhow::Result<()> {
     let r = &lane.record;
     out(&format!(
         "{} at {}{} on {}\n",
-        lane.name,
+        r.pipeline.name,
         r.commit.sha.short(),
         if r.commit.dirty { " (dirty)" } else { "" },
         r.machine.gpu.as_deref().unwrap_or(&r.machine.cpu)
@@ -257,20 +253,32 @@ fn load_pipelines(paths: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
     Ok(pipelines)
 }
 
-fn check_filter(pipelines: &[Pipeline], filter: Option<&str>) -> anyhow::Result<()> {
-    if pipelines.iter().all(|p| filtered(p, filter).is_empty()) {
+/// The pipelines with at least one case matching `filter`, with those
+/// cases; an error when no case of any pipeline matches.
+fn select(
+    pipelines: Vec<Pipeline>,
+    filter: Option<&str>,
+) -> anyhow::Result<Vec<(Pipeline, Vec<Case>)>> {
+    let selected: Vec<(Pipeline, Vec<Case>)> = pipelines
+        .into_iter()
+        .map(|p| {
+            let cases = filtered(&p, filter);
+            (p, cases)
+        })
+        .filter(|(_, cases)| !cases.is_empty())
+        .collect();
+    if selected.is_empty() {
         bail!(
             "no case matches --filter {:?}; `regress list <pipeline.yaml>` shows the labels",
             filter.unwrap_or("")
         );
     }
-    Ok(())
+    Ok(selected)
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
     // Validate everything before measuring anything.
-    let pipelines = load_pipelines(&args.pipelines)?;
-    check_filter(&pipelines, args.filter.as_deref())?;
+    let selected = select(load_pipelines(&args.pipelines)?, args.filter.as_deref())?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let repo = Repo::discover(&cwd)?;
     let commit = repo.head()?;
@@ -288,19 +296,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
             commit.sha.short()
         );
     }
-    for pipeline in &pipelines {
-        let cases = filtered(pipeline, args.filter.as_deref());
-        if cases.is_empty() {
-            continue;
-        }
+    for (pipeline, cases) in &selected {
         let mut lanes = vec![Lane::new(
             pipeline,
-            cases,
+            cases.clone(),
             commit.clone(),
             ctx.clone(),
             &store,
         )?];
-        let schedule: Vec<(usize, usize)> = (0..lanes[0].cases.len()).map(|i| (0, i)).collect();
+        let schedule: Vec<Vec<(usize, usize)>> =
+            (0..lanes[0].cases.len()).map(|i| vec![(0, i)]).collect();
         let interrupted = run_schedule(&mut lanes, &schedule, &store, &stop, &pipeline.name)?;
         print_lane(&lanes[0], &store)?;
         if interrupted {
@@ -350,6 +355,42 @@ fn serves_as_base(records: &[Record], head: &[Record], opts: &CompareOptions) ->
                     && (opts.allow_fingerprint_mismatch
                         || h.machine.fingerprint == b.machine.fingerprint)
             })
+    })
+}
+
+/// The commit whose results serve as base, how many first parents back from
+/// `start` it is, and its records: `start` when it has results for head's
+/// pipelines on head's machine, else the nearest of its first `max_walk`
+/// parents that has. When none has, `start` with what it holds for head's
+/// pipelines (other machines' results, listed as not comparable), or with
+/// nothing at all and the distance walked, for the error message.
+fn walk_to_results(
+    repo: &Repo,
+    store: &DirStore,
+    start: CommitInfo,
+    head: &[Record],
+    opts: &CompareOptions,
+    max_walk: usize,
+) -> anyhow::Result<(CommitInfo, usize, Vec<Record>)> {
+    let start_records = load_records(store, &start.sha)?;
+    if head.is_empty() || serves_as_base(&start_records, head, opts) {
+        return Ok((start, 0, start_records));
+    }
+    let parents = repo.first_parents(&start.sha, max_walk)?;
+    let walked = parents.len();
+    for (i, c) in parents.into_iter().enumerate() {
+        let records = load_candidate(store, &c.sha);
+        if serves_as_base(&records, head, opts) {
+            return Ok((c, i + 1, records));
+        }
+    }
+    let same_pipeline = start_records
+        .iter()
+        .any(|b| head.iter().any(|h| h.pipeline.name == b.pipeline.name));
+    Ok(if same_pipeline {
+        (start, 0, start_records)
+    } else {
+        (start, walked, Vec::new())
     })
 }
 
@@ -455,51 +496,15 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
         }
         _ => requested.clone(),
     };
-    let mut base = SideInput {
+    let (commit, distance, records) =
+        walk_to_results(&repo, &store, start, &head.records, &opts, args.max_walk)?;
+    let base = SideInput {
         rev: base_rev.to_string(),
-        commit: start.clone(),
-        distance: 0,
-        records: load_records(&store, &start.sha)?,
-        notes: base_notes.clone(),
+        commit,
+        distance,
+        records,
+        notes: base_notes,
     };
-    if !head.records.is_empty() && !serves_as_base(&base.records, &head.records, &opts) {
-        for (i, c) in repo
-            .first_parents(&start.sha, args.max_walk)?
-            .into_iter()
-            .enumerate()
-        {
-            let records = load_candidate(&store, &c.sha);
-            if serves_as_base(&records, &head.records, &opts) {
-                base = SideInput {
-                    rev: base_rev.to_string(),
-                    commit: c,
-                    distance: i + 1,
-                    records,
-                    notes: base_notes.clone(),
-                };
-                break;
-            }
-            base.distance = i + 1;
-        }
-        if !serves_as_base(&base.records, &head.records, &opts) {
-            // Nothing from this machine within reach. If the starting commit
-            // has the pipeline from other machines, the comparison lists the
-            // cases as not comparable; if it has nothing, it says so.
-            let walked = base.distance;
-            base.records = load_records(&store, &start.sha)?;
-            base.commit = start;
-            base.distance = 0;
-            let any_pipeline = base.records.iter().any(|b| {
-                head.records
-                    .iter()
-                    .any(|h| h.pipeline.name == b.pipeline.name)
-            });
-            if !any_pipeline {
-                base.records.clear();
-                base.distance = walked;
-            }
-        }
-    }
     let names: Vec<String> = head
         .records
         .iter()
@@ -557,11 +562,12 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     let base_commit = repo.resolve(&args.base)?;
     let head_commit = repo.resolve(&args.head)?;
     let rel: Vec<PathBuf> = args
+        .run
         .pipelines
         .iter()
         .map(|p| repo_relative(&repo, p))
         .collect::<anyhow::Result<_>>()?;
-    let store = store_for(&repo, args.store.as_deref());
+    let store = store_for(&repo, args.run.store.as_deref());
     // Only a stop flag: a second Ctrl-C must still clean the worktrees up.
     let stop = install_stop_handler(false)?;
 
@@ -603,15 +609,11 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
         })
     };
     let base_pipelines = load(&guard.trees[0])?;
-    let head_pipelines = load(&guard.trees[1])?;
-    check_filter(&head_pipelines, args.filter.as_deref())?;
+    let head_selected = select(load(&guard.trees[1])?, args.run.filter.as_deref())?;
 
     let (mut base_records, mut head_records) = (Vec::new(), Vec::new());
-    for hp in &head_pipelines {
-        let head_cases = filtered(hp, args.filter.as_deref());
-        if head_cases.is_empty() {
-            continue;
-        }
+    for (hp, head_cases) in &head_selected {
+        let head_cases = head_cases.clone();
         let Some(bp) = base_pipelines.iter().find(|b| b.name == hp.name) else {
             anstream::eprintln!(
                 "pipeline {} does not exist at {}: skipped",
@@ -620,7 +622,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
             );
             continue;
         };
-        let base_cases = filtered(bp, args.filter.as_deref());
+        let base_cases = filtered(bp, args.run.filter.as_deref());
         let ctx = |wt: &crate::git::Worktree| RunContext {
             workdir: wt.path.clone(),
             venv_root: repo.workdir(),
@@ -643,17 +645,17 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
                 &store,
             )?,
         ];
-        // base, head, base, head … case by case, then cases only at base.
+        // Pairs of base and head for each case, then cases only at base.
         let mut schedule = Vec::new();
         for (hi, hc) in lanes[1].cases.iter().enumerate() {
-            if let Some(bi) = lanes[0].cases.iter().position(|c| c.id == hc.id) {
-                schedule.push((0, bi));
+            match lanes[0].cases.iter().position(|c| c.id == hc.id) {
+                Some(bi) => schedule.push(vec![(0, bi), (1, hi)]),
+                None => schedule.push(vec![(1, hi)]),
             }
-            schedule.push((1, hi));
         }
         for (bi, bc) in lanes[0].cases.iter().enumerate() {
             if !lanes[1].cases.iter().any(|c| c.id == bc.id) {
-                schedule.push((0, bi));
+                schedule.push(vec![(0, bi)]);
             }
         }
         let interrupted = run_schedule(

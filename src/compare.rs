@@ -12,7 +12,7 @@ use crate::record::{metric, CaseRecord, CaseStatus, CommitInfo, Record, RunState
 use crate::runner::Fingerprint;
 use crate::spec::{CaseId, CompareConfig, CompileMode};
 use crate::stats::{
-    bh_qvalues, decide, evidence, process_location, run_to_run_variance, t_quantile, Direction,
+    bh_qvalues, decide, evidence, mean_interval, process_location, run_to_run_variance, Direction,
     Evidence, Method, Summary, Verdict,
 };
 
@@ -104,13 +104,6 @@ pub struct Comparison {
     pub geomean: Option<GeoMean>,
     /// Things the reader should know about the inputs.
     pub notes: Vec<String>,
-}
-
-impl Comparison {
-    /// How many rows got each verdict.
-    pub fn count(&self, verdict: Verdict) -> usize {
-        self.rows.iter().filter(|r| r.verdict == verdict).count()
-    }
 }
 
 /// Why a comparison could not be made.
@@ -304,12 +297,14 @@ fn history_groups(history: &[&Record], id: &CaseId, name: &str) -> Vec<Vec<f64>>
         .collect()
 }
 
-fn both_sides(
-    pipeline: &str,
-    b: &Pooled,
-    h: &Pooled,
-    history: &[&Record],
-) -> Result<Vec<Row>, CompareError> {
+fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Record]) -> Vec<Row> {
+    // A latency row with both summaries but no test, for cases not judged.
+    let unjudged = |verdict, note: String| {
+        let mut row = base_row(pipeline, h, verdict, Some(note));
+        row.base = b.summary(metric::LATENCY);
+        row.head = h.summary(metric::LATENCY);
+        vec![row]
+    };
     if !b.usable() || !h.usable() {
         let statuses = [b.status, h.status];
         let verdict = if statuses.iter().any(|s| {
@@ -331,24 +326,16 @@ fn both_sides(
         if !h.usable() {
             notes.push(status_note("head", h));
         }
-        let mut row = base_row(pipeline, h, verdict, Some(notes.join("; ")));
-        row.base = b.summary(metric::LATENCY);
-        row.head = h.summary(metric::LATENCY);
-        return Ok(vec![row]);
+        return unjudged(verdict, notes.join("; "));
     }
     if b.hash != h.hash {
-        let mut row = base_row(
-            pipeline,
-            h,
+        return unjudged(
             Verdict::NotComparable,
-            Some(format!(
+            format!(
                 "the pipeline's definition changed ({} → {}): measured differently",
                 b.hash, h.hash
-            )),
+            ),
         );
-        row.base = b.summary(metric::LATENCY);
-        row.head = h.summary(metric::LATENCY);
-        return Ok(vec![row]);
     }
     let mut rows = Vec::new();
     for (name, unit, direction) in METRICS {
@@ -386,7 +373,7 @@ fn both_sides(
         row.evidence = Some(e);
         rows.push(row);
     }
-    Ok(rows)
+    rows
 }
 
 /// Records by pipeline and machine. Runs at one commit are pooled only when
@@ -446,7 +433,7 @@ fn side(input: &SideInput, filter: Option<&str>) -> Side {
 }
 
 fn geomean(rows: &[Row], alpha: f64) -> Option<GeoMean> {
-    let logs: Vec<f64> = rows
+    let judged: Vec<Evidence> = rows
         .iter()
         .filter(|r| {
             r.metric == metric::LATENCY
@@ -458,30 +445,21 @@ fn geomean(rows: &[Row], alpha: f64) -> Option<GeoMean> {
                         | Verdict::Inconclusive
                 )
         })
-        .filter_map(|r| r.evidence.map(|e| e.log_ratio))
-        .filter(|x| x.is_finite())
+        .filter_map(|r| r.evidence)
+        .filter(|e| e.log_ratio.is_finite())
         .collect();
-    let k = logs.len();
-    if k == 0 {
-        return None;
-    }
-    let mean = logs.iter().sum::<f64>() / k as f64;
-    let (lo, hi) = if k >= 2 {
-        let sd = (logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt();
-        let half = t_quantile(1.0 - alpha / 2.0, (k - 1) as f64) * sd / (k as f64).sqrt();
-        (mean - half, mean + half)
-    } else {
-        let e = rows
-            .iter()
-            .find_map(|r| r.evidence)
-            .expect("one row has evidence");
-        (e.lo, e.hi)
+    let logs: Vec<f64> = judged.iter().map(|e| e.log_ratio).collect();
+    // One case: its own interval; several: the interval of their mean.
+    let (mean, lo, hi) = match judged.as_slice() {
+        [] => return None,
+        [one] => (one.log_ratio, one.lo, one.hi),
+        _ => mean_interval(&logs, alpha)?,
     };
     Some(GeoMean {
         ratio: mean.exp(),
         lo: lo.exp(),
         hi: hi.exp(),
-        cases: k,
+        cases: logs.len(),
     })
 }
 
@@ -561,7 +539,7 @@ pub fn compare(
                         .collect();
                     for id in &horder {
                         match bpool.get(id) {
-                            Some(b) => rows.extend(both_sides(name, b, &hpool[id], &hist)?),
+                            Some(b) => rows.extend(both_sides(name, b, &hpool[id], &hist)),
                             None => {
                                 rows.push(one_sided(name, &hpool[id], Verdict::New, None, true))
                             }

@@ -100,24 +100,6 @@ impl Repo {
             .exclude_submodules(true);
         Ok(!self.repo.statuses(Some(&mut opts))?.is_empty())
     }
-}
-
-fn commit_info(commit: &git2::Commit) -> CommitInfo {
-    CommitInfo {
-        sha: CommitSha::try_from(commit.id().to_string()).expect("git2 gives full sha-1 ids"),
-        time: DateTime::<Utc>::from_timestamp(commit.time().seconds(), 0),
-        branch: None,
-        dirty: false,
-        summary: commit.summary().ok().flatten().map(str::to_string),
-    }
-}
-
-impl Repo {
-    /// The commit with this id.
-    pub fn commit(&self, sha: &CommitSha) -> Result<CommitInfo, GitError> {
-        let oid = git2::Oid::from_str(sha.as_str())?;
-        Ok(commit_info(&self.repo.find_commit(oid)?))
-    }
 
     /// The best common ancestor of two commits, if they have one.
     pub fn merge_base(&self, a: &CommitSha, b: &CommitSha) -> Result<Option<CommitInfo>, GitError> {
@@ -148,10 +130,15 @@ impl Repo {
         }
         Ok(out)
     }
+}
 
-    /// The underlying git2 repository, for worktree management.
-    pub fn raw(&self) -> &git2::Repository {
-        &self.repo
+fn commit_info(commit: &git2::Commit) -> CommitInfo {
+    CommitInfo {
+        sha: CommitSha::try_from(commit.id().to_string()).expect("git2 gives full sha-1 ids"),
+        time: DateTime::<Utc>::from_timestamp(commit.time().seconds(), 0),
+        branch: None,
+        dirty: false,
+        summary: commit.summary().ok().flatten().map(str::to_string),
     }
 }
 
@@ -237,17 +224,5 @@ impl Repo {
             }
         }
         Ok(pruned)
-    }
-
-    /// Names of the worktrees that exist, for tests and diagnostics.
-    pub fn worktree_names(&self) -> Result<Vec<String>, GitError> {
-        Ok(self
-            .repo
-            .worktrees()?
-            .iter()
-            .flatten()
-            .flatten()
-            .map(str::to_string)
-            .collect())
     }
 }

@@ -2,6 +2,7 @@
 //! command line, and each iteration is the wall time of one run of it. This
 //! is how an existing benchmark script joins a pipeline unchanged.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +20,8 @@ pub struct CommandBackend {
     warmup: Warmup,
     measure: Measure,
     timeout: Duration,
-    passthrough: Vec<String>,
+    /// The workers' environment, scrubbed of secrets once, not per spawn.
+    env: Vec<(OsString, OsString)>,
 }
 
 impl CommandBackend {
@@ -33,7 +35,7 @@ impl CommandBackend {
             warmup: pipeline.runner.warmup.clone(),
             measure: pipeline.runner.measure.clone(),
             timeout: pipeline.runner.timeout,
-            passthrough: pipeline.runner.env_passthrough.clone(),
+            env: scrubbed_env(&pipeline.runner.env_passthrough),
         }
     }
 
@@ -48,18 +50,17 @@ impl CommandBackend {
             .arg(line)
             .current_dir(&self.ctx.workdir)
             .env_clear()
-            .envs(scrubbed_env(&self.passthrough))
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        let started = Instant::now();
         let mut proc = Supervised::spawn(cmd).map_err(|e| {
             Box::new(Outcome::Failed {
                 kind: FailureKind::Failed,
                 reason: format!("cannot start /bin/sh: {e}"),
             })
         })?;
-        let ended = proc.wait(started + self.timeout, &self.ctx.stop);
-        let elapsed = started.elapsed().as_secs_f64();
+        let ended = proc.wait(proc.started + self.timeout, &self.ctx.stop);
+        let elapsed = proc.started.elapsed().as_secs_f64();
         match ended {
             Ok(Ended::Exited(status)) if status.success() => Ok(elapsed),
             Ok(Ended::Exited(status)) => Err(Box::new(Outcome::Failed {

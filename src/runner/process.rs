@@ -30,6 +30,9 @@ pub enum Ended {
 /// A child in its own process group with stderr going to an anonymous file.
 pub struct Supervised {
     pub child: Child,
+    /// Taken just before the child was started: wall time is measured from
+    /// here, not counting the stderr file's creation.
+    pub started: Instant,
     stderr: File,
 }
 
@@ -39,8 +42,13 @@ impl Supervised {
         let stderr = tempfile::tempfile()?;
         cmd.stderr(Stdio::from(stderr.try_clone()?))
             .process_group(0);
+        let started = Instant::now();
         let child = cmd.spawn()?;
-        Ok(Supervised { child, stderr })
+        Ok(Supervised {
+            child,
+            started,
+            stderr,
+        })
     }
 
     /// Waits for exit, the deadline, or a stop, whichever comes first; kills

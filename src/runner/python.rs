@@ -1,6 +1,7 @@
 //! The torch.compile backend: a Python worker, embedded in the binary, run in
 //! a fresh process per case and repeat, speaking JSON lines.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -66,7 +67,8 @@ pub struct PythonBackend {
     warmup: Value,
     measure: Value,
     timeout: Duration,
-    passthrough: Vec<String>,
+    /// The workers' environment, scrubbed of secrets once, not per spawn.
+    env: Vec<(OsString, OsString)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,7 +118,7 @@ impl PythonBackend {
                 "max_time": r.measure.max_time.as_secs_f64(),
             }),
             timeout: r.timeout,
-            passthrough: r.env_passthrough.clone(),
+            env: scrubbed_env(&r.env_passthrough),
             ctx,
         })
     }
@@ -135,7 +137,7 @@ impl PythonBackend {
         cmd.arg(self.dir.path().join("regress_worker.py"))
             .current_dir(&self.ctx.workdir)
             .env_clear()
-            .envs(scrubbed_env(&self.passthrough))
+            .envs(self.env.iter().cloned())
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());

@@ -32,7 +32,7 @@ const DEFAULT_PROCESSES: u32 = 3;
 /// Matrix keys that are not axes.
 const MATRIX_RESERVED: [&str; 2] = ["include", "exclude"];
 
-pub(crate) fn pipeline(raw: RawPipeline, _path: &Path) -> Result<Pipeline> {
+pub(crate) fn pipeline(raw: RawPipeline, path: &Path) -> Result<Pipeline> {
     let root = KeyPath::root();
     if raw.version != PIPELINE_VERSION {
         return Err(Invalid::new(
@@ -51,7 +51,7 @@ pub(crate) fn pipeline(raw: RawPipeline, _path: &Path) -> Result<Pipeline> {
     let compare = compare(raw.compare, &root.key("compare"))?;
     let pipeline = Pipeline {
         name: raw.name,
-        source: _path.to_path_buf(),
+        source: path.to_path_buf(),
         description: raw.description,
         model,
         runner,
@@ -59,8 +59,9 @@ pub(crate) fn pipeline(raw: RawPipeline, _path: &Path) -> Result<Pipeline> {
         phases,
         compare,
     };
-    check_command_template(&pipeline)?;
-    if pipeline.cases().is_empty() {
+    let cases = pipeline.cases();
+    check_command_template(&pipeline.model, &cases)?;
+    if cases.is_empty() {
         return Err(Invalid::new(
             root.key("matrix").key("exclude"),
             "the matrix expands to no cases: every combination is excluded",
@@ -559,12 +560,12 @@ fn compare(raw: RawCompare, key: &KeyPath) -> Result<CompareConfig> {
 
 /// Renders the command for every case now, so an undefined `{{ name }}` is a
 /// validation error rather than a failure halfway through a run.
-fn check_command_template(pipeline: &Pipeline) -> Result<()> {
-    let Model::Command { template } = &pipeline.model else {
+fn check_command_template(model: &Model, cases: &[super::Case]) -> Result<()> {
+    let Model::Command { template } = model else {
         return Ok(());
     };
     let key = KeyPath::root().key("model").key("command");
-    for case in pipeline.cases() {
+    for case in cases {
         super::case::render_command(template, &case.params)
             .map_err(|message| Invalid::new(key.clone(), message))?;
     }

@@ -14,6 +14,7 @@
 //! degrees of freedom of a plain variance; real changes between commits
 //! inflate it, which errs towards fewer alarms.
 
+use super::welch::mean_var;
 use super::PriorVariance;
 
 /// Commits needed before successive differences say anything.
@@ -29,17 +30,14 @@ pub fn run_to_run_variance(groups: &[Vec<f64>]) -> Option<PriorVariance> {
     // Pooled within-commit variance: ΣSS / Σ(nᵢ − 1).
     let (mut ss, mut df) = (0.0, 0.0);
     for g in groups.iter().filter(|g| g.len() >= 2) {
-        let mean = g.iter().sum::<f64>() / g.len() as f64;
-        ss += g.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+        let (_, var) = mean_var(g);
+        ss += var * (g.len() as f64 - 1.0);
         df += g.len() as f64 - 1.0;
     }
     if df >= 2.0 {
         return Some(PriorVariance { var: ss / df, df });
     }
-    let means: Vec<f64> = groups
-        .iter()
-        .map(|g| g.iter().sum::<f64>() / g.len() as f64)
-        .collect();
+    let means: Vec<f64> = groups.iter().map(|g| mean_var(g).0).collect();
     if means.len() < MIN_COMMITS_FOR_DIFFERENCES {
         return None;
     }

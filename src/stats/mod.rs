@@ -18,7 +18,7 @@ pub use summary::{quantile, Summary, NOISY_REL_IQR};
 pub use verdict::{
     decide, evidence, process_location, Direction, Evidence, Method, Verdict, MDE_POWER,
 };
-pub use welch::{pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
+pub use welch::{mean_interval, pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
 
 /// Input the statistics cannot use.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

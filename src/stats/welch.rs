@@ -51,7 +51,8 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
         .unwrap_or(f64::INFINITY)
 }
 
-fn mean_var(xs: &[f64]) -> (f64, f64) {
+/// Mean and sample variance (0 for a single value).
+pub(crate) fn mean_var(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     let var = if xs.len() > 1 {
@@ -116,6 +117,18 @@ fn sides(a: &[f64], b: &[f64], need: usize) -> Result<Sides, StatsError> {
     })
 }
 
+/// The mean of `xs` with its two-sided (1 − alpha) Student-t interval:
+/// (mean, lo, hi). Needs two finite values at least.
+pub fn mean_interval(xs: &[f64], alpha: f64) -> Option<(f64, f64, f64)> {
+    if xs.len() < 2 || check_finite(xs).is_err() {
+        return None;
+    }
+    let (mean, var) = mean_var(xs);
+    let n = xs.len() as f64;
+    let half = t_quantile(1.0 - alpha / 2.0, n - 1.0) * (var / n).sqrt();
+    Some((mean, mean - half, mean + half))
+}
+
 /// Welch's unequal-variance t-test; needs at least two values per side.
 pub fn welch_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
     let Sides {
@@ -141,12 +154,11 @@ pub fn welch_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
 /// values per side. Exact for normal data with equal variances, which is
 /// what "no change" means for two sides measured on one machine.
 pub fn student_t(a: &[f64], b: &[f64]) -> Result<TTest, StatsError> {
-    sides(a, b, 2)?;
-    pooled(a, b, None)
+    Ok(pooled(sides(a, b, 2)?, None))
 }
 
 /// The pooled t-test, optionally with an outside variance estimate.
-fn pooled(a: &[f64], b: &[f64], prior: Option<PriorVariance>) -> Result<TTest, StatsError> {
+fn pooled(sides: Sides, prior: Option<PriorVariance>) -> TTest {
     let Sides {
         ma,
         va,
@@ -154,11 +166,11 @@ fn pooled(a: &[f64], b: &[f64], prior: Option<PriorVariance>) -> Result<TTest, S
         mb,
         vb,
         nb,
-    } = sides(a, b, 1)?;
+    } = sides;
     let (prior_df, prior_ss) = prior.map_or((0.0, 0.0), |p| (p.df, p.df * p.var));
     let df = prior_df + (na - 1.0) + (nb - 1.0);
     let var = (prior_ss + (na - 1.0) * va + (nb - 1.0) * vb) / df;
-    Ok(finish(mb - ma, (var * (1.0 / na + 1.0 / nb)).sqrt(), df))
+    finish(mb - ma, (var * (1.0 / na + 1.0 / nb)).sqrt(), df)
 }
 
 /// An outside estimate of the per-process variance with its degrees of
@@ -178,7 +190,7 @@ pub fn pooled_t(a: &[f64], b: &[f64], prior: PriorVariance) -> Result<TTest, Sta
             value: prior.var,
         });
     }
-    pooled(a, b, Some(prior))
+    Ok(pooled(sides(a, b, 1)?, Some(prior)))
 }
 
 #[cfg(test)]

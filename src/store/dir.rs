@@ -32,11 +32,6 @@ impl DirStore {
         DirStore { root: root.into() }
     }
 
-    /// The store's root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn commit_dir(&self, sha: &CommitSha) -> PathBuf {
         self.root.join("records").join(sha.as_str())
     }
