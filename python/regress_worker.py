@@ -3,25 +3,89 @@
 Protocol: regress writes one JSON request on stdin and reads JSON lines on
 stdout. The real stdout is kept for the protocol and file descriptor 1 is
 pointed at stderr, so prints from user code (or C libraries) can never
-corrupt it. Every line is an object with a "type": "probe", "result" or
-"error".
+corrupt it. Every line is an object with a "type": "probe", "result",
+"skipped", "accuracy_fail" or "error".
+
+Methodology, in the order a case runs:
+1. Reference: when the accuracy gate applies, the same model in eager mode
+   (fp32 for fp8 and reduced-precision eager cases) computes the reference
+   output first, and is freed before the measured model is built.
+2. First call: compilation for compiled modes (inductor's caches empty by
+   default), timed apart from everything else; its output is checked.
+3. Warm-up until both minimums are met and no new graph has been compiled
+   for a few iterations, so compilation, autotuning and CUDA-graph recording
+   never land in the samples.
+4. Sampling: CUDA events around each iteration on the launch stream (one
+   synchronisation at the end, and a few to decide an early stop); on the
+   host, perf_counter per iteration, batching iterations that are too short
+   for the timer's own cost to vanish. Iterations during which a graph was
+   compiled are dropped and counted.
 """
 
+import contextlib
+import hashlib
+import importlib
+import importlib.util
 import json
+import logging
+import math
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
-_proto = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
-sys.stdout = sys.stderr
+# A host sample must last this long so the timer's cost (~0.1 us for a
+# perf_counter pair and the loop) stays under 0.1 % of it.
+MIN_HOST_SAMPLE_S = 100e-6
+# At most this many calls in one batched host sample.
+MAX_BATCH = 10_000
+# The warm-up ends only after this many iterations without a new graph.
+STABLE_ITERS = 3
+# Warm-up gives up waiting for a stable graph count after this long (the
+# case is then flagged `graphs_unstable`).
+WARMUP_STABLE_CAP_S = 60.0
+# CUDA-graph modes record on the second or third call: warm up at least this.
+CUDAGRAPH_MIN_WARMUP = 3
+# Hard cap on CUDA event pairs kept in flight (about 100 MB of events).
+MAX_CUDA_EVENTS = 200_000
+# Share of samples that may be dropped for recompiling before the case fails.
+MAX_DROPPED_SHARE = 0.5
+
+# Accuracy tolerances per dtype of the measured output: allclose first,
+# then the RMSE of the difference relative to the reference's RMS.
+# allclose values are torch.testing's defaults for the dtype; the RMSE
+# bounds sit a little above the unit roundoff of the dtype times the
+# error growth of a few layers of reductions.
+TOLERANCES = {
+    "fp32": {"rtol": 1.3e-6, "atol": 1e-5, "rmse": 1e-4},
+    "fp16": {"rtol": 1e-3, "atol": 1e-5, "rmse": 5e-3},
+    "bf16": {"rtol": 1.6e-2, "atol": 1e-5, "rmse": 3e-2},
+    "fp8": {"rtol": 1.25e-1, "atol": 1e-3, "rmse": 1.5e-1},
+}
+
+torch = None  # imported by main() once the compile cache is set up
+_proto = None
+
+
+def finite(value):
+    """JSON has no NaN or Infinity: non-finite numbers travel as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def send(obj):
-    _proto.write(json.dumps(obj) + "\n")
+    _proto.write(json.dumps(finite(obj)) + "\n")
     _proto.flush()
 
 
@@ -30,14 +94,19 @@ def fail(kind, message):
     sys.exit(3)
 
 
-try:
-    import torch
-except ImportError as exc:  # reported by regress with the fix
-    fail("no_torch", f"{sys.executable} cannot import torch: {exc}")
+class Skip(Exception):
+    """The case cannot run here; the message says why."""
 
-import regress_zoo  # noqa: E402  (after the torch check on purpose)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+class AccuracyFail(Exception):
+    """The measured model's output disagrees with the reference."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+# ---------------------------------------------------------------- device
 
 
 def resolve_device(choice):
@@ -48,6 +117,62 @@ def resolve_device(choice):
     if choice in ("auto", "cpu"):
         return "cpu"
     return None
+
+
+def synchronize(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elif device == "mps":
+        torch.mps.synchronize()
+
+
+def torch_settings():
+    """Settings that change speed without changing the code: recorded per run."""
+    return {
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+def share_isa_checks(path):
+    """Remembers inductor's CPU vector-ISA checks in `path` for the whole run.
+
+    Inductor checks each vector ISA in every new process by building a probe
+    library and loading it in a fresh Python subprocess: about eight seconds
+    per process on a small machine, which would otherwise land in every
+    compile time. The answers depend only on the machine and the compiler,
+    so the probe makes them once (see `probe`) and every worker of the run
+    reads them: inductor takes the same decisions, without the cost.
+    """
+    from torch._inductor import cpu_vec_isa
+
+    original = getattr(cpu_vec_isa.VecISA, "check_build", None)
+    if original is None or not path:
+        return False
+    try:
+        with open(path) as f:
+            known = json.load(f)
+    except (OSError, ValueError):
+        known = {}
+
+    def check_build(self, code):
+        key = hashlib.sha256(f"{self._arch_flags}\0{code}".encode()).hexdigest()
+        if key not in known:
+            known[key] = bool(original(self, code))
+            tmp = f"{path}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(known, f)
+            os.replace(tmp, path)
+        return known[key]
+
+    cpu_vec_isa.VecISA.check_build = check_build
+    return True
 
 
 def probe(req):
@@ -64,19 +189,590 @@ def probe(req):
         "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
         "device": resolve_device(req.get("device", "auto")),
         "threads": torch.get_num_threads(),
+        "settings": torch_settings(),
     }
+    if req.get("isa_checks") and info["device"] == "cpu":
+        try:
+            if share_isa_checks(req["isa_checks"]):
+                from torch._inductor import cpu_vec_isa
+
+                info["vec_isa"] = str(cpu_vec_isa.pick_vec_isa()) or None
+        except Exception as exc:  # workers then check for themselves
+            print(f"regress: the vector ISA check failed: {exc}", file=sys.stderr)
     send(info)
 
 
-def synchronize(device):
+def gpu_state(device):
+    """Clocks, temperature and power of the GPU in use, from nvidia-smi."""
+    if device != "cuda" or shutil.which("nvidia-smi") is None:
+        return None
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    bus = getattr(props, "pci_bus_id", None)
+    target = (
+        f"{getattr(props, 'pci_domain_id', 0):08X}:{bus:02X}:{getattr(props, 'pci_device_id', 0):02X}.0"
+        if bus is not None
+        else str(torch.cuda.current_device())
+    )
+    fields = ["clocks.sm", "clocks.mem", "temperature.gpu", "power.draw"]
+    for reasons in ("clocks_event_reasons.active", "clocks_throttle_reasons.active"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", f"--id={target}", f"--query-gpu={','.join(fields + [reasons])}",
+                 "--format=csv,noheader,nounits"],
+                capture_output=True, text=True, timeout=10,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if out.returncode == 0 and out.stdout.strip():
+            values = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")]
+            names = ["sm_clock_mhz", "mem_clock_mhz", "temperature_c", "power_w", "clock_event_reasons"]
+            state = {}
+            for name, value in zip(names, values):
+                try:
+                    state[name] = float(value) if name != "clock_event_reasons" else value
+                except ValueError:
+                    state[name] = value
+            return state
+    return None
+
+
+# ---------------------------------------------------------------- models
+
+
+def load_entrypoint(target):
+    """`path/to/file.py:factory` (relative to the checkout) or `package.module:factory`."""
+    module_name, _, factory_name = target.rpartition(":")
+    if module_name.endswith(".py"):
+        path = os.path.abspath(module_name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"model.entrypoint: no file {module_name} (looked in {os.getcwd()})")
+        sys.path.insert(0, os.path.dirname(path))
+        spec = importlib.util.spec_from_file_location(
+            "regress_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0]), path
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(module_name)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise AttributeError(f"model.entrypoint: {module_name} has no function `{factory_name}`")
+    return factory
+
+
+def build_model(req, params):
+    """(module, inputs) on the CPU in fp32, from the zoo or the user's factory."""
+    spec = req["model"]
+    seed = req.get("seed", 0)
+    if spec["kind"] == "builtin":
+        import regress_zoo
+
+        return regress_zoo.build(spec["name"], params, seed)
+    factory = load_entrypoint(spec["target"])
+    torch.manual_seed(seed)
+    built = factory(dict(params))
+    if not (isinstance(built, (tuple, list)) and len(built) == 2):
+        raise TypeError(f"{spec['target']} must return (module, example_inputs), got {type(built).__name__}")
+    module, inputs = built
+    if not callable(module):
+        raise TypeError(f"{spec['target']} returned {type(module).__name__} as the module; expected an nn.Module")
+    if torch.is_tensor(inputs):
+        inputs = (inputs,)
+    return module, tuple(inputs)
+
+
+def fp8_linear_class():
+    nn = torch.nn
+    e4m3 = torch.float8_e4m3fn
+    fmax = torch.finfo(e4m3).max
+
+    class Fp8Linear(nn.Module):
+        """e4m3 forward through torch._scaled_mm with per-tensor scales.
+
+        Weights are quantised once; activations are scaled per call from
+        their absolute maximum (dynamic scaling), output in bf16.
+        """
+
+        def __init__(self, linear):
+            super().__init__()
+            w = linear.weight.detach()
+            w_scale = w.abs().max().float().clamp(min=1e-12) / fmax
+            self.register_buffer("w_fp8", (w.float() / w_scale).clamp(-fmax, fmax).to(e4m3))
+            self.register_buffer("w_scale", w_scale.reshape(()))
+            self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16))
+            self.out_features = linear.out_features
+
+        def forward(self, x):
+            lead = x.shape[:-1]
+            x2 = x.reshape(-1, x.shape[-1])
+            x_scale = x2.abs().max().float().clamp(min=1e-12) / fmax
+            x_fp8 = (x2.float() / x_scale).clamp(-fmax, fmax).to(e4m3)
+            y = torch._scaled_mm(x_fp8, self.w_fp8.t(), scale_a=x_scale, scale_b=self.w_scale,
+                                 out_dtype=torch.bfloat16)
+            if self.bias is not None:
+                y = y + self.bias
+            return y.reshape(*lead, self.out_features)
+
+    return Fp8Linear
+
+
+def to_fp8(model, recipe):
+    """Swaps linear layers for fp8 ones; the rest of the model runs in bf16."""
+    model = model.to(torch.bfloat16)
+    if recipe == "torchao":
+        try:
+            from torchao.float8 import convert_to_float8_training
+        except ImportError as exc:
+            raise Skip(f"runner.fp8 is torchao but torchao is not installed ({exc})")
+        return convert_to_float8_training(
+            model, module_filter_fn=lambda m, _: m.in_features % 16 == 0 and m.out_features % 16 == 0
+        )
+    cls = fp8_linear_class()
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear) and child.in_features % 16 == 0 and child.out_features % 16 == 0:
+                setattr(parent, name, cls(child))
+                swapped += 1
+    if swapped == 0:
+        raise Skip("fp8: the model has no linear layer with both sizes a multiple of 16, so nothing would run in fp8")
+    return model
+
+
+def place(model, inputs, device, precision, cast, fp8_recipe):
+    """Moves model and inputs to the device and applies the case's precision."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}
+    dtype = dtypes[precision]
+    model = model.to(device)
+    if precision == "fp8":
+        model = to_fp8(model, fp8_recipe)
+    elif precision != "fp32" and cast == "dtype":
+        model = model.to(dtype)
+    input_dtype = dtype if (cast == "dtype" or precision == "fp8") else torch.float32
+    inputs = tuple(
+        x.to(device=device, dtype=input_dtype) if torch.is_tensor(x) and x.is_floating_point()
+        else (x.to(device) if torch.is_tensor(x) else x)
+        for x in inputs
+    )
+    autocast = None
+    if cast == "autocast" and precision in ("bf16", "fp16"):
+        autocast = (device if device != "mps" else "mps", dtype)
+    return model, inputs, autocast
+
+
+# ---------------------------------------------------------------- compile
+
+
+def compile_model(model, mode, options):
+    """Applies torch.compile to the scope the pipeline asks for; returns the callable."""
+    kwargs = {"fullgraph": options["fullgraph"], "backend": options["backend"]}
+    if options.get("dynamic") is not None:
+        kwargs["dynamic"] = options["dynamic"]
+    if mode != "default":
+        kwargs["mode"] = mode
+    scope = options["scope"]
+    if scope == "model":
+        return torch.compile(model, **kwargs)
+    if scope == "blocks":
+        blocks = [b for m in model.modules() if isinstance(m, torch.nn.ModuleList) for b in m]
+        if not blocks:
+            raise ValueError("compile_options.scope is `blocks` but the model has no nn.ModuleList of blocks")
+        for block in blocks:
+            block.compile(**kwargs)
+        return model
+    names = scope["names"]
+    found = {name: 0 for name in names}
+    for path, module in list(model.named_modules()):
+        for name in names:
+            parent_path, _, attr = name.rpartition(".")
+            if parent_path and not (path == parent_path or path.endswith("." + parent_path)):
+                continue
+            target = getattr(module, attr, None) if attr in module.__dict__ or attr in module._modules else None
+            if target is None:
+                continue
+            if isinstance(target, torch.nn.Module):
+                target.compile(**kwargs)
+            elif callable(target):
+                setattr(module, attr, torch.compile(target, **kwargs))
+            else:
+                continue
+            found[name] += 1
+    missing = [n for n, count in found.items() if count == 0]
+    if missing:
+        available = sorted({p.rpartition(".")[2] for p, _ in model.named_modules() if p})
+        raise ValueError(
+            f"compile_options.scope: no submodule or function named {', '.join(missing)} "
+            f"(submodules: {', '.join(available[:20]) or 'none'})"
+        )
+    return model
+
+
+class CompileWatch:
+    """Counts graphs, graph breaks and recompiles from dynamo's own logs."""
+
+    def __init__(self):
+        self.breaks = {}
+        self.recompiles = []
+
+        watch = self
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                watch.on_record(record)
+
+        torch._logging.set_logs(graph_breaks=True, recompiles=True)
+        from torch._logging._internal import log_registry
+
+        for qname in log_registry.artifact_log_qnames:
+            if qname.endswith("__graph_breaks") or qname.endswith("__recompiles"):
+                logger = logging.getLogger(qname)
+                logger.addHandler(Handler())
+                logger.propagate = False
+
+    def on_record(self, record):
+        try:
+            text = record.getMessage()
+        except Exception:
+            return
+        if record.name.endswith("__recompiles"):
+            failures = [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- ")]
+            head = text.splitlines()[0] if text else "recompiled"
+            self.recompiles.append(f"{head}: {failures[0]}" if failures else head)
+            return
+        where = re.search(r"in user code at (\S+)", text)
+        reason = re.search(r"Explanation: (.*)", text) or re.search(r"Graph Break Reason: (.*)", text)
+        site = where.group(1) if where else (reason.group(1) if reason else text.splitlines()[0])
+        if site not in self.breaks:
+            self.breaks[site] = (reason.group(1).strip() if reason else text.splitlines()[0])[:300]
+
+    def graphs(self):
+        from torch._dynamo.utils import counters
+
+        return counters["stats"]["unique_graphs"]
+
+    def summary(self):
+        from torch._dynamo.utils import counters
+
+        breaks = dict(self.breaks)
+        if not breaks and counters["graph_break"]:
+            # Logs unavailable: fall back to dynamo's counter of reasons.
+            breaks = {f"reason {i + 1}": k.splitlines()[0][:300] for i, k in enumerate(counters["graph_break"])}
+        return {
+            "graph_breaks": len(breaks),
+            "graph_break_reasons": [f"{site}: {reason}" if site != reason else reason
+                                    for site, reason in breaks.items()],
+            "unique_graphs": self.graphs(),
+            "recompiles": len(self.recompiles),
+            "recompile_reasons": self.recompiles[:20],
+        }
+
+
+# ---------------------------------------------------------------- phases
+
+
+def outputs_of(out):
+    """The tensors of a model output, in a stable order."""
+    if torch.is_tensor(out):
+        return [out]
+    if isinstance(out, dict):
+        return [t for k in sorted(out) for t in outputs_of(out[k])]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in outputs_of(o)]
+    return []
+
+
+def loss_of(model, out, inputs):
+    custom = getattr(model, "regress_loss", None)
+    if callable(custom):
+        return custom(out, *inputs)
+    tensors = [t for t in outputs_of(out) if t.is_floating_point()]
+    if not tensors:
+        raise TypeError("the model's output has no floating-point tensor to take a loss of")
+    return tensors[0].float().square().mean()
+
+
+class Phase:
+    """One timed iteration: `prepare` runs untimed before each, `body` is timed."""
+
+    def __init__(self, name, fn, model, inputs, autocast, device):
+        self.name = name
+        self.prepare = None
+        ctx = (lambda: torch.autocast(device_type=autocast[0], dtype=autocast[1])) if autocast else contextlib.nullcontext
+        self.grad = contextlib.nullcontext if name != "forward" else torch.no_grad
+
+        def forward():
+            with ctx():
+                return fn(*inputs)
+
+        if name == "forward":
+            model.eval()
+            self.body = forward
+            self.first = forward
+        elif name == "backward":
+            model.train()
+            trainable = [p for p in model.parameters() if p.requires_grad]
+            if not trainable:
+                inputs = tuple(x.requires_grad_(True) if torch.is_tensor(x) and x.is_floating_point() else x
+                               for x in inputs)
+            pending = {}
+
+            def prepare():
+                for p in trainable:
+                    p.grad = None
+                out = forward()
+                pending["loss"] = loss_of(model, out, inputs)
+
+            def body():
+                pending.pop("loss").backward()
+
+            def first():
+                out = forward()
+                loss_of(model, out, inputs).backward()
+                return out
+
+            self.prepare, self.body, self.first = prepare, body, first
+        else:  # step
+            model.train()
+            trainable = [p for p in model.parameters() if p.requires_grad]
+            if not trainable:
+                raise Skip("the model has no trainable parameters, so `step` has no optimizer step to time")
+            opt = torch.optim.AdamW(trainable, lr=1e-4)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                out = forward()
+                loss_of(model, out, inputs).backward()
+                opt.step()
+                return out
+
+            self.body = step
+            self.first = step
+
+    def iterate(self):
+        if self.prepare is not None:
+            self.prepare()
+        self.body()
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+def check_accuracy(out, ref, tol, reference_name):
+    got, want = outputs_of(out), outputs_of(ref)
+    report = {"reference": reference_name, "rtol": tol["rtol"], "atol": tol["atol"], "rmse_tol": tol["rmse"]}
+    if len(got) != len(want):
+        raise AccuracyFail(f"the output has {len(got)} tensors, the reference {len(want)}", report)
+    max_abs = max_rel = rel_rmse = 0.0
+    rule = "allclose"
+    for i, (a, b) in enumerate(zip(got, want)):
+        a = a.detach().float().cpu()
+        b = b.detach().float().cpu()
+        if a.shape != b.shape:
+            raise AccuracyFail(f"output {i} has shape {tuple(a.shape)}, the reference {tuple(b.shape)}", report)
+        if not torch.isfinite(a).all():
+            report.update(nonfinite=True)
+            raise AccuracyFail(f"output {i} contains NaN or Inf", report)
+        diff = (a - b).abs()
+        max_abs = max(max_abs, diff.max().item() if diff.numel() else 0.0)
+        max_rel = max(max_rel, (diff / (b.abs() + tol["atol"])).max().item() if diff.numel() else 0.0)
+        rms_ref = b.square().mean().sqrt().item() if b.numel() else 0.0
+        rmse = diff.square().mean().sqrt().item() if diff.numel() else 0.0
+        this_rel_rmse = rmse / rms_ref if rms_ref > 0 else (0.0 if rmse == 0 else math.inf)
+        rel_rmse = max(rel_rmse, this_rel_rmse)
+        if not torch.allclose(a, b, rtol=tol["rtol"], atol=tol["atol"]):
+            rule = "rmse"
+            if this_rel_rmse > tol["rmse"]:
+                report.update(max_abs_err=max_abs, max_rel_err=max_rel, rel_rmse=rel_rmse, passed=False)
+                raise AccuracyFail(
+                    f"output {i} differs from {reference_name}: max abs error {max_abs:.3g}, max rel error "
+                    f"{max_rel:.3g}, relative RMSE {this_rel_rmse:.3g} > {tol['rmse']:.3g}",
+                    report,
+                )
+    report.update(max_abs_err=max_abs, max_rel_err=max_rel, rel_rmse=rel_rmse, passed=True, rule=rule)
+    return report
+
+
+def reference_output(req, params, device, precision, mode, phase_name):
+    """The eager output the case is checked against, or None when no check applies."""
+    acc = req.get("accuracy") or {}
+    if not acc.get("check", True) or (mode == "eager" and precision == "fp32"):
+        return None, None
+    ref_precision = precision if (mode != "eager" and precision in ("fp32", "bf16", "fp16")) else "fp32"
+    model, inputs = build_model(req, params)
+    model, inputs, autocast = place(model, inputs, device, ref_precision, req.get("cast", "dtype"), "scaled_mm")
+    # The measured case runs its forward in train mode for backward and step.
+    model.train(phase_name != "forward")
+    with torch.no_grad():
+        if autocast:
+            with torch.autocast(device_type=autocast[0], dtype=autocast[1]):
+                out = model(*inputs)
+        else:
+            out = model(*inputs)
+    detached = [t.detach().clone() for t in outputs_of(out)]
+    del model, out
     if device == "cuda":
-        torch.cuda.synchronize()
-    elif device == "mps":
-        torch.mps.synchronize()
+        torch.cuda.empty_cache()
+    name = f"eager {ref_precision}" + (" (autocast)" if autocast else "")
+    return detached, name
 
 
-def skip_reason(req, device):
-    precision = req["case"].get("precision") or "fp32"
+def tolerance(req, precision):
+    tol = dict(TOLERANCES[precision])
+    acc = req.get("accuracy") or {}
+    for key in ("rtol", "atol", "rmse"):
+        if acc.get(key) is not None:
+            tol[key] = acc[key]
+    return tol
+
+
+# ---------------------------------------------------------------- timing
+
+
+def cache_flusher(device, policy):
+    """For `l2: cold`, a function that overwrites twice the cache before each iteration."""
+    if policy != "cold":
+        return None, None
+    if device == "cuda":
+        size = 2 * torch.cuda.get_device_properties(torch.cuda.current_device()).L2_cache_size
+    else:
+        size = 2 * largest_cpu_cache()
+    buf = torch.empty(max(size, 1 << 20), dtype=torch.uint8, device=device)
+    return (lambda: buf.zero_()), size
+
+
+def largest_cpu_cache():
+    """Bytes of the largest CPU cache level, from sysfs (32 MiB when unknown)."""
+    best = 0
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in os.listdir(base):
+            try:
+                with open(os.path.join(base, entry, "size")) as f:
+                    text = f.read().strip()
+            except OSError:
+                continue
+            unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            digits = text[:-1] if text[-1:] in "KMG" else text
+            if digits.isdigit():
+                best = max(best, int(digits) * unit)
+    except OSError:
+        pass
+    return best or 32 << 20
+
+
+def rel_iqr(samples):
+    s = sorted(samples)
+    n = len(s)
+    if n < 4:
+        return math.inf
+
+    def q(p):
+        pos = p * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+    med = q(0.5)
+    return (q(0.75) - q(0.25)) / med if med > 0 else math.inf
+
+
+def enough(samples, elapsed, budget, next_check):
+    """Stop rule: minimums met, then relative IQR under target or max_time spent."""
+    n = len(samples)
+    if n < budget["min_iters"] or elapsed < budget["min_time"]:
+        return False, next_check
+    if elapsed >= budget["max_time"]:
+        return True, next_check
+    if n >= next_check:
+        return rel_iqr(samples) <= budget.get("target_rel_iqr", 0.0), max(n + 1, int(n * 1.25))
+    return False, next_check
+
+
+def host_batch(phase, device):
+    """Calls per host sample, so one sample lasts at least MIN_HOST_SAMPLE_S."""
+    if phase.prepare is not None:
+        return 1
+    single = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        phase.body()
+        synchronize(device)
+        single.append(time.perf_counter() - t0)
+    typical = sorted(single)[2]
+    if typical >= MIN_HOST_SAMPLE_S:
+        return 1
+    return min(MAX_BATCH, math.ceil(MIN_HOST_SAMPLE_S / max(typical, 1e-9)))
+
+
+def measure_host(phase, device, budget, flush, watch):
+    """Per-iteration seconds by perf_counter, batched when one call is too short."""
+    batch = 1 if flush is not None else host_batch(phase, device)
+    samples, dropped = [], 0
+    next_check = budget["min_iters"]
+    start = time.perf_counter()
+    while True:
+        if phase.prepare is not None:
+            phase.prepare()
+        if flush is not None:
+            flush()
+            synchronize(device)
+        graphs = watch.graphs() if watch else 0
+        t0 = time.perf_counter()
+        for _ in range(batch):
+            phase.body()
+        synchronize(device)
+        dt = time.perf_counter() - t0
+        if watch and watch.graphs() != graphs:
+            dropped += 1
+        else:
+            samples.append(dt / batch)
+        done, next_check = enough(samples, time.perf_counter() - start, budget, next_check)
+        if done or (time.perf_counter() - start >= budget["max_time"] and len(samples) >= 2):
+            return samples, dropped, batch
+
+
+def measure_cuda(phase, budget, flush, watch):
+    """Per-iteration seconds from a CUDA event pair on the launch stream."""
+    events, dropped = [], 0
+    next_check = budget["min_iters"]
+    start = time.perf_counter()
+    resolved = []
+    while True:
+        if phase.prepare is not None:
+            phase.prepare()
+        if flush is not None:
+            flush()
+        graphs = watch.graphs() if watch else 0
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        phase.body()
+        end.record()
+        if watch and watch.graphs() != graphs:
+            dropped += 1
+        else:
+            events.append((begin, end))
+        elapsed = time.perf_counter() - start
+        if len(events) >= budget["min_iters"] and elapsed >= budget["min_time"]:
+            if elapsed >= budget["max_time"] or len(events) >= MAX_CUDA_EVENTS:
+                break
+            if len(events) >= next_check:
+                end.synchronize()
+                resolved = [b.elapsed_time(e) / 1e3 for b, e in events]
+                if rel_iqr(resolved) <= budget.get("target_rel_iqr", 0.0):
+                    break
+                next_check = max(len(events) + 1, int(len(events) * 1.25))
+        elif elapsed >= budget["max_time"] and len(events) >= 2:
+            break
+    torch.cuda.synchronize()
+    return [b.elapsed_time(e) / 1e3 for b, e in events], dropped, 1
+
+
+# ---------------------------------------------------------------- run
+
+
+def skip_reason(req, device, precision, phase):
     if device is None:
         return f"device `{req['device']}` is not available on this machine"
     if precision == "fp8":
@@ -85,7 +781,8 @@ def skip_reason(req, device):
         major, minor = torch.cuda.get_device_capability(0)
         if (major, minor) < (8, 9):
             return f"fp8 needs compute capability 8.9 or newer; this GPU is {major}.{minor}"
-        return "fp8 is not supported by the built-in zoo of this version"
+        if phase != "forward" and req.get("fp8", "scaled_mm") == "scaled_mm":
+            return "fp8 through torch._scaled_mm is forward-only; set `runner.fp8: torchao` to time backward and step"
     if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
         return "this GPU does not support bf16"
     return None
@@ -94,49 +791,98 @@ def skip_reason(req, device):
 def run(req):
     case = req["case"]
     device = resolve_device(req["device"])
-    reason = skip_reason(req, device)
-    if reason:
-        send({"type": "skipped", "reason": reason})
-        return
-    seed = req.get("seed", 0)
-    model, inputs = regress_zoo.build(req["model"], dict(req.get("args", {}), **case["params"]), seed)
-    dtype = DTYPES[case.get("precision") or "fp32"]
-    model = model.to(device=device, dtype=dtype).eval()
-    inputs = tuple(x.to(device=device, dtype=dtype) for x in inputs)
-
+    precision = case.get("precision") or "fp32"
     mode = case.get("compile") or "eager"
-    fn = model
-    if mode != "eager":
-        fn = torch.compile(model, mode=None if mode == "default" else mode)
-    cudagraph_step = mode in ("reduce-overhead",) and device == "cuda"
+    phase_name = case.get("phase") or "forward"
+    reason = skip_reason(req, device, precision, phase_name)
+    if reason:
+        raise Skip(reason)
+    if req.get("isa_checks") and device == "cpu" and mode != "eager":
+        share_isa_checks(req["isa_checks"])
+    params = dict(req.get("args", {}), **case["params"])
+    seed = req.get("seed", 0)
+    options = req.get("compile_options") or {"fullgraph": False, "backend": "inductor", "scope": "model", "cache": "cold"}
 
-    def call():
-        if cudagraph_step:
-            torch.compiler.cudagraph_mark_step_begin()
-        return fn(*inputs)
+    diagnostics = {"device": device, "precision": precision, "phase": phase_name, "seed": seed,
+                   "settings": torch_settings()}
+    state_before = gpu_state(device)
 
-    diagnostics = {"device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads()}
-    with torch.no_grad():
-        # First call: compilation for compiled modes, lazy init for eager.
+    ref, ref_name = reference_output(req, params, device, precision, mode, phase_name)
+
+    model, inputs = build_model(req, params)
+    model, inputs, autocast = place(model, inputs, device, precision, req.get("cast", "dtype"), req.get("fp8", "scaled_mm"))
+    watch = CompileWatch() if mode != "eager" else None
+    fn = compile_model(model, mode, options) if mode != "eager" else model
+    cudagraphs = mode in ("reduce-overhead", "max-autotune") and device == "cuda"
+    phase = Phase(phase_name, fn, model, inputs, autocast, device)
+    if cudagraphs:
+        body, first = phase.body, phase.first
+
+        def marked(f):
+            def call():
+                torch.compiler.cudagraph_mark_step_begin()
+                return f()
+            return call
+
+        phase.body, phase.first = marked(body), marked(first)
+
+    with phase.grad():
+        if options.get("cache") == "warm" and mode != "eager":
+            # Fill inductor's on-disk caches, forget everything in memory, and
+            # time the compile that a warm cache gives.
+            phase.first()
+            synchronize(device)
+            torch._dynamo.reset()
         synchronize(device)
         t0 = time.perf_counter()
-        out = call()
+        out = phase.first()
         synchronize(device)
         first_call = time.perf_counter() - t0
-        if not torch.isfinite(out.float()).all():
-            send({"type": "error", "kind": "nonfinite", "message": "the model's output contains NaN or Inf"})
-            return
+
+        if ref is not None:
+            diagnostics["accuracy"] = check_accuracy(out, ref, tolerance(req, precision), ref_name)
+        else:
+            for i, t in enumerate(outputs_of(out)):
+                if t.is_floating_point() and not torch.isfinite(t.detach()).all():
+                    raise AccuracyFail(f"output {i} contains NaN or Inf", {"nonfinite": True})
+        del out, ref
 
         warm = req["warmup"]
-        n, t_start = 0, time.perf_counter()
-        while n < warm["min_iters"] or time.perf_counter() - t_start < warm["min_time"]:
-            call()
+        min_iters = max(warm["min_iters"], CUDAGRAPH_MIN_WARMUP if cudagraphs else 0)
+        n, last_change, t_start = 0, 0, time.perf_counter()
+        graphs = watch.graphs() if watch else 0
+        while True:
+            phase.iterate()
             n += 1
+            if watch and watch.graphs() != graphs:
+                graphs, last_change = watch.graphs(), n
+            elapsed = time.perf_counter() - t_start
+            settled = watch is None or n - last_change >= STABLE_ITERS
+            if n >= min_iters and elapsed >= warm["min_time"] and settled:
+                break
+            if n >= min_iters and elapsed >= warm["min_time"] and elapsed >= WARMUP_STABLE_CAP_S:
+                diagnostics["graphs_unstable"] = True
+                break
         synchronize(device)
         diagnostics["warmup_iters"] = n
 
-        samples = measure(call, device, req["measure"])
+        flush, flush_bytes = cache_flusher(device, req.get("l2", "warm"))
+        if flush_bytes:
+            diagnostics["l2_flush_bytes"] = flush_bytes
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            samples, dropped, batch = measure_cuda(phase, req["measure"], flush, watch)
+        else:
+            samples, dropped, batch = measure_host(phase, device, req["measure"], flush, watch)
 
+    diagnostics["batch"] = batch
+    diagnostics["dropped_compiling"] = dropped
+    diagnostics["rel_iqr"] = rel_iqr(samples) if len(samples) >= 4 else None
+    if dropped > MAX_DROPPED_SHARE * (dropped + len(samples)):
+        raise RuntimeError(
+            f"the model compiled new graphs during {dropped} of {dropped + len(samples)} timed iterations; "
+            "it recompiles on every call (see the recompile reasons) and has no steady state to time"
+        )
     result = {
         "type": "result",
         "samples": samples,
@@ -144,56 +890,58 @@ def run(req):
         "compile_time": first_call if mode != "eager" else None,
         "diagnostics": diagnostics,
     }
+    if watch is not None:
+        result["compile"] = watch.summary()
     if device == "cuda":
         result["peak_memory"] = torch.cuda.max_memory_allocated()
+        result["peak_memory_reserved"] = torch.cuda.max_memory_reserved()
+        diagnostics["gpu_state"] = {"before": state_before, "after": gpu_state(device)}
     send(result)
 
 
-def measure(call, device, budget):
-    """Per-iteration latencies in seconds: CUDA events on the GPU, perf_counter on the host."""
-    min_iters, min_time, max_time = budget["min_iters"], budget["min_time"], budget["max_time"]
-    samples = []
-    start = time.perf_counter()
-    if device == "cuda":
-        events = []
-        while True:
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            call()
-            end.record()
-            events.append((begin, end))
-            elapsed = time.perf_counter() - start
-            if (len(events) >= min_iters and elapsed >= min_time) or (elapsed >= max_time and len(events) >= 2):
-                break
-        torch.cuda.synchronize()
-        return [b.elapsed_time(e) / 1e3 for b, e in events]
-    while True:
-        t0 = time.perf_counter()
-        call()
-        synchronize(device)
-        samples.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - start
-        if (len(samples) >= min_iters and elapsed >= min_time) or (elapsed >= max_time and len(samples) >= 2):
-            return samples
-
-
 def main():
+    global _proto, torch
+    _proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
     line = sys.stdin.readline()
     if not line:
         fail("protocol", "no request on stdin")
     req = json.loads(line)
+
+    cache_dir = None
+    if req.get("cmd") == "run":
+        # An empty inductor cache per process: the first call then measures a
+        # cold compile, and nothing leaks from one case into the next.
+        cache_dir = tempfile.mkdtemp(prefix="regress-inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+        os.environ["TRITON_CACHE_DIR"] = os.path.join(cache_dir, "triton")
     try:
-        if req["cmd"] == "probe":
-            probe(req)
-        elif req["cmd"] == "run":
-            run(req)
-        else:
-            fail("protocol", f"unknown command {req['cmd']!r}")
-    except torch.cuda.OutOfMemoryError as exc:
-        fail("oom", str(exc).splitlines()[0] if str(exc) else "CUDA out of memory")
-    except Exception as exc:  # the case fails; regress goes on with the next
-        traceback.print_exc()
-        fail("exception", f"{type(exc).__name__}: {exc}")
+        try:
+            import torch as imported
+        except ImportError as exc:  # reported by regress with the fix
+            fail("no_torch", f"{sys.executable} cannot import torch: {exc}")
+        torch = imported
+        try:
+            if req["cmd"] == "probe":
+                probe(req)
+            elif req["cmd"] == "run":
+                run(req)
+            else:
+                fail("protocol", f"unknown command {req['cmd']!r}")
+        except Skip as exc:
+            send({"type": "skipped", "reason": str(exc)})
+        except AccuracyFail as exc:
+            send({"type": "accuracy_fail", "message": str(exc), "accuracy": exc.report})
+        except torch.cuda.OutOfMemoryError as exc:
+            fail("oom", str(exc).splitlines()[0] if str(exc) else "CUDA out of memory")
+        except Exception as exc:  # the case fails; regress goes on with the next
+            traceback.print_exc()
+            fail("exception", f"{type(exc).__name__}: {exc}")
+    finally:
+        if cache_dir:
+            shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

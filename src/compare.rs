@@ -145,7 +145,7 @@ struct Pooled<'a> {
 fn rank(status: CaseStatus) -> u8 {
     match status {
         CaseStatus::Ok => 4,
-        CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom => 3,
+        CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom | CaseStatus::AccuracyFail => 3,
         CaseStatus::Skipped => 2,
         CaseStatus::Interrupted => 1,
         CaseStatus::Pending => 0,
@@ -310,7 +310,10 @@ fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Record]) -> Ve
         let verdict = if statuses.iter().any(|s| {
             matches!(
                 s,
-                CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom
+                CaseStatus::Failed
+                    | CaseStatus::Timeout
+                    | CaseStatus::Oom
+                    | CaseStatus::AccuracyFail
             )
         }) {
             Verdict::Failed

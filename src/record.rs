@@ -24,6 +24,14 @@ pub mod metric {
     pub const COMPILE_TIME: &str = "compile_time";
     /// Peak device memory allocated, bytes.
     pub const PEAK_MEMORY: &str = "peak_memory";
+    /// Peak device memory reserved by the caching allocator, bytes.
+    pub const PEAK_MEMORY_RESERVED: &str = "peak_memory_reserved";
+    /// Distinct places where torch.compile split the graph, per process.
+    pub const GRAPH_BREAKS: &str = "graph_breaks";
+    /// Graphs torch.compile compiled, per process.
+    pub const UNIQUE_GRAPHS: &str = "unique_graphs";
+    /// Times torch.compile compiled a function again after a guard failed.
+    pub const RECOMPILES: &str = "recompiles";
 }
 
 /// A full 40-digit git commit id.
@@ -105,6 +113,8 @@ pub enum CaseStatus {
     Skipped,
     Timeout,
     Oom,
+    /// The output disagreed with the eager reference, or held NaN or Inf.
+    AccuracyFail,
     Interrupted,
 }
 
@@ -118,6 +128,7 @@ impl CaseStatus {
             CaseStatus::Skipped => "skipped",
             CaseStatus::Timeout => "timeout",
             CaseStatus::Oom => "oom",
+            CaseStatus::AccuracyFail => "accuracy_fail",
             CaseStatus::Interrupted => "interrupted",
         }
     }
@@ -255,6 +266,9 @@ impl Record {
                 if let Some(m) = s.peak_memory {
                     push(metric::PEAK_MEMORY, "B", vec![m]);
                 }
+                for (name, unit, value) in s.extra {
+                    push(&name, &unit, vec![value]);
+                }
                 case.diagnostics.push(s.diagnostics);
                 if case.status == CaseStatus::Pending {
                     case.status = CaseStatus::Ok;
@@ -269,6 +283,7 @@ impl Record {
                     FailureKind::Failed => CaseStatus::Failed,
                     FailureKind::Timeout => CaseStatus::Timeout,
                     FailureKind::Oom => CaseStatus::Oom,
+                    FailureKind::AccuracyFail => CaseStatus::AccuracyFail,
                 };
                 case.reason = Some(reason);
             }

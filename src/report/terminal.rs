@@ -188,7 +188,9 @@ fn status_style(s: CaseStatus) -> Style {
     match s {
         CaseStatus::Ok => GREEN,
         CaseStatus::Skipped | CaseStatus::Pending | CaseStatus::Interrupted => YELLOW,
-        CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom => RED,
+        CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom | CaseStatus::AccuracyFail => {
+            RED
+        }
     }
 }
 

@@ -67,6 +67,10 @@ pub struct Environment {
     pub cuda: Option<String>,
     pub cudnn: Option<String>,
     pub threads: Option<u32>,
+    /// Settings that change speed without changing code: TF32, cuDNN
+    /// benchmark mode, thread counts.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The samples and diagnostics of one process (one repeat) of one case.
@@ -78,6 +82,9 @@ pub struct ProcessSamples {
     pub compile_time: Option<f64>,
     /// Peak device memory allocated, in bytes, where measurable.
     pub peak_memory: Option<f64>,
+    /// Further one-value-per-process metrics: (name, unit, value), such as
+    /// graph breaks, unique graphs, recompiles and reserved memory.
+    pub extra: Vec<(String, String, f64)>,
     pub diagnostics: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -88,6 +95,8 @@ pub enum FailureKind {
     Failed,
     Timeout,
     Oom,
+    /// The output disagreed with the reference, or held NaN or Inf.
+    AccuracyFail,
 }
 
 /// The result of one process of one case.

@@ -15,7 +15,8 @@ use super::{
     scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
     RunnerError,
 };
-use crate::spec::{Case, DeviceChoice, Model, Pipeline};
+use crate::record::metric;
+use crate::spec::{Case, CompileMode, CompileScope, DeviceChoice, Model, Pipeline};
 
 /// Environment variable naming the interpreter when the pipeline does not.
 pub const PYTHON_ENV: &str = "REGRESS_PYTHON";
@@ -61,11 +62,16 @@ pub struct PythonBackend {
     /// Holds the worker sources for as long as the backend lives.
     dir: tempfile::TempDir,
     ctx: RunContext,
-    model: String,
+    /// `{"kind": "builtin", "name": ...}` or `{"kind": "entrypoint", "target": ...}`.
+    model: Value,
     args: Map<String, Value>,
     device: DeviceChoice,
-    warmup: Value,
-    measure: Value,
+    /// Settings every run request carries unchanged (warm-up, sampling,
+    /// cache policy, precision, compile options, accuracy gate).
+    settings: Map<String, Value>,
+    /// Where inductor's CPU vector-ISA checks are kept for the run, so the
+    /// probe makes them once instead of every worker (none when nothing compiles).
+    isa_checks: Option<PathBuf>,
     timeout: Duration,
     /// The workers' environment, scrubbed of secrets once, not per spawn.
     env: Vec<(OsString, OsString)>,
@@ -88,35 +94,74 @@ impl PythonBackend {
         for (name, text) in WORKER_FILES {
             std::fs::write(dir.path().join(name), text).map_err(RunnerError::Worker)?;
         }
+        let params = |args: &std::collections::BTreeMap<String, crate::spec::ParamValue>| {
+            args.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        serde_json::to_value(v).expect("params serialise"),
+                    )
+                })
+                .collect::<Map<String, Value>>()
+        };
         let (model, args) = match &pipeline.model {
             Model::Builtin { name, args } => (
-                name.to_string(),
-                args.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            serde_json::to_value(v).expect("params serialise"),
-                        )
-                    })
-                    .collect(),
+                json!({"kind": "builtin", "name": name.as_str()}),
+                params(args),
+            ),
+            Model::Entrypoint { target, args } => (
+                json!({"kind": "entrypoint", "target": target}),
+                params(args),
             ),
             Model::Command { .. } => {
                 unreachable!("spec validation pairs command models with the command backend")
             }
         };
         let r = &pipeline.runner;
+        let o = &pipeline.compile_options;
+        let scope = match &o.scope {
+            CompileScope::Model => json!("model"),
+            CompileScope::Blocks => json!("blocks"),
+            CompileScope::Names(names) => json!({ "names": names }),
+        };
+        let a = &pipeline.accuracy;
+        let settings = json!({
+            "warmup": {"min_iters": r.warmup.min_iters, "min_time": r.warmup.min_time.as_secs_f64()},
+            "measure": {
+                "min_iters": r.measure.min_iters,
+                "min_time": r.measure.min_time.as_secs_f64(),
+                "max_time": r.measure.max_time.as_secs_f64(),
+                "target_rel_iqr": r.measure.target_rel_iqr,
+            },
+            "l2": r.l2.as_str(),
+            "cast": r.cast.as_str(),
+            "fp8": r.fp8.as_str(),
+            "compile_options": {
+                "fullgraph": o.fullgraph,
+                "dynamic": o.dynamic,
+                "backend": o.backend,
+                "scope": scope,
+                "cache": o.cache.as_str(),
+            },
+            "accuracy": {"check": a.check, "rtol": a.rtol, "atol": a.atol, "rmse": a.rmse},
+        });
+        let Value::Object(settings) = settings else {
+            unreachable!("a JSON object literal")
+        };
+        let compiles = pipeline
+            .cases()
+            .iter()
+            .any(|c| c.compile.is_some_and(|m| m != CompileMode::Eager));
+        let isa_checks =
+            (compiles && o.backend == "inductor").then(|| dir.path().join("isa-checks.json"));
         Ok(PythonBackend {
             python: interpreter(r.python.as_deref(), &ctx.venv_root),
             dir,
             model,
             args,
             device: r.device,
-            warmup: json!({"min_iters": r.warmup.min_iters, "min_time": r.warmup.min_time.as_secs_f64()}),
-            measure: json!({
-                "min_iters": r.measure.min_iters,
-                "min_time": r.measure.min_time.as_secs_f64(),
-                "max_time": r.measure.max_time.as_secs_f64(),
-            }),
+            settings,
+            isa_checks,
             timeout: r.timeout,
             env: scrubbed_env(&r.env_passthrough),
             ctx,
@@ -170,7 +215,11 @@ fn f64_field(map: &Map<String, Value>, key: &str) -> Option<f64> {
 
 impl Backend for PythonBackend {
     fn environment(&mut self) -> Result<Environment, RunnerError> {
-        let request = json!({"cmd": "probe", "device": self.device.as_str()});
+        let request = json!({
+            "cmd": "probe",
+            "device": self.device.as_str(),
+            "isa_checks": self.isa_checks,
+        });
         let (lines, ended, tail) = self.exchange(&request, PROBE_TIMEOUT).map_err(|source| {
             RunnerError::PythonMissing {
                 python: self.python_name(),
@@ -191,6 +240,11 @@ impl Backend for PythonBackend {
                         cuda: str_field(m, "cuda"),
                         cudnn: str_field(m, "cudnn"),
                         threads: m.get("threads").and_then(Value::as_u64).map(|t| t as u32),
+                        settings: m
+                            .get("settings")
+                            .and_then(Value::as_object)
+                            .cloned()
+                            .unwrap_or_default(),
                     });
                 }
                 "error" if str_field(&line.rest, "kind").as_deref() == Some("no_torch") => {
@@ -214,7 +268,7 @@ impl Backend for PythonBackend {
     }
 
     fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome {
-        let request = json!({
+        let mut request = json!({
             "cmd": "run",
             "model": self.model,
             "args": self.args,
@@ -229,9 +283,11 @@ impl Backend for PythonBackend {
             },
             "repeat": repeat,
             "seed": self.ctx.seed,
-            "warmup": self.warmup,
-            "measure": self.measure,
+            "isa_checks": self.isa_checks,
         });
+        if let Value::Object(map) = &mut request {
+            map.extend(self.settings.clone());
+        }
         let (lines, ended, tail) = match self.exchange(&request, self.timeout) {
             Ok(x) => x,
             Err(e) => {
@@ -271,14 +327,41 @@ impl Backend for PythonBackend {
                     if let Some(first) = m.get("first_call") {
                         diagnostics.insert("first_call".into(), first.clone());
                     }
+                    let mut extra = Vec::new();
+                    if let Some(reserved) = f64_field(m, "peak_memory_reserved") {
+                        extra.push((
+                            metric::PEAK_MEMORY_RESERVED.to_string(),
+                            "B".into(),
+                            reserved,
+                        ));
+                    }
+                    if let Some(compile) = m.get("compile").and_then(Value::as_object) {
+                        for name in [
+                            metric::GRAPH_BREAKS,
+                            metric::UNIQUE_GRAPHS,
+                            metric::RECOMPILES,
+                        ] {
+                            if let Some(v) = f64_field(compile, name) {
+                                extra.push((name.to_string(), "count".into(), v));
+                            }
+                        }
+                        diagnostics.insert("compile".into(), Value::Object(compile.clone()));
+                    }
                     return Outcome::Measured(ProcessSamples {
                         latency,
                         compile_time: f64_field(m, "compile_time"),
                         peak_memory: f64_field(m, "peak_memory"),
+                        extra,
                         diagnostics,
                     });
                 }
                 "skipped" => return Outcome::Skipped(str_field(m, "reason").unwrap_or_default()),
+                "accuracy_fail" => {
+                    return Outcome::Failed {
+                        kind: FailureKind::AccuracyFail,
+                        reason: str_field(m, "message").unwrap_or_default(),
+                    }
+                }
                 "error" => {
                     let kind = match str_field(m, "kind").as_deref() {
                         Some("oom") => FailureKind::Oom,

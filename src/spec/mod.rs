@@ -29,6 +29,10 @@ pub use locate::KeyPath;
 /// The only pipeline format version this build reads.
 pub const PIPELINE_VERSION: u32 = 1;
 
+/// Relative IQR below which sampling stops before `max_time`: 2 % resolves
+/// the default 3 % threshold without spending the whole budget on quiet cases.
+pub const DEFAULT_TARGET_REL_IQR: f64 = 0.02;
+
 /// A validated pipeline: what to run, where, how often, and how to judge it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pipeline {
@@ -40,6 +44,10 @@ pub struct Pipeline {
     pub runner: RunnerConfig,
     pub matrix: Matrix,
     pub phases: Vec<Phase>,
+    /// How `torch.compile` is applied when a case's mode is not `eager`.
+    pub compile_options: CompileOptions,
+    /// The check of compiled and reduced-precision outputs against eager.
+    pub accuracy: AccuracyConfig,
     pub compare: CompareConfig,
 }
 
@@ -52,6 +60,12 @@ pub enum Model {
         name: BuiltinModel,
         args: BTreeMap<String, ParamValue>,
     },
+    /// A user model: `path/to/file.py:factory` or `package.module:factory`,
+    /// where `factory(params) -> (module, example_inputs)`.
+    Entrypoint {
+        target: String,
+        args: BTreeMap<String, ParamValue>,
+    },
     /// A shell command; `{{ param }}` is replaced by the case's value.
     Command { template: String },
 }
@@ -61,7 +75,7 @@ impl Model {
     pub fn label_name<'a>(&'a self, pipeline: &'a str) -> &'a str {
         match self {
             Model::Builtin { name, .. } => name.as_str(),
-            Model::Command { .. } => pipeline,
+            Model::Entrypoint { .. } | Model::Command { .. } => pipeline,
         }
     }
 }
@@ -104,7 +118,14 @@ macro_rules! string_enum {
 
 string_enum! {
     /// Models of the built-in zoo.
-    BuiltinModel { Mlp => "mlp", Attention => "attention" }
+    BuiltinModel {
+        Mlp => "mlp",
+        Attention => "attention",
+        TransformerBlock => "transformer_block",
+        TransformerLm => "transformer_lm",
+        LinearComponents => "linear_components",
+        Rope => "rope",
+    }
 }
 
 string_enum! {
@@ -135,7 +156,89 @@ string_enum! {
 
 string_enum! {
     /// The part of a training or inference step that is timed.
-    Phase { Forward => "forward" }
+    Phase { Forward => "forward", Backward => "backward", Step => "step" }
+}
+
+string_enum! {
+    /// Cache state around each timed iteration: `warm` for end-to-end steps,
+    /// `cold` (a buffer of twice the cache size is written before each
+    /// iteration) for kernel micro-benchmarks.
+    L2Policy { Warm => "warm", Cold => "cold" }
+}
+
+string_enum! {
+    /// How a reduced precision is applied: weights and inputs cast to the
+    /// dtype, or fp32 weights under `torch.autocast`.
+    CastMode { Dtype => "dtype", Autocast => "autocast" }
+}
+
+string_enum! {
+    /// How fp8 cases run: e4m3 linear layers through `torch._scaled_mm`
+    /// (forward only), or torchao's float8 training.
+    Fp8Recipe { ScaledMm => "scaled_mm", Torchao => "torchao" }
+}
+
+string_enum! {
+    /// Inductor's caches at the first call: `cold` (an empty cache per
+    /// process) or `warm` (compiled once, reset, and timed on the second compile).
+    CompileCache { Cold => "cold", Warm => "warm" }
+}
+
+/// Which parts of the model `torch.compile` wraps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompileScope {
+    /// The whole model.
+    Model,
+    /// Each block of every `nn.ModuleList` (regional compilation).
+    Blocks,
+    /// Named submodules or functions, matched by dotted path or last name.
+    Names(Vec<String>),
+}
+
+/// Options passed to `torch.compile` beside the mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompileOptions {
+    pub fullgraph: bool,
+    /// `None` leaves torch's automatic dynamic shapes on.
+    pub dynamic: Option<bool>,
+    pub backend: String,
+    pub scope: CompileScope,
+    pub cache: CompileCache,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            fullgraph: false,
+            dynamic: None,
+            backend: "inductor".into(),
+            scope: CompileScope::Model,
+            cache: CompileCache::Cold,
+        }
+    }
+}
+
+/// The accuracy gate: `check: false` turns it off; tolerances override the
+/// per-dtype defaults of the worker.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccuracyConfig {
+    pub check: bool,
+    pub rtol: Option<f64>,
+    pub atol: Option<f64>,
+    /// Largest RMSE of the difference relative to the reference's RMS.
+    pub rmse: Option<f64>,
+}
+
+impl Default for AccuracyConfig {
+    fn default() -> Self {
+        AccuracyConfig {
+            check: true,
+            rtol: None,
+            atol: None,
+            rmse: None,
+        }
+    }
 }
 
 impl BuiltinModel {
@@ -144,6 +247,14 @@ impl BuiltinModel {
         match self {
             BuiltinModel::Mlp => &["batch", "seq_len", "dim", "hidden"],
             BuiltinModel::Attention => &["batch", "seq_len", "embed_dim", "heads", "causal"],
+            BuiltinModel::TransformerBlock => {
+                &["batch", "seq_len", "dim", "heads", "hidden", "causal"]
+            }
+            BuiltinModel::TransformerLm => &[
+                "batch", "seq_len", "vocab", "dim", "heads", "hidden", "layers",
+            ],
+            BuiltinModel::LinearComponents => &["batch", "seq_len", "d_in", "d_out", "components"],
+            BuiltinModel::Rope => &["batch", "seq_len", "heads", "head_dim"],
         }
     }
 }
@@ -154,6 +265,14 @@ impl BackendKind {
         match self {
             BackendKind::Python | BackendKind::Mock | BackendKind::Command => CompileMode::ALL,
             BackendKind::Native => &[CompileMode::Eager],
+        }
+    }
+
+    /// Phases this backend can time.
+    pub fn phases(self) -> &'static [Phase] {
+        match self {
+            BackendKind::Python | BackendKind::Mock | BackendKind::Command => Phase::ALL,
+            BackendKind::Native => &[Phase::Forward],
         }
     }
 
@@ -208,6 +327,9 @@ pub struct RunnerConfig {
     pub processes: u32,
     pub warmup: Warmup,
     pub measure: Measure,
+    pub l2: L2Policy,
+    pub cast: CastMode,
+    pub fp8: Fp8Recipe,
     #[serde(with = "secs")]
     pub timeout: Duration,
     /// Interpreter for the python backend, overriding `REGRESS_PYTHON`.
@@ -224,7 +346,8 @@ pub struct Warmup {
     pub min_time: Duration,
 }
 
-/// Sampling: at least `min_iters` and `min_time`, never beyond `max_time`.
+/// Sampling: at least `min_iters` and `min_time`; then on until the
+/// relative IQR is below `target_rel_iqr`, never beyond `max_time`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measure {
     pub min_iters: u64,
@@ -232,6 +355,8 @@ pub struct Measure {
     pub min_time: Duration,
     #[serde(with = "secs")]
     pub max_time: Duration,
+    /// Relative IQR (IQR / median) at which sampling may stop early, as a fraction.
+    pub target_rel_iqr: f64,
 }
 
 /// The expanded axes of a matrix, in the order they were written.
@@ -309,13 +434,39 @@ impl Pipeline {
     /// and sampling); records whose hashes differ are not comparable. What a
     /// case *is* (model, parameters, phase) is in its id instead, so adding
     /// a value to an axis or changing the threshold keeps old results usable.
+    ///
+    /// Settings added after the first format enter the hash only when they
+    /// differ from their defaults, so records of pipelines that do not use
+    /// them stay comparable with earlier ones.
     pub fn hash(&self) -> String {
-        let measured = serde_json::json!({
-            "backend": self.runner.backend,
-            "device": self.runner.device,
-            "warmup": self.runner.warmup,
-            "measure": self.runner.measure,
+        let r = &self.runner;
+        let mut measured = serde_json::json!({
+            "backend": r.backend,
+            "device": r.device,
+            "warmup": r.warmup,
+            "measure": {
+                "min_iters": r.measure.min_iters,
+                "min_time": r.measure.min_time.as_secs_f64(),
+                "max_time": r.measure.max_time.as_secs_f64(),
+            },
         });
+        let extra = measured.as_object_mut().expect("a JSON object");
+        if (r.measure.target_rel_iqr - DEFAULT_TARGET_REL_IQR).abs() > f64::EPSILON {
+            extra.insert("target_rel_iqr".into(), r.measure.target_rel_iqr.into());
+        }
+        if r.l2 != L2Policy::Warm {
+            extra.insert("l2".into(), r.l2.as_str().into());
+        }
+        if r.cast != CastMode::Dtype {
+            extra.insert("cast".into(), r.cast.as_str().into());
+        }
+        if r.fp8 != Fp8Recipe::ScaledMm {
+            extra.insert("fp8".into(), r.fp8.as_str().into());
+        }
+        if self.compile_options != CompileOptions::default() {
+            let options = serde_json::to_value(&self.compile_options).expect("options serialise");
+            extra.insert("compile_options".into(), options);
+        }
         case::fnv_hex(measured.to_string().as_bytes())
     }
 }
@@ -436,7 +587,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("compare.threshold: write the threshold as a percentage"),
+            err.contains("compare.threshold: write a percentage such as `3%`"),
             "{err}"
         );
         let p = parse(&format!("{BASE}compare: {{threshold: 2.5%}}\n")).unwrap();

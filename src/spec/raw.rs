@@ -21,7 +21,40 @@ pub(crate) struct RawPipeline {
     #[serde(default)]
     pub phases: Option<Vec<String>>,
     #[serde(default)]
+    pub compile_options: Option<RawCompileOptions>,
+    #[serde(default)]
+    pub accuracy: Option<RawAccuracy>,
+    #[serde(default)]
     pub compare: RawCompare,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompileOptions {
+    #[serde(default)]
+    pub fullgraph: Option<bool>,
+    #[serde(default)]
+    pub dynamic: Option<bool>,
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// `model`, `blocks`, or a list of names.
+    #[serde(default)]
+    pub scope: Option<Value>,
+    #[serde(default)]
+    pub cache: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccuracy {
+    #[serde(default)]
+    pub check: Option<bool>,
+    #[serde(default)]
+    pub rtol: Option<f64>,
+    #[serde(default)]
+    pub atol: Option<f64>,
+    #[serde(default)]
+    pub rmse: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +64,8 @@ pub(crate) struct RawModel {
     pub builtin: Option<String>,
     #[serde(default)]
     pub args: Option<Mapping>,
+    #[serde(default)]
+    pub entrypoint: Option<String>,
     #[serde(default)]
     pub command: Option<String>,
 }
@@ -48,6 +83,12 @@ pub(crate) struct RawRunner {
     pub warmup: Option<RawWarmup>,
     #[serde(default)]
     pub measure: Option<RawMeasure>,
+    #[serde(default)]
+    pub l2: Option<String>,
+    #[serde(default)]
+    pub cast: Option<String>,
+    #[serde(default)]
+    pub fp8: Option<String>,
     #[serde(default)]
     pub timeout: Option<String>,
     #[serde(default)]
@@ -74,6 +115,8 @@ pub(crate) struct RawMeasure {
     pub min_time: Option<String>,
     #[serde(default)]
     pub max_time: Option<String>,
+    #[serde(default)]
+    pub target_rel_iqr: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,11 +9,12 @@ use serde_yaml::{Mapping, Value};
 
 use super::error::Invalid;
 use super::locate::KeyPath;
-use super::raw::{RawCompare, RawModel, RawPipeline, RawRunner};
+use super::raw::{RawAccuracy, RawCompare, RawCompileOptions, RawModel, RawPipeline, RawRunner};
 use super::{
-    parse_duration, BackendKind, BuiltinModel, CompareConfig, CompileMode, DeviceChoice, Matrix,
-    Measure, Model, ParamValue, Phase, Pipeline, Precision, RunnerConfig, Warmup, DURATION_HINT,
-    PIPELINE_VERSION,
+    parse_duration, AccuracyConfig, BackendKind, BuiltinModel, CastMode, CompareConfig,
+    CompileCache, CompileMode, CompileOptions, CompileScope, DeviceChoice, Fp8Recipe, L2Policy,
+    Matrix, Measure, Model, ParamValue, Phase, Pipeline, Precision, RunnerConfig, Warmup,
+    DEFAULT_TARGET_REL_IQR, DURATION_HINT, PIPELINE_VERSION,
 };
 
 type Result<T> = std::result::Result<T, Invalid>;
@@ -47,7 +48,13 @@ pub(crate) fn pipeline(raw: RawPipeline, path: &Path) -> Result<Pipeline> {
     let runner = runner(raw.runner, &root.key("runner"))?;
     let model = model(raw.model, runner.backend, &root.key("model"))?;
     let matrix = matrix(raw.matrix, &model, runner.backend, &root.key("matrix"))?;
-    let phases = phases(raw.phases, &root.key("phases"))?;
+    let phases = phases(raw.phases, runner.backend, &root.key("phases"))?;
+    let compile_options = compile_options(
+        raw.compile_options,
+        runner.backend,
+        &root.key("compile_options"),
+    )?;
+    let accuracy = accuracy(raw.accuracy, &root.key("accuracy"))?;
     let compare = compare(raw.compare, &root.key("compare"))?;
     let pipeline = Pipeline {
         name: raw.name,
@@ -57,6 +64,8 @@ pub(crate) fn pipeline(raw: RawPipeline, path: &Path) -> Result<Pipeline> {
         runner,
         matrix,
         phases,
+        compile_options,
+        accuracy,
         compare,
     };
     let cases = pipeline.cases();
@@ -106,6 +115,22 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
             )
         })?,
     };
+    let l2 = parsed(raw.l2, L2Policy::Warm, "L2 policy", &key.key("l2"))?;
+    let cast = parsed(raw.cast, CastMode::Dtype, "cast mode", &key.key("cast"))?;
+    let fp8 = parsed(raw.fp8, Fp8Recipe::ScaledMm, "fp8 recipe", &key.key("fp8"))?;
+    if backend == BackendKind::Native {
+        let unsupported = [
+            ("l2", l2 != L2Policy::Warm),
+            ("cast", cast != CastMode::Dtype),
+            ("fp8", fp8 != Fp8Recipe::ScaledMm),
+        ];
+        if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(Invalid::new(
+                key.key(name),
+                format!("the native backend times end-to-end calls in dtype precision and has no `{name}` setting; remove it or use `backend: python`"),
+            ));
+        }
+    }
     let processes = raw.processes.unwrap_or(DEFAULT_PROCESSES);
     if processes == 0 {
         return Err(Invalid::new(
@@ -130,6 +155,10 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
         min_iters: measure_raw.min_iters.unwrap_or(measure_iters),
         min_time: duration_or(measure_raw.min_time, &mkey.key("min_time"), "1s")?,
         max_time: duration_or(measure_raw.max_time, &mkey.key("max_time"), "10s")?,
+        target_rel_iqr: match measure_raw.target_rel_iqr {
+            None => DEFAULT_TARGET_REL_IQR,
+            Some(v) => percentage(&v, &mkey.key("target_rel_iqr"), 100.0)?,
+        },
     };
     if measure.min_iters < 2 {
         return Err(Invalid::new(
@@ -156,6 +185,9 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
         processes,
         warmup,
         measure,
+        l2,
+        cast,
+        fp8,
         timeout,
         python: raw.python,
         env_passthrough: raw.env_passthrough.unwrap_or_default(),
@@ -172,16 +204,90 @@ fn duration_or(text: Option<String>, key: &KeyPath, default: &str) -> Result<Dur
     })
 }
 
+/// Parses the spelling of a string enum, or gives its default when absent.
+fn parsed<T: StringEnum>(text: Option<String>, default: T, what: &str, key: &KeyPath) -> Result<T> {
+    match text {
+        None => Ok(default),
+        Some(text) => T::parse_str(&text).ok_or_else(|| {
+            Invalid::new(
+                key.clone(),
+                format!("unknown {what} `{text}`; valid: {}", T::valid_list()),
+            )
+        }),
+    }
+}
+
+/// The string enums of `spec`, for `parsed`.
+trait StringEnum: Sized {
+    fn parse_str(text: &str) -> Option<Self>;
+    fn valid_list() -> String;
+}
+
+macro_rules! impl_string_enum {
+    ($($t:ty),+) => {$(
+        impl StringEnum for $t {
+            fn parse_str(text: &str) -> Option<Self> {
+                <$t>::parse(text)
+            }
+            fn valid_list() -> String {
+                <$t>::valid()
+            }
+        }
+    )+};
+}
+
+impl_string_enum!(L2Policy, CastMode, Fp8Recipe, CompileCache);
+
+/// A percentage such as `3%`, as a fraction; `max` bounds the percentage.
+fn percentage(v: &Value, key: &KeyPath, max: f64) -> Result<f64> {
+    let text = match v {
+        Value::String(s) => s.trim().to_string(),
+        other => {
+            return Err(Invalid::new(
+                key.clone(),
+                format!("write a percentage such as `3%`, found {}", describe(other)),
+            ))
+        }
+    };
+    let pct = text
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|p| p.is_finite() && *p >= 0.0 && *p < max)
+        .ok_or_else(|| {
+            Invalid::new(
+                key.clone(),
+                format!("`{text}` is not a percentage; write e.g. `3%` (0% to {max}%)"),
+            )
+        })?;
+    Ok(pct / 100.0)
+}
+
 fn model(raw: RawModel, backend: BackendKind, key: &KeyPath) -> Result<Model> {
+    let given = [
+        raw.builtin.is_some(),
+        raw.entrypoint.is_some(),
+        raw.command.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        let second = if raw.command.is_some() {
+            "command"
+        } else {
+            "entrypoint"
+        };
+        return Err(Invalid::new(
+            key.key(second),
+            "give one of `builtin`, `entrypoint` or `command`, not several",
+        ));
+    }
+    if let Some(target) = raw.entrypoint {
+        return entrypoint(target, raw.args, backend, key);
+    }
     match (raw.builtin, raw.command) {
-        (Some(_), Some(_)) => Err(Invalid::new(
-            key.key("command"),
-            "give either `builtin` or `command`, not both",
-        )),
+        (Some(_), Some(_)) => unreachable!("checked above"),
         (None, None) => Err(Invalid::new(
             key.clone(),
             format!(
-                "no model: add `builtin: <name>` (one of {}) or `command: \"...\"`",
+                "no model: add `builtin: <name>` (one of {}), `entrypoint: \"models/file.py:factory\"` or `command: \"...\"`",
                 BuiltinModel::valid()
             ),
         )),
@@ -254,6 +360,52 @@ fn model(raw: RawModel, backend: BackendKind, key: &KeyPath) -> Result<Model> {
             })
         }
     }
+}
+
+/// `path/to/file.py:factory` or `package.module:factory`.
+fn entrypoint(
+    target: String,
+    raw_args: Option<Mapping>,
+    backend: BackendKind,
+    key: &KeyPath,
+) -> Result<Model> {
+    let ekey = key.key("entrypoint");
+    if !matches!(backend, BackendKind::Python | BackendKind::Mock) {
+        return Err(Invalid::new(
+            ekey,
+            format!("an entrypoint model is Python: it needs `runner.backend: python` (the backend is `{backend}`)"),
+        ));
+    }
+    let valid_ident = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+    };
+    let well_formed = match target.rsplit_once(':') {
+        Some((module, factory)) => {
+            let module_ok = if module.ends_with(".py") {
+                !module.trim().is_empty()
+            } else {
+                module.split('.').all(valid_ident)
+            };
+            module_ok && valid_ident(factory)
+        }
+        None => false,
+    };
+    if !well_formed {
+        return Err(Invalid::new(
+            ekey,
+            format!("`{target}` is not an entrypoint; write `path/to/file.py:factory` (relative to the repository root) or `package.module:factory`, where factory(params) returns (module, example_inputs)"),
+        ));
+    }
+    let mut args = BTreeMap::new();
+    let akey = key.key("args");
+    for (k, v) in raw_args.unwrap_or_default() {
+        let name = key_name(&k, &akey)?;
+        let vkey = akey.key(&name);
+        args.insert(name, scalar(&v, &vkey)?);
+    }
+    Ok(Model::Entrypoint { target, args })
 }
 
 fn key_name(k: &Value, parent: &KeyPath) -> Result<String> {
@@ -487,7 +639,7 @@ fn matrix(
     Ok(matrix)
 }
 
-fn phases(raw: Option<Vec<String>>, key: &KeyPath) -> Result<Vec<Phase>> {
+fn phases(raw: Option<Vec<String>>, backend: BackendKind, key: &KeyPath) -> Result<Vec<Phase>> {
     let Some(raw) = raw else {
         return Ok(vec![Phase::Forward]);
     };
@@ -511,6 +663,16 @@ fn phases(raw: Option<Vec<String>>, key: &KeyPath) -> Result<Vec<Phase>> {
                 format!("phase `{text}` is listed twice"),
             ));
         }
+        if !backend.phases().contains(&phase) {
+            let valid: Vec<_> = backend.phases().iter().map(|p| p.as_str()).collect();
+            return Err(Invalid::new(
+                key.index(i),
+                format!(
+                    "the {backend} backend cannot time phase `{phase}` (it times: {}); use `backend: python` for backward and step",
+                    valid.join(", ")
+                ),
+            ));
+        }
         phases.push(phase);
     }
     Ok(phases)
@@ -519,32 +681,7 @@ fn phases(raw: Option<Vec<String>>, key: &KeyPath) -> Result<Vec<Phase>> {
 fn compare(raw: RawCompare, key: &KeyPath) -> Result<CompareConfig> {
     let threshold = match raw.threshold {
         None => DEFAULT_THRESHOLD,
-        Some(v) => {
-            let tkey = key.key("threshold");
-            let text = match &v {
-                Value::String(s) => s.trim().to_string(),
-                other => {
-                    return Err(Invalid::new(
-                        tkey,
-                        format!(
-                            "write the threshold as a percentage such as `3%`, found {}",
-                            describe(other)
-                        ),
-                    ))
-                }
-            };
-            let pct = text
-                .strip_suffix('%')
-                .and_then(|n| n.trim().parse::<f64>().ok())
-                .filter(|p| p.is_finite() && *p >= 0.0 && *p < 1000.0)
-                .ok_or_else(|| {
-                    Invalid::new(
-                        tkey,
-                        format!("`{text}` is not a percentage; write e.g. `3%` (0% to 1000%)"),
-                    )
-                })?;
-            pct / 100.0
-        }
+        Some(v) => percentage(&v, &key.key("threshold"), 1000.0)?,
     };
     let alpha = raw.alpha.unwrap_or(DEFAULT_ALPHA);
     if !(alpha > 0.0 && alpha <= 0.5) {
@@ -556,6 +693,117 @@ fn compare(raw: RawCompare, key: &KeyPath) -> Result<CompareConfig> {
         ));
     }
     Ok(CompareConfig { threshold, alpha })
+}
+
+fn compile_options(
+    raw: Option<RawCompileOptions>,
+    backend: BackendKind,
+    key: &KeyPath,
+) -> Result<CompileOptions> {
+    let Some(raw) = raw else {
+        return Ok(CompileOptions::default());
+    };
+    if backend == BackendKind::Native {
+        return Err(Invalid::new(
+            key.clone(),
+            "the native backend runs eager only; compile_options apply to `backend: python`",
+        ));
+    }
+    let defaults = CompileOptions::default();
+    let backend_name = raw.backend.unwrap_or(defaults.backend);
+    let valid_backend = !backend_name.is_empty()
+        && backend_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_backend {
+        return Err(Invalid::new(
+            key.key("backend"),
+            format!("`{backend_name}` is not a torch.compile backend name (e.g. inductor, aot_eager, eager)"),
+        ));
+    }
+    let skey = key.key("scope");
+    let scope_hint = "write `model` (the whole model), `blocks` (each block of every nn.ModuleList) or a list of submodule or function names such as `[rope, attn.split_heads]`";
+    let scope = match raw.scope {
+        None => CompileScope::Model,
+        Some(Value::String(s)) if s == "model" => CompileScope::Model,
+        Some(Value::String(s)) if s == "blocks" => CompileScope::Blocks,
+        Some(Value::Sequence(items)) => {
+            if items.is_empty() {
+                return Err(Invalid::new(
+                    skey,
+                    format!("the list of names is empty; {scope_hint}"),
+                ));
+            }
+            let mut names = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let ikey = skey.index(i);
+                let Value::String(name) = item else {
+                    return Err(Invalid::new(
+                        ikey,
+                        format!("expected a name, found {}", describe(item)),
+                    ));
+                };
+                let valid = name.split('.').all(|part| {
+                    !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+                if !valid {
+                    return Err(Invalid::new(
+                        ikey,
+                        format!("`{name}` is not a dotted attribute path; {scope_hint}"),
+                    ));
+                }
+                if names.contains(name) {
+                    return Err(Invalid::new(ikey, format!("`{name}` is listed twice")));
+                }
+                names.push(name.clone());
+            }
+            CompileScope::Names(names)
+        }
+        Some(other) => {
+            let found = match &other {
+                Value::String(s) => format!("`{s}`"),
+                v => describe(v).to_string(),
+            };
+            return Err(Invalid::new(
+                skey,
+                format!("unknown scope {found}; {scope_hint}"),
+            ));
+        }
+    };
+    Ok(CompileOptions {
+        fullgraph: raw.fullgraph.unwrap_or(defaults.fullgraph),
+        dynamic: raw.dynamic,
+        backend: backend_name,
+        scope,
+        cache: parsed(
+            raw.cache,
+            defaults.cache,
+            "compile cache",
+            &key.key("cache"),
+        )?,
+    })
+}
+
+fn accuracy(raw: Option<RawAccuracy>, key: &KeyPath) -> Result<AccuracyConfig> {
+    let Some(raw) = raw else {
+        return Ok(AccuracyConfig::default());
+    };
+    for (name, value) in [("rtol", raw.rtol), ("atol", raw.atol), ("rmse", raw.rmse)] {
+        if let Some(v) = value {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Invalid::new(
+                    key.key(name),
+                    format!("{name} {v} is not a tolerance; use a number of 0 or more, e.g. 1e-3"),
+                ));
+            }
+        }
+    }
+    Ok(AccuracyConfig {
+        check: raw.check.unwrap_or(true),
+        rtol: raw.rtol,
+        atol: raw.atol,
+        rmse: raw.rmse,
+    })
 }
 
 /// Renders the command for every case now, so an undefined `{{ name }}` is a
