@@ -284,12 +284,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
     let commit = repo.head()?;
     let store = store_for(&repo, args.store.as_deref());
     let stop = install_stop_handler(true)?;
-    let ctx = RunContext {
-        workdir: repo.workdir(),
-        venv_root: repo.workdir(),
-        stop: stop.clone(),
-        seed: SEED,
-    };
+    let ctx = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
+        .context("cannot create a temporary directory")?;
     if commit.dirty {
         anstream::eprintln!(
             "warning: the work tree has uncommitted changes; results are stored under {} and marked dirty",
@@ -304,8 +300,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
             ctx.clone(),
             &store,
         )?];
-        let schedule: Vec<Vec<(usize, usize)>> =
-            (0..lanes[0].cases.len()).map(|i| vec![(0, i)]).collect();
+        let schedule = compile_groups(pipeline, &lanes[0].cases);
         let interrupted = run_schedule(&mut lanes, &schedule, &store, &stop, &pipeline.name)?;
         print_lane(&lanes[0], &store)?;
         if interrupted {
@@ -317,6 +312,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// The run order of one pipeline: cases that differ only in compile mode
+/// form a group and run back to back (eager, compiled, eager, … across
+/// rounds, reversed on odd rounds), so drift of the machine hits both sides
+/// of an eager-vs-compiled speed-up alike.
+fn compile_groups(pipeline: &Pipeline, cases: &[Case]) -> Vec<Vec<(usize, usize)>> {
+    let model = pipeline.model.label_name(&pipeline.name);
+    let mut groups: Vec<(String, Vec<(usize, usize)>)> = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let key = case.group_label(model);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push((0, i)),
+            None => groups.push((key, vec![(0, i)])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
 }
 
 /// Renders a comparison as asked and maps it to an exit status.
@@ -611,6 +623,12 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     let base_pipelines = load(&guard.trees[0])?;
     let head_selected = select(load(&guard.trees[1])?, args.run.filter.as_deref())?;
 
+    let scratch = std::sync::Arc::new(
+        tempfile::Builder::new()
+            .prefix("regress-run-")
+            .tempdir()
+            .context("cannot create a temporary directory")?,
+    );
     let (mut base_records, mut head_records) = (Vec::new(), Vec::new());
     for (hp, head_cases) in &head_selected {
         let head_cases = head_cases.clone();
@@ -628,6 +646,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
             venv_root: repo.workdir(),
             stop: stop.clone(),
             seed: SEED,
+            scratch: scratch.clone(),
         };
         let mut lanes = vec![
             Lane::new(

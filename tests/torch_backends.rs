@@ -274,3 +274,151 @@ fn python_worker_gets_no_secrets_and_times_out_cleanly() {
         "the rest of the environment is kept: {env}"
     );
 }
+
+/// A user model (`model.entrypoint`) per kind of trouble, compiled.
+const DIAGNOSTICS_PIPELINE: &str = "version: 1
+name: diag
+model:
+  entrypoint: models/diag.py:build
+runner:
+  backend: python
+  device: cpu
+  processes: 1
+  warmup: {min_iters: 3, min_time: 10ms}
+  measure: {min_iters: 10, min_time: 20ms, max_time: 1s}
+  timeout: 5m
+matrix:
+  kind: [abort, graph_break, recompile, wrong]
+  compile: [default]
+";
+
+#[test]
+fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let repo = Repo::new();
+    repo.write("p.yaml", DIAGNOSTICS_PIPELINE);
+    repo.write("models/diag.py", include_str!("fixtures/models/diag.py"));
+    repo.commit("c");
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_PYTHON", &python),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    let case = |kind: &str| {
+        record
+            .cases
+            .iter()
+            .find(|c| c.label == format!("diag[kind={kind},fp32,default]/forward"))
+            .unwrap()
+    };
+    let count = |kind: &str, metric: &str| case(kind).metrics[metric].samples[0][0];
+    let compile_report = |kind: &str| case(kind).diagnostics[0]["compile"].clone();
+
+    let aborted = case("abort");
+    assert_eq!(aborted.status, CaseStatus::Failed);
+    let reason = aborted.reason.as_deref().unwrap_or("");
+    assert!(reason.contains("SIGABRT"), "{reason}");
+
+    let broken = case("graph_break");
+    assert_eq!(broken.status, CaseStatus::Ok, "{:?}", broken.reason);
+    assert!(count("graph_break", metric::GRAPH_BREAKS) >= 1.0);
+    assert!(count("graph_break", metric::UNIQUE_GRAPHS) >= 2.0);
+    let reasons = compile_report("graph_break")["graph_break_reasons"].to_string();
+    assert!(reasons.to_lowercase().contains("graph break"), "{reasons}");
+    assert!(
+        reasons.contains("diag.py"),
+        "the reason names the place: {reasons}"
+    );
+    assert_eq!(count("graph_break", metric::RECOMPILES), 0.0);
+
+    let recompiled = case("recompile");
+    assert_eq!(recompiled.status, CaseStatus::Ok, "{:?}", recompiled.reason);
+    assert!(count("recompile", metric::RECOMPILES) >= 1.0);
+    assert_eq!(count("recompile", metric::GRAPH_BREAKS), 0.0);
+    let reasons = compile_report("recompile")["recompile_reasons"].to_string();
+    assert!(
+        reasons.contains("narrow"),
+        "the guard that failed: {reasons}"
+    );
+    assert_eq!(
+        recompiled.diagnostics[0]["dropped_compiling"], 0,
+        "the recompile happened in warm-up, not among the samples"
+    );
+
+    let wrong = case("wrong");
+    assert_eq!(wrong.status, CaseStatus::AccuracyFail);
+    let reason = wrong.reason.as_deref().unwrap_or("");
+    assert!(
+        reason.contains("max abs error") && reason.contains("relative RMSE"),
+        "{reason}"
+    );
+    assert!(stdout.contains("accuracy_fail"), "{stdout}");
+}
+
+#[test]
+fn phases_and_the_accuracy_gate_on_the_zoo() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let repo = Repo::new();
+    repo.write(
+        "p.yaml",
+        "version: 1
+name: lm
+model:
+  builtin: transformer_lm
+  args: {vocab: 64, dim: 32, heads: 2, layers: 2, seq_len: 16}
+runner:
+  backend: python
+  device: cpu
+  processes: 1
+  warmup: {min_iters: 2, min_time: 10ms}
+  measure: {min_iters: 10, min_time: 20ms, max_time: 1s}
+matrix:
+  batch: [2]
+  precision: [fp32, bf16]
+phases: [forward, backward, step]
+",
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_PYTHON", &python),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    assert_eq!(record.cases.len(), 6);
+    for case in &record.cases {
+        assert_eq!(
+            case.status,
+            CaseStatus::Ok,
+            "{}: {:?}",
+            case.label,
+            case.reason
+        );
+        let accuracy = case.diagnostics[0].get("accuracy");
+        if case.precision == Some(regress::spec::Precision::Bf16) {
+            let accuracy = accuracy.expect("reduced precision is checked");
+            assert_eq!(accuracy["passed"], true, "{}: {accuracy}", case.label);
+            assert_eq!(accuracy["reference"], "eager fp32", "{accuracy}");
+        } else {
+            assert!(accuracy.is_none(), "fp32 eager is its own reference");
+        }
+    }
+    let median = |label: &str| {
+        let c = record.cases.iter().find(|c| c.label == label).unwrap();
+        regress::stats::Summary::of(&c.metrics[metric::LATENCY].pooled())
+            .unwrap()
+            .median
+    };
+    // A training step does a forward, a backward and an optimizer update.
+    assert!(
+        median("transformer_lm[batch=2,fp32,eager]/step")
+            > median("transformer_lm[batch=2,fp32,eager]/forward")
+    );
+}

@@ -158,3 +158,60 @@ fn several_pipelines_in_one_file() {
     assert_eq!(code, 0, "{text}");
     assert_eq!(text.lines().count(), 2);
 }
+
+#[test]
+fn unknown_compile_scope() {
+    insta::assert_snapshot!(mistake(
+        "compare:",
+        "compile_options: {scope: everything}\ncompare:"
+    ));
+}
+
+#[test]
+fn malformed_entrypoint() {
+    insta::assert_snapshot!(mistake(
+        "  builtin: mlp\n  args: {dim: 64}",
+        "  entrypoint: models/rd.py"
+    ));
+}
+
+#[test]
+fn phase_the_backend_cannot_time() {
+    // The native backend also cannot compile: keep only eager in the matrix.
+    let yaml = VALID
+        .replace("  backend: python", "  backend: native")
+        .replace("  compile: [eager, default]\n", "")
+        .replace(
+            "    - {batch: 1, compile: default}",
+            "    - {batch: 1, precision: bf16}",
+        )
+        .replace("compare:", "phases: [forward, step]\ncompare:");
+    let (code, text) = validate(&yaml);
+    assert_eq!(code, 2, "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn unknown_l2_policy() {
+    insta::assert_snapshot!(mistake("  timeout: 10m", "  timeout: 10m\n  l2: hot"));
+}
+
+#[test]
+fn seed_style_pipeline_is_valid() {
+    let yaml = VALID
+        .replace(
+            "  builtin: mlp\n  args: {dim: 64}",
+            "  entrypoint: models/rd.py:build\n  args: {embed_dim: 512, steps: 4}",
+        )
+        .replace(
+            "  timeout: 10m",
+            "  timeout: 10m\n  l2: cold\n  cast: autocast\n  fp8: torchao",
+        )
+        .replace(
+            "compare:",
+            "phases: [forward, backward, step]\ncompile_options: {fullgraph: true, dynamic: false, scope: [rope, attn.split_qkv], cache: warm}\naccuracy: {rtol: 0.02, rmse: 0.05}\ncompare:",
+        );
+    let (code, text) = validate(&yaml);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text, "ok: p.yaml (demo, 18 cases)\n");
+}

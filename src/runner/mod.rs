@@ -52,6 +52,28 @@ pub struct RunContext {
     pub stop: StopFlag,
     /// Seed for weights and inputs, the same in every process.
     pub seed: u64,
+    /// A directory that lives as long as the command, shared by every
+    /// backend of it (for answers worth computing once per run).
+    pub scratch: Arc<tempfile::TempDir>,
+}
+
+impl RunContext {
+    /// A context for measuring the checkout at `workdir`.
+    pub fn new(
+        workdir: PathBuf,
+        venv_root: PathBuf,
+        stop: StopFlag,
+        seed: u64,
+    ) -> std::io::Result<Self> {
+        let scratch = tempfile::Builder::new().prefix("regress-run-").tempdir()?;
+        Ok(RunContext {
+            workdir,
+            venv_root,
+            stop,
+            seed,
+            scratch: Arc::new(scratch),
+        })
+    }
 }
 
 /// The software and device a backend measures with.

@@ -152,8 +152,8 @@ impl PythonBackend {
             .cases()
             .iter()
             .any(|c| c.compile.is_some_and(|m| m != CompileMode::Eager));
-        let isa_checks =
-            (compiles && o.backend == "inductor").then(|| dir.path().join("isa-checks.json"));
+        let isa_checks = (compiles && o.backend == "inductor")
+            .then(|| ctx.scratch.path().join("isa-checks.json"));
         Ok(PythonBackend {
             python: interpreter(r.python.as_deref(), &ctx.venv_root),
             dir,

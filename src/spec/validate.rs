@@ -722,7 +722,7 @@ fn compile_options(
         ));
     }
     let skey = key.key("scope");
-    let scope_hint = "write `model` (the whole model), `blocks` (each block of every nn.ModuleList) or a list of submodule or function names such as `[rope, attn.split_heads]`";
+    let scope_hint = "write `model` (the whole model), `blocks` (each block of every nn.ModuleList) or a list of submodule or function names such as `[rope, split_qkv]`";
     let scope = match raw.scope {
         None => CompileScope::Model,
         Some(Value::String(s)) if s == "model" => CompileScope::Model,
