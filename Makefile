@@ -15,7 +15,7 @@ export VIRTUAL_ENV          := $(CURDIR)/$(VENV)
 export PATH                 := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
-.PHONY: demo test build venv lint
+.PHONY: demo test build venv lint bench-timer
 
 # The marker file makes the venv step re-run if torch is missing or changes.
 venv: $(VENV)/.torch-$(TORCH_VERSION)
@@ -37,3 +37,8 @@ lint: venv
 
 test: lint
 	$(CARGO) test --locked
+
+# Not a test: the worker's median against torch.utils.benchmark's on fixed
+# CPU workloads (see the script's docstring).
+bench-timer: venv
+	$(PYTHON) benches/timer_agreement.py

@@ -422,3 +422,57 @@ phases: [forward, backward, step]
             > median("transformer_lm[batch=2,fp32,eager]/forward")
     );
 }
+
+/// fp8 cases are skipped on CPU, but the e4m3 layers themselves run there
+/// (emulated): check that the conversion computes the model's function
+/// within the fp8 accuracy gate, and that a broken scale would fail it.
+#[test]
+fn fp8_linear_layers_compute_the_model_within_the_gate() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let script = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+import torch, regress_worker as w, regress_zoo
+w.torch = torch
+model, (x,) = regress_zoo.build("mlp", {"dim": 64, "hidden": 128, "batch": 32}, 0)
+with torch.no_grad():
+    ref = model(x)
+    fp8 = w.to_fp8(model, "scaled_mm")
+    swapped = sum(type(m).__name__ == "Fp8Linear" for m in fp8.modules())
+    report = w.check_accuracy(fp8(x.to(torch.bfloat16)), ref, w.TOLERANCES["fp8"], "eager fp32")
+    for m in fp8.modules():
+        if type(m).__name__ == "Fp8Linear":
+            m.w_scale.mul_(2.0)
+    try:
+        w.check_accuracy(fp8(x.to(torch.bfloat16)), ref, w.TOLERANCES["fp8"], "eager fp32")
+        broken = "passed"
+    except w.AccuracyFail as e:
+        broken = "failed: " + str(e)
+print(swapped, report["passed"], round(report["rel_rmse"], 4), broken)
+"#;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, dir])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(fields[0], "2", "both linear layers run in fp8: {stdout}");
+    assert_eq!(fields[1], "True", "{stdout}");
+    let rel_rmse: f64 = fields[2].parse().unwrap();
+    assert!(
+        rel_rmse > 0.0 && rel_rmse < 0.15,
+        "e4m3 is lossy but close: {stdout}"
+    );
+    assert!(
+        stdout.contains("failed: output 0 differs"),
+        "a wrong scale must fail the gate: {stdout}"
+    );
+}
