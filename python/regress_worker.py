@@ -459,7 +459,10 @@ class CompileWatch:
         if not breaks and counters["graph_break"]:
             # Logs unavailable: fall back to dynamo's counter of reasons.
             breaks = {f"reason {i + 1}": k.splitlines()[0][:300] for i, k in enumerate(counters["graph_break"])}
+        inductor = counters["inductor"]
         return {
+            "fx_graph_cache_hits": inductor.get("fxgraph_cache_hit", 0),
+            "fx_graph_cache_misses": inductor.get("fxgraph_cache_miss", 0),
             "graph_breaks": len(breaks),
             "graph_break_reasons": [f"{site}: {reason}" if site != reason else reason
                                     for site, reason in breaks.items()],

@@ -290,6 +290,8 @@ runner:
 matrix:
   kind: [abort, graph_break, recompile, wrong]
   compile: [default]
+  include:
+    - {kind: nan, compile: eager}
 ";
 
 #[test]
@@ -357,6 +359,55 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
         "{reason}"
     );
     assert!(stdout.contains("accuracy_fail"), "{stdout}");
+
+    let nan = record
+        .cases
+        .iter()
+        .find(|c| c.label == "diag[kind=nan,fp32,eager]/forward")
+        .unwrap();
+    assert_eq!(nan.status, CaseStatus::AccuracyFail);
+    assert!(
+        nan.reason.as_deref().unwrap_or("").contains("NaN or Inf"),
+        "{:?}",
+        nan.reason
+    );
+}
+
+#[test]
+fn warm_compile_cache_and_cold_l2() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let repo = Repo::new();
+    repo.write(
+        "p.yaml",
+        &PYTHON_PIPELINE
+            .replace("[fp32, bf16, fp8]", "[fp32]")
+            .replace("compile: [eager, default]", "compile: [default]")
+            .replace(
+                "  exclude:\n    - {precision: bf16, compile: default}\n    - {precision: fp8, compile: default}\n",
+                "",
+            )
+            .replace("  timeout: 5m", "  timeout: 5m\n  l2: cold")
+            .replace("compare:", "compile_options: {cache: warm}\ncompare:"),
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_PYTHON", &python),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    let case = &record.cases[0];
+    assert_eq!(case.status, CaseStatus::Ok, "{:?}", case.reason);
+    let d = &case.diagnostics[0];
+    assert!(
+        d["compile"]["fx_graph_cache_hits"].as_u64().unwrap() >= 1,
+        "the timed compile hit the cache the first one filled: {d:?}"
+    );
+    assert!(d["l2_flush_bytes"].as_u64().unwrap() >= 1 << 20, "{d:?}");
+    assert_eq!(d["batch"], 1, "a flushed iteration is timed alone");
 }
 
 #[test]
