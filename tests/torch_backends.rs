@@ -527,3 +527,46 @@ print(swapped, report["passed"], round(report["rel_rmse"], 4), broken)
         "a wrong scale must fail the gate: {stdout}"
     );
 }
+
+/// The built-in MLP draws the same weights and inputs in both backends, so
+/// "Python overhead" compares the same function: their output digests agree.
+#[test]
+fn native_and_python_mlp_compute_the_same_function() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    if !cfg!(feature = "native") {
+        return;
+    }
+    let repo = Repo::new();
+    let pipeline = |name: &str, backend: &str| {
+        format!("version: 1\nname: {name}\nmodel: {{builtin: mlp, args: {{dim: 32, hidden: 64}}}}\nrunner: {{backend: {backend}, device: cpu, processes: 1, measure: {{min_iters: 5, min_time: 10ms}}}}\nmatrix: {{batch: [4], seq_len: [3]}}\n")
+    };
+    repo.write("n.yaml", &pipeline("nat", "native"));
+    repo.write("p.yaml", &pipeline("py", "python"));
+    repo.commit("c");
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "n.yaml", "p.yaml"])
+            .env("REGRESS_PYTHON", &python),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let digests: Vec<(f64, f64)> = repo
+        .record_files()
+        .iter()
+        .map(|f| {
+            let record = regress::store::read_record(f).unwrap();
+            let case = &record.cases[0];
+            assert_eq!(case.status, CaseStatus::Ok, "{:?}", case.reason);
+            let d = &case.diagnostics[0]["output_digest"];
+            (d["sum"].as_f64().unwrap(), d["abs_sum"].as_f64().unwrap())
+        })
+        .collect();
+    assert_eq!(digests.len(), 2);
+    let (a, b) = (digests[0], digests[1]);
+    assert!(a.1 > 1.0, "a non-trivial output: {a:?}");
+    assert!(
+        (a.0 - b.0).abs() < 1e-4 * a.1 && (a.1 - b.1).abs() < 1e-4 * a.1,
+        "native {a:?} vs python {b:?}"
+    );
+}

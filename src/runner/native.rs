@@ -127,6 +127,13 @@ impl NativeBackend {
         if !finite {
             return Err("the model's output contains NaN or Inf".into());
         }
+        // The same digest as the python worker's: equal built-in models give
+        // equal digests in both backends.
+        let wide = out.to_kind(Kind::Double);
+        let digest = serde_json::json!({
+            "sum": wide.sum(Kind::Double).double_value(&[]),
+            "abs_sum": wide.abs().sum(Kind::Double).double_value(&[]),
+        });
 
         let (mut n, started) = (0u64, Instant::now());
         while n < self.warmup.min_iters || started.elapsed() < self.warmup.min_time {
@@ -158,6 +165,7 @@ impl NativeBackend {
         diagnostics.insert("device".into(), format!("{device:?}").to_lowercase().into());
         diagnostics.insert("first_call".into(), first_call.into());
         diagnostics.insert("warmup_iters".into(), n.into());
+        diagnostics.insert("output_digest".into(), digest);
         diagnostics.insert("fresh_process".into(), false.into());
         Ok(Some(ProcessSamples {
             latency: samples,
