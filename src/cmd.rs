@@ -742,3 +742,43 @@ fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eager_and_compiled_cases_of_a_point_run_back_to_back() {
+        // The compile axis comes first, so matrix order would run every
+        // eager case before any compiled one.
+        let src = "version: 1\nname: g\nmodel: {builtin: mlp}\nmatrix:\n  compile: [eager, default]\n  batch: [1, 8]\nphases: [forward, backward]\n";
+        let pipeline = Pipeline::parse(src, Path::new("g.yaml")).unwrap().remove(0);
+        let cases = pipeline.cases();
+        let groups = compile_groups(&pipeline, &cases);
+        let labels: Vec<Vec<&str>> = groups
+            .iter()
+            .map(|g| g.iter().map(|&(_, i)| cases[i].label.as_str()).collect())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                [
+                    "mlp[batch=1,fp32,eager]/forward",
+                    "mlp[batch=1,fp32,default]/forward"
+                ],
+                [
+                    "mlp[batch=1,fp32,eager]/backward",
+                    "mlp[batch=1,fp32,default]/backward"
+                ],
+                [
+                    "mlp[batch=8,fp32,eager]/forward",
+                    "mlp[batch=8,fp32,default]/forward"
+                ],
+                [
+                    "mlp[batch=8,fp32,eager]/backward",
+                    "mlp[batch=8,fp32,default]/backward"
+                ],
+            ]
+        );
+    }
+}
