@@ -162,7 +162,13 @@ fn matches(params: &Params, filter: &[(String, ParamValue)]) -> bool {
 }
 
 pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
-    let mut points: Vec<Params> = vec![Params::default()];
+    // No axes: one point of defaults, unless `include` lists the points,
+    // as a GitHub Actions matrix of only `include` does.
+    let mut points: Vec<Params> = if p.matrix.axes.is_empty() && !p.matrix.include.is_empty() {
+        Vec::new()
+    } else {
+        vec![Params::default()]
+    };
     for (axis, values) in &p.matrix.axes {
         points = points
             .into_iter()

@@ -533,6 +533,16 @@ mod tests {
     }
 
     #[test]
+    fn a_matrix_of_only_include_has_only_those_cases() {
+        let p = parse(&format!(
+            "{BASE}matrix:\n  include:\n    - {{batch: 4, compile: default}}\n"
+        ))
+        .unwrap();
+        let labels: Vec<_> = p.cases().iter().map(|c| c.label.clone()).collect();
+        assert_eq!(labels, ["attention[batch=4,fp32,default]/forward"]);
+    }
+
+    #[test]
     fn ids_are_stable_and_independent_of_axis_order() {
         let a = parse(&format!(
             "{BASE}matrix:\n  batch: [8]\n  precision: [bf16]\n"
