@@ -14,7 +14,10 @@ the write-up; the defaults here (dim 256, 8 heads, SwiGLU hidden 1024, vocab
 As in an SPD training step, the target model (embedding, norms, LM head) is
 frozen and only the components (V, U) train; the masks are inputs, one per
 decomposed module and token, drawn uniformly in [0, 1) like SPD's stochastic
-masks, shape (layers * 7, batch, seq_len, components). The loss for the
+masks: the inputs are the tokens and then layers * 7 tensors of shape
+(batch, seq_len, components). (Separate tensors rather than one stacked
+tensor: the seven masked multiplies of a layer then compile to one shared
+kernel, which matters for compile time on a small CPU.) The loss for the
 backward phase is next-token cross-entropy.
 
 Weights are drawn from the seeded default generator (randn * fan_in ** -0.5),
@@ -22,7 +25,12 @@ so the model is deterministic; there is no data-dependent control flow, so
 torch.compile captures it in one graph.
 
 factory(params) reads: batch (16), seq_len (128), vocab (4096), dim (256),
-heads (8), hidden (1024), layers (4), components (1200).
+heads (8), hidden (1024), layers (4), components (1200), and ``part``:
+``model`` (the default) for the full model above, or ``components`` for the
+isolated operation alone, one LinearComponents with d_in = d_out = C = ``d``
+(512), inputs x (batch, seq_len, d) and mask (batch, seq_len, d); the same
+operation as regress's built-in ``linear_components``, so a CPU pipeline can
+time both in one pipeline (one start-up of the compiler instead of two).
 """
 
 import torch
@@ -121,16 +129,16 @@ class ComponentLlama(nn.Module):
             block.attn_norm.weight.requires_grad_(False)
             block.ffn_norm.weight.requires_grad_(False)
 
-    def forward(self, tokens, masks):
+    def forward(self, tokens, *masks):
         s = tokens.shape[1]
-        cos = self.cos[:s].to(masks.dtype)
-        sin = self.sin[:s].to(masks.dtype)
         x = F.embedding(tokens, self.embed)
+        cos = self.cos[:s].to(x.dtype)
+        sin = self.sin[:s].to(x.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, masks[MODULES_PER_LAYER * i : MODULES_PER_LAYER * (i + 1)], cos, sin)
         return F.linear(self.norm(x), self.head)
 
-    def regress_loss(self, logits, tokens, masks):
+    def regress_loss(self, logits, tokens, *masks):
         """Next-token cross-entropy."""
         return F.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1)
@@ -140,6 +148,15 @@ class ComponentLlama(nn.Module):
 def factory(params):
     batch = int(params.get("batch", 16))
     seq_len = int(params.get("seq_len", 128))
+    part = params.get("part", "model")
+    if part == "components":
+        d = int(params.get("d", 512))
+        return LinearComponents(d, d, d), (
+            torch.randn(batch, seq_len, d),
+            torch.rand(batch, seq_len, d),
+        )
+    if part != "model":
+        raise ValueError(f"part must be `model` or `components`, got {part!r}")
     vocab = int(params.get("vocab", 4096))
     layers = int(params.get("layers", 4))
     components = int(params.get("components", 1200))
@@ -153,5 +170,5 @@ def factory(params):
         seq_len,
     )
     tokens = torch.randint(0, vocab, (batch, seq_len))
-    masks = torch.rand(MODULES_PER_LAYER * layers, batch, seq_len, components)
-    return model, (tokens, masks)
+    masks = tuple(torch.rand(batch, seq_len, components) for _ in range(MODULES_PER_LAYER * layers))
+    return model, (tokens, *masks)
