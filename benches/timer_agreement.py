@@ -1,7 +1,10 @@
 """Does the regress worker agree with torch.utils.benchmark?
 
-Measures fixed CPU workloads two ways, alternating, in fresh processes with
-the same interpreter, environment and thread count:
+Measures fixed CPU workloads two ways, alternating, twice over: first in
+one process (the worker's own sampling code and Timer on the very same
+model object, so only the methods differ), then in fresh processes with the
+same interpreter, environment and thread count (which adds the
+process-to-process variation regress is built to expose):
 
 - the regress python worker, through the same JSON request `regress run`
   sends it (warm-up, sampling with early stop, batching of short calls);
@@ -93,6 +96,48 @@ def timer_median(python, name, params, budget):
     return result["median"], result["number_per_run"]
 
 
+def in_process(name, params, budget, rounds):
+    """Worker sampling and Timer on one model object in this process."""
+    import torch
+    import torch.utils.benchmark as benchmark
+
+    sys.path.insert(0, WORKER_DIR)
+    import regress_worker
+    import regress_zoo
+
+    regress_worker.torch = torch
+    model, inputs = regress_zoo.build(name, params, 0)
+    phase = regress_worker.Phase("forward", model, model, inputs, None, "cpu")
+    budget = {"min_iters": 30, "min_time": budget, "max_time": budget, "target_rel_iqr": 0.0}
+    ours, theirs = [], []
+    with torch.no_grad():
+        for _ in range(10):
+            phase.body()
+        for round_ in range(rounds):
+            for side in (("worker", "timer") if round_ % 2 == 0 else ("timer", "worker")):
+                if side == "worker":
+                    samples, _, batch = regress_worker.measure_host(phase, "cpu", budget, None, None)
+                    ours.append(statistics.median(samples))
+                else:
+                    timer = benchmark.Timer(
+                        stmt="model(*inputs)", globals={"model": model, "inputs": inputs},
+                        num_threads=torch.get_num_threads(),
+                    )
+                    m = timer.blocked_autorange(min_run_time=budget["max_time"])
+                    theirs.append(m.median)
+    return ours, theirs, batch, m.number_per_run
+
+
+def report(label, ours, theirs, batch, per_run):
+    a, b = statistics.median(ours), statistics.median(theirs)
+    ratios = [x / y for x, y in zip(ours, theirs)]
+    print(
+        f"{label:28} {a * 1e6:12.2f} us {b * 1e6:10.2f} us {a / b:7.3f}  "
+        + " ".join(f"{r:.3f}" for r in ratios)
+        + f"  (worker batch {batch}, Timer number_per_run {per_run})"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per workload")
@@ -101,9 +146,15 @@ def main():
     args = parser.parse_args()
 
     print(f"python {args.python}, {args.rounds} rounds of {args.time:.1f} s per side, alternating")
-    print(f"{'workload':28} {'regress median':>15} {'Timer median':>13} {'ratio':>7}  per-round ratios")
+    header = f"{'workload':28} {'regress median':>15} {'Timer median':>13} {'ratio':>7}  per-round ratios"
+    print("\nin one process (same model object):")
+    print(header)
     for label, name, params in WORKLOADS:
-        ours, theirs, ratios = [], [], []
+        report(label, *in_process(name, params, args.time, args.rounds))
+    print("\nin fresh processes (worker protocol vs a Timer script):")
+    print(header)
+    for label, name, params in WORKLOADS:
+        ours, theirs = [], []
         for round_ in range(args.rounds):
             # Alternate who goes first, so drift does not favour one side.
             order = ("worker", "timer") if round_ % 2 == 0 else ("timer", "worker")
@@ -115,13 +166,7 @@ def main():
                     got[side], per_run = timer_median(args.python, name, params, args.time)
             ours.append(got["worker"])
             theirs.append(got["timer"])
-            ratios.append(got["worker"] / got["timer"])
-        a, b = statistics.median(ours), statistics.median(theirs)
-        print(
-            f"{label:28} {a * 1e6:12.2f} us {b * 1e6:10.2f} us {a / b:7.3f}  "
-            + " ".join(f"{r:.3f}" for r in ratios)
-            + f"  (worker batch {batch}, Timer number_per_run {per_run})"
-        )
+        report(label, ours, theirs, batch, per_run)
 
 
 if __name__ == "__main__":
