@@ -413,6 +413,10 @@ class CompileWatch:
     """Counts graphs, graph breaks and recompiles from dynamo's own logs."""
 
     def __init__(self):
+        from torch._dynamo.utils import counters
+
+        # Read between timed iterations: look the counters up once.
+        self.counters = counters
         self.breaks = {}
         self.recompiles = []
 
@@ -448,13 +452,10 @@ class CompileWatch:
             self.breaks[site] = (reason.group(1).strip() if reason else text.splitlines()[0])[:300]
 
     def graphs(self):
-        from torch._dynamo.utils import counters
-
-        return counters["stats"]["unique_graphs"]
+        return self.counters["stats"]["unique_graphs"]
 
     def summary(self):
-        from torch._dynamo.utils import counters
-
+        counters = self.counters
         breaks = dict(self.breaks)
         if not breaks and counters["graph_break"]:
             # Logs unavailable: fall back to dynamo's counter of reasons.

@@ -623,12 +623,9 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     let base_pipelines = load(&guard.trees[0])?;
     let head_selected = select(load(&guard.trees[1])?, args.run.filter.as_deref())?;
 
-    let scratch = std::sync::Arc::new(
-        tempfile::Builder::new()
-            .prefix("regress-run-")
-            .tempdir()
-            .context("cannot create a temporary directory")?,
-    );
+    // One context for the command: both sides share its scratch directory.
+    let shared = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
+        .context("cannot create a temporary directory")?;
     let (mut base_records, mut head_records) = (Vec::new(), Vec::new());
     for (hp, head_cases) in &head_selected {
         let head_cases = head_cases.clone();
@@ -643,10 +640,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
         let base_cases = filtered(bp, args.run.filter.as_deref());
         let ctx = |wt: &crate::git::Worktree| RunContext {
             workdir: wt.path.clone(),
-            venv_root: repo.workdir(),
-            stop: stop.clone(),
-            seed: SEED,
-            scratch: scratch.clone(),
+            ..shared.clone()
         };
         let mut lanes = vec![
             Lane::new(

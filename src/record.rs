@@ -16,23 +16,8 @@ use crate::spec::{
 /// Version of the record format written by this build; readers reject newer ones.
 pub const RECORD_SCHEMA_VERSION: u32 = 1;
 
-/// Metric names, shared by the runner's outcome and the comparison.
-pub mod metric {
-    /// Steady-state time per iteration, seconds.
-    pub const LATENCY: &str = "latency";
-    /// First call of a compiled model, seconds.
-    pub const COMPILE_TIME: &str = "compile_time";
-    /// Peak device memory allocated, bytes.
-    pub const PEAK_MEMORY: &str = "peak_memory";
-    /// Peak device memory reserved by the caching allocator, bytes.
-    pub const PEAK_MEMORY_RESERVED: &str = "peak_memory_reserved";
-    /// Distinct places where torch.compile split the graph, per process.
-    pub const GRAPH_BREAKS: &str = "graph_breaks";
-    /// Graphs torch.compile compiled, per process.
-    pub const UNIQUE_GRAPHS: &str = "unique_graphs";
-    /// Times torch.compile compiled a function again after a guard failed.
-    pub const RECOMPILES: &str = "recompiles";
-}
+/// Metric names, defined where samples are taken and shared with the comparison.
+pub use crate::runner::metric;
 
 /// A full 40-digit git commit id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

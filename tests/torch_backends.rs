@@ -116,12 +116,7 @@ fn python_backend_runs_stores_and_compares() {
 fn python_without_torch_says_how_to_fix_it() {
     let repo = Repo::new();
     // An interpreter that cannot see site-packages, hence no torch.
-    let wrapper = repo.write("nopy/python", "#!/bin/sh\nexec python3 -S \"$@\"\n");
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&wrapper)
-        .status()
-        .unwrap();
+    let wrapper = repo.write_executable("nopy/python", "#!/bin/sh\nexec python3 -S \"$@\"\n");
     repo.write("p.yaml", PYTHON_PIPELINE);
     repo.commit("c");
     let (code, _, stderr) = output(
@@ -144,18 +139,13 @@ fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
     let repo = Repo::new();
     // A python that aborts on fp16 requests and runs the worker otherwise.
     let python = torch_python().unwrap();
-    let wrapper = repo.write(
+    let wrapper = repo.write_executable(
         "crashy/python",
         &format!(
             "#!/bin/sh\nread -r line\ncase \"$line\" in *'\"fp16\"'*) kill -SEGV $$ ;; esac\nprintf '%s\\n' \"$line\" | exec {} \"$@\"\n",
             python.display()
         ),
     );
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&wrapper)
-        .status()
-        .unwrap();
     repo.write(
         "p.yaml",
         &PYTHON_PIPELINE.replace("[fp32, bf16, fp8]", "[fp32, fp16]").replace("compile: [eager, default]", "compile: [eager]").replace(
@@ -218,18 +208,13 @@ fn native_backend_runs_the_mlp() {
 /// A python wrapper that records its environment, sleeps when the request
 /// asks for bf16, and otherwise runs the real worker.
 fn spy_python(repo: &Repo, real: &std::path::Path) -> std::path::PathBuf {
-    let wrapper = repo.write(
+    let wrapper = repo.write_executable(
         "spy/python",
         &format!(
             "#!/bin/sh\nenv > \"$(dirname \"$0\")/env.txt\"\nread -r line\ncase \"$line\" in *'\"bf16\"'*) sleep 300 ;; esac\nprintf '%s\\n' \"$line\" | exec {} \"$@\"\n",
             real.display()
         ),
     );
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&wrapper)
-        .status()
-        .unwrap();
     wrapper
 }
 

@@ -41,6 +41,24 @@ impl StopFlag {
     }
 }
 
+/// Metric names, shared by the runner's outcome, the record and the comparison.
+pub mod metric {
+    /// Steady-state time per iteration, seconds.
+    pub const LATENCY: &str = "latency";
+    /// First call of a compiled model, seconds.
+    pub const COMPILE_TIME: &str = "compile_time";
+    /// Peak device memory allocated, bytes.
+    pub const PEAK_MEMORY: &str = "peak_memory";
+    /// Peak device memory reserved by the caching allocator, bytes.
+    pub const PEAK_MEMORY_RESERVED: &str = "peak_memory_reserved";
+    /// Distinct places where torch.compile split the graph, per process.
+    pub const GRAPH_BREAKS: &str = "graph_breaks";
+    /// Graphs torch.compile compiled, per process.
+    pub const UNIQUE_GRAPHS: &str = "unique_graphs";
+    /// Times torch.compile compiled a function again after a guard failed.
+    pub const RECOMPILES: &str = "recompiles";
+}
+
 /// What every backend needs besides the pipeline.
 #[derive(Debug, Clone)]
 pub struct RunContext {

@@ -12,10 +12,9 @@ use serde_json::{json, Map, Value};
 
 use super::process::{describe_exit, Ended, Supervised};
 use super::{
-    scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
+    metric, scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
     RunnerError,
 };
-use crate::record::metric;
 use crate::spec::{Case, CompileMode, CompileScope, DeviceChoice, Model, Pipeline};
 
 /// Environment variable naming the interpreter when the pipeline does not.
@@ -94,15 +93,9 @@ impl PythonBackend {
         for (name, text) in WORKER_FILES {
             std::fs::write(dir.path().join(name), text).map_err(RunnerError::Worker)?;
         }
-        let params = |args: &std::collections::BTreeMap<String, crate::spec::ParamValue>| {
-            args.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        serde_json::to_value(v).expect("params serialise"),
-                    )
-                })
-                .collect::<Map<String, Value>>()
+        let params = |args| match serde_json::to_value(args) {
+            Ok(Value::Object(map)) => map,
+            _ => unreachable!("a map of scalars serialises to a JSON object"),
         };
         let (model, args) = match &pipeline.model {
             Model::Builtin { name, args } => (

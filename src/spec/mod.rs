@@ -113,7 +113,22 @@ macro_rules! string_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl StringEnum for $name {
+            fn parse_str(text: &str) -> Option<Self> {
+                $name::parse(text)
+            }
+            fn valid_list() -> String {
+                $name::valid()
+            }
+        }
     };
+}
+
+/// What every `string_enum!` type offers, for code generic over them.
+pub(crate) trait StringEnum: Sized {
+    fn parse_str(text: &str) -> Option<Self>;
+    fn valid_list() -> String;
 }
 
 string_enum! {

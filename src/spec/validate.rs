@@ -12,8 +12,8 @@ use super::locate::KeyPath;
 use super::raw::{RawAccuracy, RawCompare, RawCompileOptions, RawModel, RawPipeline, RawRunner};
 use super::{
     parse_duration, AccuracyConfig, BackendKind, BuiltinModel, CastMode, CompareConfig,
-    CompileCache, CompileMode, CompileOptions, CompileScope, DeviceChoice, Fp8Recipe, L2Policy,
-    Matrix, Measure, Model, ParamValue, Phase, Pipeline, Precision, RunnerConfig, Warmup,
+    CompileMode, CompileOptions, CompileScope, DeviceChoice, Fp8Recipe, L2Policy, Matrix, Measure,
+    Model, ParamValue, Phase, Pipeline, Precision, RunnerConfig, StringEnum, Warmup,
     DEFAULT_TARGET_REL_IQR, DURATION_HINT, PIPELINE_VERSION,
 };
 
@@ -216,27 +216,6 @@ fn parsed<T: StringEnum>(text: Option<String>, default: T, what: &str, key: &Key
         }),
     }
 }
-
-/// The string enums of `spec`, for `parsed`.
-trait StringEnum: Sized {
-    fn parse_str(text: &str) -> Option<Self>;
-    fn valid_list() -> String;
-}
-
-macro_rules! impl_string_enum {
-    ($($t:ty),+) => {$(
-        impl StringEnum for $t {
-            fn parse_str(text: &str) -> Option<Self> {
-                <$t>::parse(text)
-            }
-            fn valid_list() -> String {
-                <$t>::valid()
-            }
-        }
-    )+};
-}
-
-impl_string_enum!(L2Policy, CastMode, Fp8Recipe, CompileCache);
 
 /// A percentage such as `3%`, as a fraction; `max` bounds the percentage.
 fn percentage(v: &Value, key: &KeyPath, max: f64) -> Result<f64> {

@@ -38,6 +38,14 @@ impl Repo {
         path
     }
 
+    /// Writes a script and makes it executable.
+    pub fn write_executable(&self, rel: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write(rel, text);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
     pub fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(args)
