@@ -16,7 +16,8 @@ pub use hodges_lehmann::{hodges_lehmann, Shift};
 pub use mann_whitney::{mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
 pub use summary::{quantile, Summary, NOISY_REL_IQR};
 pub use verdict::{
-    decide, evidence, process_location, Direction, Evidence, Method, Verdict, MDE_POWER,
+    decide, evidence, process_estimate, process_location, Direction, Evidence, Method,
+    ProcessEstimate, Verdict, MDE_POWER,
 };
 pub use welch::{mean_interval, pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
 
