@@ -120,8 +120,9 @@ pub enum CompareError {
 }
 
 /// Metrics compared, with units and direction; latency first.
-const METRICS: [(&str, &str, Direction); 3] = [
+const METRICS: [(&str, &str, Direction); 4] = [
     (metric::LATENCY, "s", Direction::LowerIsBetter),
+    (metric::THROUGHPUT, "1/s", Direction::HigherIsBetter),
     (metric::COMPILE_TIME, "s", Direction::LowerIsBetter),
     (metric::PEAK_MEMORY, "B", Direction::LowerIsBetter),
 ];
@@ -264,9 +265,27 @@ fn one_sided(
     row
 }
 
+/// Samples as the statistics take them: times and sizes as they are, rates
+/// (higher is better) as time per item, so that the slow end of every
+/// metric is its high end.
+fn oriented(processes: &[Vec<f64>], direction: Direction) -> Vec<Vec<f64>> {
+    match direction {
+        Direction::LowerIsBetter => processes.to_vec(),
+        Direction::HigherIsBetter => processes
+            .iter()
+            .map(|p| p.iter().map(|x| 1.0 / x).collect())
+            .collect(),
+    }
+}
+
 /// Groups of per-process locations of one case and metric, one group per
 /// earlier commit, from history records.
-fn history_groups(history: &[&Record], id: &CaseId, name: &str) -> Vec<Vec<f64>> {
+fn history_groups(
+    history: &[&Record],
+    id: &CaseId,
+    name: &str,
+    direction: Direction,
+) -> Vec<Vec<f64>> {
     let mut by_commit: Vec<(String, Vec<f64>)> = Vec::new();
     for r in history {
         let Some(case) = r
@@ -279,8 +298,7 @@ fn history_groups(history: &[&Record], id: &CaseId, name: &str) -> Vec<Vec<f64>>
         let Some(m) = case.metrics.get(name) else {
             continue;
         };
-        let medians: Vec<f64> = m
-            .samples
+        let medians: Vec<f64> = oriented(&m.samples, direction)
             .iter()
             .filter_map(|s| process_location(s).ok())
             .collect();
@@ -345,9 +363,18 @@ fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Record]) -> Ve
         let (Some(bp), Some(hp)) = (b.processes.get(name), h.processes.get(name)) else {
             continue;
         };
-        let groups = history_groups(history, &h.first.id, name);
+        let groups = history_groups(history, &h.first.id, name, direction);
         let prior = run_to_run_variance(&groups);
-        let e = match evidence(bp, hp, prior, h.compare.alpha) {
+        let tested = evidence(
+            &oriented(bp, direction),
+            &oriented(hp, direction),
+            prior,
+            h.compare.alpha,
+        );
+        let e = match tested.map(|e| match direction {
+            Direction::LowerIsBetter => e,
+            Direction::HigherIsBetter => e.reciprocal(),
+        }) {
             Ok(e) => e,
             Err(err) => {
                 // Unusable samples (zero or negative times, say) spoil this

@@ -251,8 +251,8 @@ impl Record {
                 if let Some(m) = s.peak_memory {
                     push(metric::PEAK_MEMORY, "B", vec![m]);
                 }
-                for (name, unit, value) in s.extra {
-                    push(&name, &unit, vec![value]);
+                for (name, unit, values) in s.extra {
+                    push(&name, &unit, values);
                 }
                 case.diagnostics.push(s.diagnostics);
                 if case.status == CaseStatus::Pending {

@@ -99,6 +99,75 @@ fn command_pipeline_unchanged_script_does_not_regress() {
     assert!(!stdout.contains("regressed"), "{stdout}");
 }
 
+/// A script that reports `rate` items per second, give or take 1 % (from
+/// its process id), as its last line of output.
+fn rate_script(rate: u32) -> String {
+    format!(
+        "#!/bin/sh\necho warming up\necho \"{{\\\"throughput\\\": $(( {rate} + $$ % {} ))}}\"\n",
+        rate / 50
+    )
+}
+
+#[test]
+fn reported_throughput_is_compared_higher_is_better() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write(
+        "rate.yaml",
+        "version: 1\nname: rate\nmodel: {command: \"sh rate.sh {{ n }}\"}\nrunner: {backend: command, processes: 3, warmup: {min_iters: 1, min_time: 0s}, measure: {min_iters: 8, min_time: 0s}}\nmatrix: {n: [1]}\n",
+    );
+    repo.write("rate.sh", &rate_script(1000));
+    repo.commit("fast");
+    run_at(&repo, "rate.yaml");
+    repo.write("rate.sh", &rate_script(800));
+    repo.commit("slower");
+    run_at(&repo, "rate.yaml");
+
+    let row = |args: &[&str]| {
+        let (code, json, stderr) = output(repo.regress().args(args));
+        assert_eq!(code, 0, "{json}{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["metric"] == "throughput")
+            .cloned()
+            .unwrap_or_else(|| panic!("no throughput row: {json}"))
+    };
+    let forward = row(&["compare", "HEAD~1", "HEAD", "--format", "json"]);
+    assert_eq!(forward["direction"], "higher_is_better", "{forward}");
+    assert_eq!(forward["verdict"], "regressed", "{forward}");
+    let ratio = forward["ratio"].as_f64().unwrap();
+    assert!((ratio - 0.8).abs() < 0.02, "{forward}");
+    assert_eq!(forward["unit"], "1/s", "{forward}");
+    let backward = row(&["compare", "HEAD", "HEAD~1", "--exact", "--format", "json"]);
+    assert_eq!(backward["verdict"], "improved", "{backward}");
+
+    let (code, stdout, _) =
+        output(
+            repo.regress()
+                .args(["compare", "HEAD~1", "HEAD", "--fail-on-regression"]),
+        );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("/s"), "{stdout}");
+}
+
+#[test]
+fn a_command_reporting_an_unknown_metric_fails_with_the_valid_ones() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write(
+        "p.yaml",
+        "version: 1\nname: odd\nmodel: {command: \"echo '{\\\"tokens\\\": {{ n }}}'\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 2, min_time: 0s}}\nmatrix: {n: [5]}\n",
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("unknown metric `tokens`"), "{stdout}");
+    assert!(stdout.contains("\"throughput\""), "{stdout}");
+}
+
 #[test]
 fn failing_command_fails_its_case_and_the_run_goes_on() {
     let _guard = serial();

@@ -35,6 +35,25 @@ pub fn format_bytes(bytes: f64) -> String {
     }
 }
 
+/// A rate in items per second with an SI prefix (`812.5/s`, `1.25 M/s`).
+pub fn format_rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() {
+        return "—".into();
+    }
+    let (value, prefix) = match per_sec.abs() {
+        r if r >= 1e9 => (per_sec / 1e9, " G"),
+        r if r >= 1e6 => (per_sec / 1e6, " M"),
+        r if r >= 1e3 => (per_sec / 1e3, " k"),
+        _ => (per_sec, ""),
+    };
+    let decimals = match value.abs() {
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    format!("{value:.decimals$}{prefix}/s")
+}
+
 /// A signed percentage change.
 pub fn format_pct(pct: f64) -> String {
     format!("{pct:+.1}%")
@@ -65,6 +84,14 @@ mod tests {
         assert_eq!(format_duration(2.5e-6), "2.500 µs");
         assert_eq!(format_duration(0.1234), "123.4 ms");
         assert_eq!(format_duration(f64::NAN), "—");
+    }
+
+    #[test]
+    fn rates_pick_prefixes() {
+        assert_eq!(format_rate(812.5), "812.5/s");
+        assert_eq!(format_rate(1_250_000.0), "1.250 M/s");
+        assert_eq!(format_rate(12_340.0), "12.34 k/s");
+        assert_eq!(format_rate(f64::NAN), "—");
     }
 
     #[test]

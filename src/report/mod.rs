@@ -14,7 +14,7 @@ use crate::compare::{Comparison, GeoMean, Row, Side};
 use crate::record::CommitInfo;
 use crate::stats::{Direction, Method, Summary, Verdict};
 
-pub use format::{format_bytes, format_duration, format_p, format_pct};
+pub use format::{format_bytes, format_duration, format_p, format_pct, format_rate};
 pub use terminal::{render_compare_terminal, render_record_terminal};
 
 /// Version of the JSON report format.
@@ -343,6 +343,7 @@ fn pct(log_ratio: f64) -> f64 {
 fn format_value(value: f64, unit: &str) -> String {
     match unit {
         "B" => format_bytes(value),
+        "1/s" => format_rate(value),
         _ => format_duration(value),
     }
 }

@@ -1,15 +1,18 @@
 //! Any command as a benchmark: the case's parameters are substituted into the
-//! command line, and each iteration is the wall time of one run of it. This
-//! is how an existing benchmark script joins a pipeline unchanged.
+//! command line, and each iteration is the wall time of one run of it, or
+//! what the command reports of itself as JSON on its last line of output.
+//! This is how an existing benchmark script joins a pipeline unchanged.
 
 use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::process::{describe_exit, Ended, Supervised};
 use super::{
-    scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
+    metric, scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
     RunnerError,
 };
 use crate::spec::{case_command, Case, Measure, Model, Pipeline, Warmup};
@@ -43,26 +46,45 @@ impl CommandBackend {
         PathBuf::from("/bin/sh")
     }
 
-    /// Runs the command once; its wall time in seconds, or why it gave none.
-    fn once(&self, line: &str) -> Result<f64, Box<Outcome>> {
+    /// Runs the command once: its wall time in seconds and the metrics it
+    /// reported, or why it gave none.
+    fn once(&self, line: &str) -> Result<Run, Box<Outcome>> {
+        let failed = |reason: String| {
+            Box::new(Outcome::Failed {
+                kind: FailureKind::Failed,
+                reason,
+            })
+        };
+        // Stdout goes to an anonymous file, read once the command ended, so
+        // a chatty command can never block on a full pipe.
+        let mut stdout = tempfile::tempfile()
+            .map_err(|e| failed(format!("cannot create a file for stdout: {e}")))?;
         let mut cmd = Command::new(Self::shell());
         cmd.arg("-c")
             .arg(line)
             .current_dir(&self.ctx.workdir)
             .env_clear()
             .envs(self.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        let mut proc = Supervised::spawn(cmd).map_err(|e| {
-            Box::new(Outcome::Failed {
-                kind: FailureKind::Failed,
-                reason: format!("cannot start /bin/sh: {e}"),
-            })
-        })?;
+            .stdin(Stdio::null());
+        match stdout.try_clone() {
+            Ok(f) => cmd.stdout(Stdio::from(f)),
+            Err(e) => return Err(failed(format!("cannot create a file for stdout: {e}"))),
+        };
+        let mut proc =
+            Supervised::spawn(cmd).map_err(|e| failed(format!("cannot start /bin/sh: {e}")))?;
         let ended = proc.wait(proc.started + self.timeout, &self.ctx.stop);
         let elapsed = proc.started.elapsed().as_secs_f64();
         match ended {
-            Ok(Ended::Exited(status)) if status.success() => Ok(elapsed),
+            Ok(Ended::Exited(status)) if status.success() => {
+                let text = last_output(&mut stdout)
+                    .map_err(|e| failed(format!("cannot read the stdout of `{line}`: {e}")))?;
+                let reported =
+                    reported_metrics(&text).map_err(|e| failed(format!("`{line}`: {e}")))?;
+                Ok(Run {
+                    wall: elapsed,
+                    reported,
+                })
+            }
             Ok(Ended::Exited(status)) => Err(Box::new(Outcome::Failed {
                 kind: FailureKind::Failed,
                 reason: format!(
@@ -87,6 +109,95 @@ impl CommandBackend {
     }
 }
 
+/// One run of the command.
+struct Run {
+    /// Wall time, seconds.
+    wall: f64,
+    /// What the command reported of itself, if anything.
+    reported: Vec<(&'static str, f64)>,
+}
+
+/// Bytes of a command's stdout read for its report: the last line is all
+/// that counts, and a benchmark's chatter before it can be long.
+const STDOUT_TAIL: u64 = 64 * 1024;
+
+fn last_output(file: &mut File) -> std::io::Result<String> {
+    let len = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(len.saturating_sub(STDOUT_TAIL)))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Metrics a command may report of itself, with their units.
+const REPORTABLE: [(&str, &str); 2] = [(metric::LATENCY, "s"), (metric::THROUGHPUT, "1/s")];
+
+/// The metrics a command reported on the last non-empty line of its
+/// stdout, when that line is a JSON object such as
+/// `{"latency": 0.0123, "throughput": 812.5}`: latency in seconds per
+/// iteration (it replaces the wall time), throughput in items per second.
+/// Any other last line reports nothing.
+fn reported_metrics(stdout: &str) -> Result<Vec<(&'static str, f64)>, String> {
+    let Some(last) = stdout.lines().map(str::trim).rfind(|l| !l.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    if !last.starts_with('{') {
+        return Ok(Vec::new());
+    }
+    let valid = "a command reports `{\"latency\": <seconds per iteration>, \"throughput\": <items per second>}` (either or both) as its last line";
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(last)
+        .map_err(|e| format!("its last line of output is not a JSON object ({e}); {valid}"))?;
+    object
+        .iter()
+        .map(|(key, value)| {
+            let name = REPORTABLE
+                .iter()
+                .map(|(name, _)| *name)
+                .find(|name| name == key)
+                .ok_or_else(|| format!("it reported an unknown metric `{key}`; {valid}"))?;
+            match value.as_f64() {
+                Some(v) if v.is_finite() && v > 0.0 => Ok((name, v)),
+                _ => Err(format!(
+                    "it reported {key} = {value}; metrics must be positive numbers"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// The samples of one process from its runs: reported latency replaces
+/// the wall time; a metric must be reported by every run or by none.
+fn samples_of(runs: Vec<Run>) -> Result<ProcessSamples, String> {
+    let mut latency: Vec<f64> = runs.iter().map(|r| r.wall).collect();
+    let mut extra = Vec::new();
+    for (name, unit) in REPORTABLE {
+        let values: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.reported.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        if values.len() != runs.len() {
+            return Err(format!(
+                "{name} was reported by {} of {} runs; report it on every run or on none",
+                values.len(),
+                runs.len()
+            ));
+        }
+        if name == metric::LATENCY {
+            latency = values;
+        } else {
+            extra.push((name.to_string(), unit.to_string(), values));
+        }
+    }
+    Ok(ProcessSamples {
+        latency,
+        extra,
+        ..ProcessSamples::default()
+    })
+}
+
 impl Backend for CommandBackend {
     fn environment(&mut self) -> Result<Environment, RunnerError> {
         Ok(Environment::default())
@@ -102,7 +213,7 @@ impl Backend for CommandBackend {
                 }
             }
         };
-        let run = || -> Result<Vec<f64>, Box<Outcome>> {
+        let run = || -> Result<Vec<Run>, Box<Outcome>> {
             let (mut n, started) = (0, Instant::now());
             while n < self.warmup.min_iters || started.elapsed() < self.warmup.min_time {
                 self.once(&line)?;
@@ -119,17 +230,81 @@ impl Backend for CommandBackend {
                 }
             }
         };
-        match run() {
-            Ok(latency) => {
-                let mut diagnostics = serde_json::Map::new();
-                diagnostics.insert("command".into(), line.clone().into());
-                Outcome::Measured(ProcessSamples {
-                    latency,
-                    diagnostics,
-                    ..ProcessSamples::default()
-                })
+        match run().map(samples_of) {
+            Ok(Ok(mut samples)) => {
+                samples
+                    .diagnostics
+                    .insert("command".into(), line.clone().into());
+                Outcome::Measured(samples)
             }
+            Ok(Err(reason)) => Outcome::Failed {
+                kind: FailureKind::Failed,
+                reason: format!("`{line}`: {reason}"),
+            },
             Err(o) => *o,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_json_line_is_the_report() {
+        let out = "warming up\n{\"throughput\": 812.5, \"latency\": 0.0123}\n\n";
+        let mut reported = reported_metrics(out).unwrap();
+        reported.sort_by(|a, b| a.0.cmp(b.0));
+        assert_eq!(
+            reported,
+            vec![(metric::LATENCY, 0.0123), (metric::THROUGHPUT, 812.5)]
+        );
+        assert!(reported_metrics("done in 3 s\n").unwrap().is_empty());
+        assert!(reported_metrics("").unwrap().is_empty());
+        // JSON earlier in the output is not the report.
+        assert!(reported_metrics("{\"latency\": 1}\nbye\n")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_reports_say_what_is_valid() {
+        let unknown = reported_metrics("{\"tokens\": 5}").unwrap_err();
+        assert!(unknown.contains("unknown metric `tokens`"), "{unknown}");
+        assert!(unknown.contains("\"throughput\""), "{unknown}");
+        let negative = reported_metrics("{\"latency\": -1}").unwrap_err();
+        assert!(negative.contains("latency = -1"), "{negative}");
+        let broken = reported_metrics("{\"latency\": ").unwrap_err();
+        assert!(broken.contains("not a JSON object"), "{broken}");
+    }
+
+    #[test]
+    fn reported_latency_replaces_wall_time_and_must_be_reported_by_every_run() {
+        let run = |wall, reported| Run { wall, reported };
+        let s = samples_of(vec![
+            run(
+                1.0,
+                vec![(metric::LATENCY, 0.1), (metric::THROUGHPUT, 10.0)],
+            ),
+            run(2.0, vec![(metric::LATENCY, 0.2), (metric::THROUGHPUT, 5.0)]),
+        ])
+        .unwrap();
+        assert_eq!(s.latency, vec![0.1, 0.2]);
+        assert_eq!(
+            s.extra,
+            vec![(
+                metric::THROUGHPUT.to_string(),
+                "1/s".to_string(),
+                vec![10.0, 5.0]
+            )]
+        );
+        let wall = samples_of(vec![run(1.0, vec![]), run(2.0, vec![])]).unwrap();
+        assert_eq!(wall.latency, vec![1.0, 2.0]);
+        let uneven = samples_of(vec![
+            run(1.0, vec![(metric::THROUGHPUT, 1.0)]),
+            run(2.0, vec![]),
+        ])
+        .unwrap_err();
+        assert!(uneven.contains("1 of 2 runs"), "{uneven}");
     }
 }

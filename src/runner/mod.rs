@@ -45,6 +45,8 @@ impl StopFlag {
 pub mod metric {
     /// Steady-state time per iteration, seconds.
     pub const LATENCY: &str = "latency";
+    /// Items processed per second, as a benchmark command reports it.
+    pub const THROUGHPUT: &str = "throughput";
     /// First call of a compiled model, seconds.
     pub const COMPILE_TIME: &str = "compile_time";
     /// Peak device memory allocated, bytes.
@@ -122,9 +124,10 @@ pub struct ProcessSamples {
     pub compile_time: Option<f64>,
     /// Peak device memory allocated, in bytes, where measurable.
     pub peak_memory: Option<f64>,
-    /// Further one-value-per-process metrics: (name, unit, value), such as
-    /// graph breaks, unique graphs, recompiles and reserved memory.
-    pub extra: Vec<(String, String, f64)>,
+    /// Further metrics: (name, unit, values), one value per process (graph
+    /// breaks, unique graphs, recompiles, reserved memory) or one per
+    /// iteration (a command's own throughput).
+    pub extra: Vec<(String, String, Vec<f64>)>,
     pub diagnostics: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -325,7 +325,7 @@ impl Backend for PythonBackend {
                         extra.push((
                             metric::PEAK_MEMORY_RESERVED.to_string(),
                             "B".into(),
-                            reserved,
+                            vec![reserved],
                         ));
                     }
                     if let Some(compile) = m.get("compile").and_then(Value::as_object) {
@@ -335,7 +335,7 @@ impl Backend for PythonBackend {
                             metric::RECOMPILES,
                         ] {
                             if let Some(v) = f64_field(compile, name) {
-                                extra.push((name.to_string(), "count".into(), v));
+                                extra.push((name.to_string(), "count".into(), vec![v]));
                             }
                         }
                         diagnostics.insert("compile".into(), Value::Object(compile.clone()));
