@@ -508,23 +508,103 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
         }
         _ => requested.clone(),
     };
-    let (commit, distance, records) =
-        walk_to_results(&repo, &store, start, &head.records, &opts, args.max_walk)?;
-    let base = SideInput {
-        rev: base_rev.to_string(),
+    let (base, history) = resolve_base(
+        &repo,
+        &store,
+        BaseStart {
+            rev: base_rev,
+            commit: start,
+            notes: base_notes,
+        },
+        &head.records,
+        &opts,
+        args.max_walk,
+    )?;
+    let comparison = compare_sides(&base, &head, &history, &opts)?;
+    report(&comparison, &args.report)
+}
+
+/// Where the search for a base begins.
+struct BaseStart<'a> {
+    rev: &'a str,
+    commit: CommitInfo,
+    notes: Vec<String>,
+}
+
+/// The base side and its history, resolved for each of head's pipelines on
+/// its own: a pipeline that did not run at the start commit (a skipped
+/// shard, a pipeline added later) walks back to its own nearest results
+/// instead of showing as new, and its history begins behind that commit.
+/// The side's commit is the first pipeline's; any other pipeline's base
+/// commit is named in a note.
+fn resolve_base(
+    repo: &Repo,
+    store: &DirStore,
+    start: BaseStart,
+    head: &[Record],
+    opts: &CompareOptions,
+    max_walk: usize,
+) -> anyhow::Result<(SideInput, Vec<Record>)> {
+    let mut names: Vec<&str> = Vec::new();
+    for r in head {
+        let name = r.pipeline.name.as_str();
+        if !names.contains(&name) && opts.pipeline.as_deref().is_none_or(|p| p == name) {
+            names.push(name);
+        }
+    }
+    // Per pipeline with base results: its commit, distance and records.
+    let mut found: Vec<(&str, CommitInfo, usize, Vec<Record>)> = Vec::new();
+    let mut history_records = Vec::new();
+    for name in names {
+        let only = CompareOptions {
+            pipeline: Some(name.to_string()),
+            ..opts.clone()
+        };
+        let (commit, distance, records) =
+            walk_to_results(repo, store, start.commit.clone(), head, &only, max_walk)?;
+        let records: Vec<Record> = records
+            .into_iter()
+            .filter(|r| r.pipeline.name == name)
+            .collect();
+        if !records.is_empty() {
+            history_records.extend(history(repo, store, &commit, &[name.to_string()])?);
+            found.push((name, commit, distance, records));
+        }
+    }
+    let mut found = found.into_iter();
+    let Some((_, commit, distance, records)) = found.next() else {
+        // No pipeline has base results: the start commit as the walk left
+        // it, for the error that says so.
+        let (commit, distance, records) =
+            walk_to_results(repo, store, start.commit, head, opts, max_walk)?;
+        let side = SideInput {
+            rev: start.rev.to_string(),
+            commit,
+            distance,
+            records,
+            notes: start.notes,
+        };
+        return Ok((side, history_records));
+    };
+    let mut side = SideInput {
+        rev: start.rev.to_string(),
         commit,
         distance,
         records,
-        notes: base_notes,
+        notes: start.notes,
     };
-    let names: Vec<String> = head
-        .records
-        .iter()
-        .map(|r| r.pipeline.name.clone())
-        .collect();
-    let history = history(&repo, &store, &base.commit, &names)?;
-    let comparison = compare_sides(&base, &head, &history, &opts)?;
-    report(&comparison, &args.report)
+    for (name, commit, distance, records) in found {
+        if commit.sha != side.commit.sha {
+            side.notes.push(format!(
+                "pipeline {name}: base results from {} ({distance} commit{} back from {} along its first parents)",
+                commit.sha.short(),
+                if distance == 1 { "" } else { "s" },
+                start.commit.sha.short(),
+            ));
+        }
+        side.records.extend(records);
+    }
+    Ok((side, history_records))
 }
 
 /// Path of a pipeline file relative to the repository root, so the same

@@ -113,6 +113,55 @@ fn walks_first_parents_to_the_nearest_commit_with_results() {
 }
 
 #[test]
+fn each_pipeline_walks_to_its_own_nearest_results() {
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("m", 1, 3));
+    repo.write("q.yaml", &mock_pipeline("n", 1, 3));
+    let run_both = |repo: &Repo| {
+        for file in ["p.yaml", "q.yaml"] {
+            let (code, stdout, stderr) = output(repo.regress().args(["run", file]));
+            assert_eq!(code, 0, "{stdout}{stderr}");
+        }
+    };
+    repo.commit("c1");
+    run_both(&repo);
+    repo.write("x.txt", "2\n");
+    repo.commit("c2: only m ran");
+    run(&repo, &[]);
+    repo.write("x.txt", "3\n");
+    repo.commit("c3");
+    run_both(&repo);
+
+    let v = json(&repo, &["HEAD~1", "HEAD"]);
+    assert_eq!(
+        v["base"]["sha"],
+        repo.git(&["rev-parse", "HEAD~1"]).as_str(),
+        "{v}"
+    );
+    let n_rows: Vec<&serde_json::Value> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["pipeline"] == "n" && r["metric"] == "latency")
+        .collect();
+    assert!(!n_rows.is_empty(), "{v}");
+    for row in &n_rows {
+        assert_ne!(row["verdict"], "new", "{row}");
+    }
+    let c1 = repo.git(&["rev-parse", "--short=7", "HEAD~2"]);
+    let note = format!("pipeline n: base results from {c1} (1 commit back");
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with(&note)),
+        "{note} not in {}",
+        v["notes"]
+    );
+}
+
+#[test]
 fn other_machines_are_not_compared_unless_asked() {
     let repo = Repo::new();
     repo.write("p.yaml", &mock_pipeline("m", 1, 3));
