@@ -4,7 +4,7 @@
 //! hidden. Every p-value of one comparison is adjusted together
 //! (Benjamini–Hochberg) before any verdict is made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -535,6 +535,7 @@ pub fn compare(
         }
     }
 
+    let mut removed_listed: BTreeSet<Key> = BTreeSet::new();
     for name in names {
         let hfps: Vec<&Fingerprint> = hmap.keys().filter(|k| &k.0 == name).map(|k| &k.1).collect();
         let bfps: Vec<&Fingerprint> = bmap.keys().filter(|k| &k.0 == name).map(|k| &k.1).collect();
@@ -575,8 +576,13 @@ pub fn compare(
                             }
                         }
                     }
-                    for id in border.iter().filter(|id| !hpool.contains_key(*id)) {
-                        rows.push(one_sided(name, &bpool[id], Verdict::Removed, None, false));
+                    // With two head machines matched to one base machine
+                    // (--allow-fingerprint-mismatch), its removed cases are
+                    // listed once.
+                    if removed_listed.insert(bkey.clone()) {
+                        for id in border.iter().filter(|id| !hpool.contains_key(*id)) {
+                            rows.push(one_sided(name, &bpool[id], Verdict::Removed, None, false));
+                        }
                     }
                 }
                 None if !bfps.is_empty() => {
@@ -688,4 +694,59 @@ pub fn compare(
         geomean,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Record {
+        serde_json::from_str(include_str!("../tests/fixtures/record-v1.json")).unwrap()
+    }
+
+    fn input(records: Vec<Record>) -> SideInput {
+        SideInput {
+            rev: "rev".into(),
+            commit: records[0].commit.clone(),
+            distance: 0,
+            records,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn removed_cases_are_listed_once_with_two_head_machines() {
+        let base = fixture();
+        let mut head = fixture();
+        let removed = head.cases.remove(0).label;
+        let mut elsewhere = head.clone();
+        elsewhere.machine.fingerprint =
+            Fingerprint::try_from("0123456789abcdef".to_string()).unwrap();
+        let opts = CompareOptions {
+            allow_fingerprint_mismatch: true,
+            ..CompareOptions::default()
+        };
+        let c = compare(
+            &input(vec![base]),
+            &input(vec![head, elsewhere]),
+            &[],
+            &opts,
+        )
+        .unwrap();
+        let removed_rows: Vec<&Row> = c
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Removed)
+            .collect();
+        assert_eq!(removed_rows.len(), 1, "{:?}", c.rows);
+        assert_eq!(removed_rows[0].label, removed);
+        // Both head machines are compared, the other one with a note.
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("compared across machines")),
+            "{:?}",
+            c.notes
+        );
+    }
 }
