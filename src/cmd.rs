@@ -595,15 +595,31 @@ fn resolve_base(
     };
     for (name, commit, distance, records) in found {
         if commit.sha != side.commit.sha {
-            side.notes.push(format!(
-                "pipeline {name}: base results from {} ({distance} commit{} back from {} along its first parents)",
-                commit.sha.short(),
-                if distance == 1 { "" } else { "s" },
-                start.commit.sha.short(),
-            ));
+            side.notes.push(if distance == 0 {
+                format!("pipeline {name}: base results from {} itself", commit.sha.short())
+            } else {
+                format!(
+                    "pipeline {name}: base results from {} ({distance} commit{} back from {} along its first parents)",
+                    commit.sha.short(),
+                    if distance == 1 { "" } else { "s" },
+                    start.commit.sha.short(),
+                )
+            });
         }
         side.records.extend(records);
     }
+    // Pipelines that ran at the start commit but not at head are listed as
+    // removed, never hidden.
+    let gone = load_records(store, &start.commit.sha)?
+        .into_iter()
+        .filter(|r| {
+            !head.iter().any(|h| h.pipeline.name == r.pipeline.name)
+                && opts
+                    .pipeline
+                    .as_deref()
+                    .is_none_or(|p| p == r.pipeline.name)
+        });
+    side.records.extend(gone);
     Ok((side, history_records))
 }
 

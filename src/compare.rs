@@ -535,8 +535,9 @@ pub fn compare(
         }
     }
 
-    let mut removed_listed: BTreeSet<Key> = BTreeSet::new();
     for name in names {
+        // Per base machine, the case ids any head machine matched to it had.
+        let mut matched: BTreeMap<Key, BTreeSet<CaseId>> = BTreeMap::new();
         let hfps: Vec<&Fingerprint> = hmap.keys().filter(|k| &k.0 == name).map(|k| &k.1).collect();
         let bfps: Vec<&Fingerprint> = bmap.keys().filter(|k| &k.0 == name).map(|k| &k.1).collect();
         for fp in &hfps {
@@ -558,7 +559,7 @@ pub fn compare(
             };
             match base_key {
                 Some(bkey) => {
-                    let (border, bpool) = pool(&bmap[&bkey]);
+                    let (_, bpool) = pool(&bmap[&bkey]);
                     let hist: Vec<&Record> = history
                         .iter()
                         .filter(|r| r.pipeline.name == *name && r.machine.fingerprint == bkey.1)
@@ -576,14 +577,7 @@ pub fn compare(
                             }
                         }
                     }
-                    // With two head machines matched to one base machine
-                    // (--allow-fingerprint-mismatch), its removed cases are
-                    // listed once.
-                    if removed_listed.insert(bkey.clone()) {
-                        for id in border.iter().filter(|id| !hpool.contains_key(*id)) {
-                            rows.push(one_sided(name, &bpool[id], Verdict::Removed, None, false));
-                        }
-                    }
+                    matched.entry(bkey).or_default().extend(horder);
                 }
                 None if !bfps.is_empty() => {
                     let other: Vec<_> = bfps.iter().map(|f| f.as_str()).collect();
@@ -607,6 +601,15 @@ pub fn compare(
                         rows.push(one_sided(name, &hpool[id], Verdict::New, None, true));
                     }
                 }
+            }
+        }
+        // A base case is removed when no head machine compared with its
+        // machine has it; listed once even when two head machines were
+        // matched to one base machine (--allow-fingerprint-mismatch).
+        for (bkey, ids) in &matched {
+            let (border, bpool) = pool(&bmap[bkey]);
+            for id in border.iter().filter(|id| !ids.contains(*id)) {
+                rows.push(one_sided(name, &bpool[id], Verdict::Removed, None, false));
             }
         }
         if hfps.is_empty() {
@@ -747,6 +750,33 @@ mod tests {
                 .any(|n| n.contains("compared across machines")),
             "{:?}",
             c.notes
+        );
+    }
+
+    #[test]
+    fn a_case_one_head_machine_still_has_is_not_removed() {
+        // The machine without the case sorts first, the one with it second.
+        let base = fixture();
+        let mut head = fixture();
+        head.cases.remove(0);
+        let mut elsewhere = fixture();
+        elsewhere.machine.fingerprint =
+            Fingerprint::try_from("ffffffffffffffff".to_string()).unwrap();
+        let opts = CompareOptions {
+            allow_fingerprint_mismatch: true,
+            ..CompareOptions::default()
+        };
+        let c = compare(
+            &input(vec![base]),
+            &input(vec![head, elsewhere]),
+            &[],
+            &opts,
+        )
+        .unwrap();
+        assert!(
+            c.rows.iter().all(|r| r.verdict != Verdict::Removed),
+            "{:?}",
+            c.rows
         );
     }
 }

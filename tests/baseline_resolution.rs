@@ -126,8 +126,11 @@ fn each_pipeline_walks_to_its_own_nearest_results() {
     repo.commit("c1");
     run_both(&repo);
     repo.write("x.txt", "2\n");
-    repo.commit("c2: only m ran");
+    repo.write("r.yaml", &mock_pipeline("o", 1, 3));
+    repo.commit("c2: only m ran, and o");
     run(&repo, &[]);
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "r.yaml"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
     repo.write("x.txt", "3\n");
     repo.commit("c3");
     run_both(&repo);
@@ -148,6 +151,15 @@ fn each_pipeline_walks_to_its_own_nearest_results() {
     for row in &n_rows {
         assert_ne!(row["verdict"], "new", "{row}");
     }
+    // o ran at the base but not at head: removed, not hidden.
+    let o_rows: Vec<&serde_json::Value> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["pipeline"] == "o")
+        .collect();
+    assert!(!o_rows.is_empty(), "{v}");
+    assert!(o_rows.iter().all(|r| r["verdict"] == "removed"), "{v}");
     let c1 = repo.git(&["rev-parse", "--short=7", "HEAD~2"]);
     let note = format!("pipeline n: base results from {c1} (1 commit back");
     assert!(
