@@ -12,8 +12,8 @@ use crate::record::{metric, CaseRecord, CaseStatus, CommitInfo, Record, RunState
 use crate::runner::Fingerprint;
 use crate::spec::{CaseId, CompareConfig, CompileMode};
 use crate::stats::{
-    bh_qvalues, decide, evidence, mean_interval, process_location, run_to_run_variance, Direction,
-    Evidence, Method, Summary, Verdict,
+    bh_qvalues, check_positive, decide, evidence, mean_interval, process_location,
+    run_to_run_variance, Direction, Evidence, Method, Summary, Verdict,
 };
 
 /// Earlier baseline runs used for the run-to-run variance, at most.
@@ -365,12 +365,16 @@ fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Record]) -> Ve
         };
         let groups = history_groups(history, &h.first.id, name, direction);
         let prior = run_to_run_variance(&groups);
-        let tested = evidence(
-            &oriented(bp, direction),
-            &oriented(hp, direction),
-            prior,
-            h.compare.alpha,
-        );
+        // Checked before a rate is inverted, so an error names the stored value.
+        let checked = bp.iter().chain(hp).try_for_each(|p| check_positive(p));
+        let tested = checked.and_then(|()| {
+            evidence(
+                &oriented(bp, direction),
+                &oriented(hp, direction),
+                prior,
+                h.compare.alpha,
+            )
+        });
         let e = match tested.map(|e| match direction {
             Direction::LowerIsBetter => e,
             Direction::HigherIsBetter => e.reciprocal(),
@@ -778,5 +782,37 @@ mod tests {
             "{:?}",
             c.rows
         );
+    }
+
+    #[test]
+    fn a_bad_rate_is_named_as_stored() {
+        let with_rate = |values: Vec<f64>| {
+            let mut r = fixture();
+            r.cases[0].metrics.insert(
+                metric::THROUGHPUT.to_string(),
+                crate::record::Metric {
+                    unit: "1/s".into(),
+                    samples: vec![values],
+                },
+            );
+            r
+        };
+        let base = with_rate(vec![100.0, 0.0, 101.0]);
+        let head = with_rate(vec![100.0, 99.0, 101.0]);
+        let c = compare(
+            &input(vec![base]),
+            &input(vec![head]),
+            &[],
+            &CompareOptions::default(),
+        )
+        .unwrap();
+        let row = c
+            .rows
+            .iter()
+            .find(|r| r.metric == metric::THROUGHPUT)
+            .unwrap();
+        assert_eq!(row.verdict, Verdict::NotComparable);
+        let note = row.note.as_deref().unwrap();
+        assert!(note.contains("sample 1 is 0"), "{note}");
     }
 }

@@ -308,7 +308,7 @@ pub struct SectionView {
     pub pipeline: String,
     /// Latency, one row per case.
     pub rows: Vec<RowView>,
-    /// Compile time and peak memory, where measured.
+    /// Throughput, compile time and peak memory, where measured.
     pub other_rows: Vec<RowView>,
     pub speedups: Vec<SpeedupView>,
 }

@@ -34,6 +34,19 @@ pub enum StatsError {
     TooFew { need: usize, got: usize },
 }
 
+/// Rejects what a ratio cannot be taken of: non-finite, zero or negative
+/// samples.
+pub fn check_positive(xs: &[f64]) -> Result<(), StatsError> {
+    check_finite(xs)?;
+    match xs.iter().position(|x| *x <= 0.0) {
+        Some(index) => Err(StatsError::NonPositive {
+            index,
+            value: xs[index],
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Rejects NaN and infinities, which would silently poison every rank and mean.
 pub(crate) fn check_finite(xs: &[f64]) -> Result<(), StatsError> {
     match xs.iter().position(|x| !x.is_finite()) {

@@ -6,7 +6,7 @@ use statrs::distribution::{ContinuousCDF, FisherSnedecor, Normal};
 
 use super::welch::mean_var;
 use super::{
-    check_finite, hodges_lehmann, mann_whitney_u, pooled_t, student_t, PriorVariance, StatsError,
+    check_positive, hodges_lehmann, mann_whitney_u, pooled_t, student_t, PriorVariance, StatsError,
     Summary,
 };
 
@@ -242,14 +242,8 @@ fn within_agrees(all: &[&ProcessEstimate], between: f64, between_df: f64) -> Opt
 }
 
 fn logs(xs: &[f64]) -> Result<Vec<f64>, StatsError> {
-    check_finite(xs)?;
-    match xs.iter().position(|x| *x <= 0.0) {
-        Some(index) => Err(StatsError::NonPositive {
-            index,
-            value: xs[index],
-        }),
-        None => Ok(xs.iter().map(|x| x.ln()).collect()),
-    }
+    check_positive(xs)?;
+    Ok(xs.iter().map(|x| x.ln()).collect())
 }
 
 fn z(p: f64) -> f64 {
