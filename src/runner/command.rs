@@ -1,7 +1,8 @@
 //! Any command as a benchmark: the case's parameters are substituted into the
-//! command line, and each iteration is the wall time of one run of it, or
-//! what the command reports of itself as JSON on its last line of output.
-//! This is how an existing benchmark script joins a pipeline unchanged.
+//! command line, and each iteration is the wall time of one run of it. This
+//! is how an existing benchmark script joins a pipeline unchanged. A script
+//! that measures itself says so with `model.output: json` and prints its
+//! latency and throughput as JSON on its last line.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -15,10 +16,11 @@ use super::{
     metric, scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
     RunnerError,
 };
-use crate::spec::{case_command, Case, Measure, Model, Pipeline, Warmup};
+use crate::spec::{case_command, Case, CommandOutput, Measure, Model, Pipeline, Warmup};
 
 pub struct CommandBackend {
     template: String,
+    output: CommandOutput,
     ctx: RunContext,
     warmup: Warmup,
     measure: Measure,
@@ -29,11 +31,12 @@ pub struct CommandBackend {
 
 impl CommandBackend {
     pub fn new(pipeline: &Pipeline, ctx: RunContext) -> Self {
-        let Model::Command { template } = &pipeline.model else {
+        let Model::Command { template, output } = &pipeline.model else {
             unreachable!("spec validation pairs the command backend with command models")
         };
         CommandBackend {
             template: template.clone(),
+            output: *output,
             ctx,
             warmup: pipeline.runner.warmup.clone(),
             measure: pipeline.runner.measure.clone(),
@@ -55,10 +58,6 @@ impl CommandBackend {
                 reason,
             })
         };
-        // Stdout goes to an anonymous file, read once the command ended, so
-        // a chatty command can never block on a full pipe.
-        let mut stdout = tempfile::tempfile()
-            .map_err(|e| failed(format!("cannot create a file for stdout: {e}")))?;
         let mut cmd = Command::new(Self::shell());
         cmd.arg("-c")
             .arg(line)
@@ -66,9 +65,20 @@ impl CommandBackend {
             .env_clear()
             .envs(self.env.iter().cloned())
             .stdin(Stdio::null());
-        match stdout.try_clone() {
-            Ok(f) => cmd.stdout(Stdio::from(f)),
-            Err(e) => return Err(failed(format!("cannot create a file for stdout: {e}"))),
+        // A reporting command's stdout goes to an anonymous file, read once
+        // the command ended, so a chatty command never blocks on a full pipe.
+        let mut stdout = match self.output {
+            CommandOutput::Time => {
+                cmd.stdout(Stdio::null());
+                None
+            }
+            CommandOutput::Json => {
+                let file = tempfile::tempfile()
+                    .and_then(|f| Ok((f.try_clone()?, f)))
+                    .map_err(|e| failed(format!("cannot create a file for stdout: {e}")))?;
+                cmd.stdout(Stdio::from(file.0));
+                Some(file.1)
+            }
         };
         let mut proc =
             Supervised::spawn(cmd).map_err(|e| failed(format!("cannot start /bin/sh: {e}")))?;
@@ -76,10 +86,15 @@ impl CommandBackend {
         let elapsed = proc.started.elapsed().as_secs_f64();
         match ended {
             Ok(Ended::Exited(status)) if status.success() => {
-                let text = last_output(&mut stdout)
-                    .map_err(|e| failed(format!("cannot read the stdout of `{line}`: {e}")))?;
-                let reported =
-                    reported_metrics(&text).map_err(|e| failed(format!("`{line}`: {e}")))?;
+                let reported = match stdout.as_mut() {
+                    None => Vec::new(),
+                    Some(file) => {
+                        let text = last_output(file).map_err(|e| {
+                            failed(format!("cannot read the stdout of `{line}`: {e}"))
+                        })?;
+                        reported_metrics(&text).map_err(|e| failed(format!("`{line}`: {e}")))?
+                    }
+                };
                 Ok(Run {
                     wall: elapsed,
                     reported,
@@ -132,21 +147,19 @@ fn last_output(file: &mut File) -> std::io::Result<String> {
 /// Metrics a command may report of itself, with their units.
 const REPORTABLE: [(&str, &str); 2] = [(metric::LATENCY, "s"), (metric::THROUGHPUT, "1/s")];
 
-/// The metrics a command reported on the last non-empty line of its
-/// stdout, when that line is a JSON object such as
+/// The metrics a command with `output: json` reported on the last
+/// non-empty line of its stdout, a JSON object such as
 /// `{"latency": 0.0123, "throughput": 812.5}`: latency in seconds per
 /// iteration (it replaces the wall time), throughput in items per second.
-/// Any other last line reports nothing.
 fn reported_metrics(stdout: &str) -> Result<Vec<(&'static str, f64)>, String> {
+    let valid = "with `model.output: json` a command prints `{\"latency\": <seconds per iteration>, \"throughput\": <items per second>}` (either or both) as its last line";
     let Some(last) = stdout.lines().map(str::trim).rfind(|l| !l.is_empty()) else {
-        return Ok(Vec::new());
+        return Err(format!("it printed nothing; {valid}"));
     };
-    if !last.starts_with('{') {
-        return Ok(Vec::new());
-    }
-    let valid = "a command reports `{\"latency\": <seconds per iteration>, \"throughput\": <items per second>}` (either or both) as its last line";
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(last)
-        .map_err(|e| format!("its last line of output is not a JSON object ({e}); {valid}"))?;
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(last).map_err(|e| {
+            format!("its last line of output `{last}` is not a JSON object ({e}); {valid}")
+        })?;
     object
         .iter()
         .map(|(key, value)| {
@@ -259,12 +272,12 @@ mod tests {
             reported,
             vec![(metric::LATENCY, 0.0123), (metric::THROUGHPUT, 812.5)]
         );
-        assert!(reported_metrics("done in 3 s\n").unwrap().is_empty());
-        assert!(reported_metrics("").unwrap().is_empty());
-        // JSON earlier in the output is not the report.
-        assert!(reported_metrics("{\"latency\": 1}\nbye\n")
-            .unwrap()
-            .is_empty());
+        assert!(reported_metrics("{}").unwrap().is_empty());
+        // The last line must be the report; JSON earlier does not count.
+        let late = reported_metrics("{\"latency\": 1}\nbye\n").unwrap_err();
+        assert!(late.contains("`bye` is not a JSON object"), "{late}");
+        let silent = reported_metrics("").unwrap_err();
+        assert!(silent.contains("printed nothing"), "{silent}");
     }
 
     #[test]

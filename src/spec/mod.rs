@@ -67,7 +67,10 @@ pub enum Model {
         args: BTreeMap<String, ParamValue>,
     },
     /// A shell command; `{{ param }}` is replaced by the case's value.
-    Command { template: String },
+    Command {
+        template: String,
+        output: CommandOutput,
+    },
 }
 
 impl Model {
@@ -146,6 +149,12 @@ string_enum! {
 string_enum! {
     /// How a case is executed.
     BackendKind { Python => "python", Native => "native", Command => "command", Mock => "mock" }
+}
+
+string_enum! {
+    /// What a command pipeline measures: each run's wall time, or the
+    /// metrics the command prints as JSON on its last line.
+    CommandOutput { Time => "time", Json => "json" }
 }
 
 string_enum! {
@@ -478,6 +487,13 @@ impl Pipeline {
         if r.fp8 != Fp8Recipe::ScaledMm {
             extra.insert("fp8".into(), r.fp8.as_str().into());
         }
+        if let Model::Command {
+            output: CommandOutput::Json,
+            ..
+        } = self.model
+        {
+            extra.insert("command_output".into(), "json".into());
+        }
         if self.compile_options != CompileOptions::default() {
             let options = serde_json::to_value(&self.compile_options).expect("options serialise");
             extra.insert("compile_options".into(), options);
@@ -603,6 +619,37 @@ mod tests {
         assert_eq!(
             case_command("bench --batch {{ batch }}", &ok.cases()[0]).unwrap(),
             "bench --batch 1"
+        );
+    }
+
+    #[test]
+    fn command_output_is_checked_and_measured_differently() {
+        let src = "version: 1\nname: c\nmodel: {command: \"bench\"}\nrunner: {backend: command}\n";
+        let time = parse(src).unwrap();
+        let json = parse(&src.replace("\"bench\"}", "\"bench\", output: json}")).unwrap();
+        assert!(matches!(
+            json.model,
+            Model::Command {
+                output: CommandOutput::Json,
+                ..
+            }
+        ));
+        assert_ne!(time.hash(), json.hash());
+        let explicit = parse(&src.replace("\"bench\"}", "\"bench\", output: time}")).unwrap();
+        assert_eq!(time.hash(), explicit.hash());
+        let err = parse(&src.replace("\"bench\"}", "\"bench\", output: csv}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.output: unknown command output `csv`; valid: time, json"),
+            "{err}"
+        );
+        let builtin =
+            "version: 1\nname: b\nmodel: {builtin: mlp, output: json}\nrunner: {backend: mock}\n";
+        let err = parse(builtin).unwrap_err().to_string();
+        assert!(
+            err.contains("model.output: `output` says what a `command` model prints"),
+            "{err}"
         );
     }
 

@@ -68,6 +68,8 @@ pub(crate) struct RawModel {
     pub entrypoint: Option<String>,
     #[serde(default)]
     pub command: Option<String>,
+    #[serde(default)]
+    pub output: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

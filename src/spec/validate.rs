@@ -11,10 +11,10 @@ use super::error::Invalid;
 use super::locate::KeyPath;
 use super::raw::{RawAccuracy, RawCompare, RawCompileOptions, RawModel, RawPipeline, RawRunner};
 use super::{
-    parse_duration, AccuracyConfig, BackendKind, BuiltinModel, CastMode, CompareConfig,
-    CompileMode, CompileOptions, CompileScope, DeviceChoice, Fp8Recipe, L2Policy, Matrix, Measure,
-    Model, ParamValue, Phase, Pipeline, Precision, RunnerConfig, StringEnum, Warmup,
-    DEFAULT_TARGET_REL_IQR, DURATION_HINT, PIPELINE_VERSION,
+    parse_duration, AccuracyConfig, BackendKind, BuiltinModel, CastMode, CommandOutput,
+    CompareConfig, CompileMode, CompileOptions, CompileScope, DeviceChoice, Fp8Recipe, L2Policy,
+    Matrix, Measure, Model, ParamValue, Phase, Pipeline, Precision, RunnerConfig, StringEnum,
+    Warmup, DEFAULT_TARGET_REL_IQR, DURATION_HINT, PIPELINE_VERSION,
 };
 
 type Result<T> = std::result::Result<T, Invalid>;
@@ -258,6 +258,12 @@ fn model(raw: RawModel, backend: BackendKind, key: &KeyPath) -> Result<Model> {
             "give one of `builtin`, `entrypoint` or `command`, not several",
         ));
     }
+    if raw.output.is_some() && raw.command.is_none() {
+        return Err(Invalid::new(
+            key.key("output"),
+            "`output` says what a `command` model prints; built-in and entrypoint models are measured by regress",
+        ));
+    }
     if let Some(target) = raw.entrypoint {
         return entrypoint(target, raw.args, backend, key);
     }
@@ -288,7 +294,13 @@ fn model(raw: RawModel, backend: BackendKind, key: &KeyPath) -> Result<Model> {
             if template.trim().is_empty() {
                 return Err(Invalid::new(key.key("command"), "the command is empty"));
             }
-            Ok(Model::Command { template })
+            let output = parsed(
+                raw.output,
+                CommandOutput::Time,
+                "command output",
+                &key.key("output"),
+            )?;
+            Ok(Model::Command { template, output })
         }
         (Some(name), None) => {
             let bkey = key.key("builtin");
@@ -788,7 +800,7 @@ fn accuracy(raw: Option<RawAccuracy>, key: &KeyPath) -> Result<AccuracyConfig> {
 /// Renders the command for every case now, so an undefined `{{ name }}` is a
 /// validation error rather than a failure halfway through a run.
 fn check_command_template(model: &Model, cases: &[super::Case]) -> Result<()> {
-    let Model::Command { template } = model else {
+    let Model::Command { template, .. } = model else {
         return Ok(());
     };
     let key = KeyPath::root().key("model").key("command");
