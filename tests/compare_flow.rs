@@ -154,7 +154,10 @@ fn reported_throughput_is_compared_higher_is_better() {
         .lines()
         .find(|l| l.contains("throughput"))
         .expect(&stdout);
-    assert!(line.contains(" k/s") && line.contains("regressed"), "{stdout}");
+    assert!(
+        line.contains(" k/s") && line.contains("regressed"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -204,10 +204,11 @@ fn estimates(processes: &[Vec<f64>]) -> Result<Vec<ProcessEstimate>, StatsError>
 /// Level of the preliminary test that decides whether the spread inside
 /// processes may join the spread between them: pool only when the
 /// processes do not differ by more than their own samples explain, at the
-/// 25 % level that Bozivich, Bancroft and Hartley (1956, "Power of analysis
-/// of variance test procedures for certain incompletely specified models",
-/// Ann. Math. Statist. 27(4)) found to keep the final test near its nominal
-/// size.
+/// 25 % level recommended for such pooling by Bozivich, Bancroft and
+/// Hartley (1956, "Power of analysis of variance test procedures for
+/// certain incompletely specified models", Ann. Math. Statist. 27(4)). What
+/// it costs in false alarms here is measured, not assumed: see
+/// `within_agrees`.
 const POOLING_LEVEL: f64 = 0.25;
 
 /// The spread inside the processes of both sides as a variance of one
@@ -486,19 +487,26 @@ mod tests {
 
     #[test]
     fn processes_that_agree_pool_their_samples() {
-        // The same spread inside every process and none between them.
-        let base = processes(1.0, 0.1, [0.0; 3]);
-        let head = processes(1.05, 0.1, [0.0; 3]);
+        // ±10 % inside every process, processes ±1.5 % apart: the processes
+        // spread about as much as their samples explain (F ≈ 1.1).
+        let shifts = [-0.015, 0.0, 0.015];
+        let base = processes(1.0, 0.2, shifts);
+        let head = processes(1.05, 0.2, shifts);
         let pooled = evidence(&base, &head, None, 0.01).unwrap();
         assert_eq!(pooled.method, Method::PooledWithin);
-        assert!(pooled.p < 1e-10, "{}", pooled.p);
+        assert!(pooled.p < 1e-3, "{}", pooled.p);
+        // On four degrees of freedom alone the same locations miss alpha.
+        let locations = |side: &[Vec<f64>]| -> Vec<f64> {
+            side.iter().map(|p| process_location(p).unwrap()).collect()
+        };
+        let alone = student_t(&locations(&base), &locations(&head)).unwrap();
+        assert!(alone.p > 0.01, "{}", alone.p);
         // Processes 2 % apart with 1 % inside: their own spread decides.
         let shifts = [-0.02, 0.0, 0.02];
         let base = processes(1.0, 0.01, shifts);
         let head = processes(1.05, 0.01, shifts);
         let apart = evidence(&base, &head, None, 0.01).unwrap();
         assert_eq!(apart.method, Method::PooledProcesses);
-        assert!(apart.p > pooled.p);
     }
 
     #[test]
