@@ -721,25 +721,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn removed_cases_are_listed_once_with_two_head_machines() {
-        let base = fixture();
-        let mut head = fixture();
-        let removed = head.cases.remove(0).label;
-        let mut elsewhere = head.clone();
-        elsewhere.machine.fingerprint =
-            Fingerprint::try_from("0123456789abcdef".to_string()).unwrap();
+    /// The fixture as base against two head machines, `other` on machine
+    /// `fp`, compared across machines.
+    fn two_head_machines(head: Record, mut other: Record, fp: &str) -> Comparison {
+        other.machine.fingerprint = Fingerprint::try_from(fp.to_string()).unwrap();
         let opts = CompareOptions {
             allow_fingerprint_mismatch: true,
             ..CompareOptions::default()
         };
-        let c = compare(
-            &input(vec![base]),
-            &input(vec![head, elsewhere]),
+        compare(
+            &input(vec![fixture()]),
+            &input(vec![head, other]),
             &[],
             &opts,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn removed_cases_are_listed_once_with_two_head_machines() {
+        let mut head = fixture();
+        let removed = head.cases.remove(0).label;
+        let c = two_head_machines(head.clone(), head, "0123456789abcdef");
         let removed_rows: Vec<&Row> = c
             .rows
             .iter()
@@ -760,23 +763,9 @@ mod tests {
     #[test]
     fn a_case_one_head_machine_still_has_is_not_removed() {
         // The machine without the case sorts first, the one with it second.
-        let base = fixture();
         let mut head = fixture();
         head.cases.remove(0);
-        let mut elsewhere = fixture();
-        elsewhere.machine.fingerprint =
-            Fingerprint::try_from("ffffffffffffffff".to_string()).unwrap();
-        let opts = CompareOptions {
-            allow_fingerprint_mismatch: true,
-            ..CompareOptions::default()
-        };
-        let c = compare(
-            &input(vec![base]),
-            &input(vec![head, elsewhere]),
-            &[],
-            &opts,
-        )
-        .unwrap();
+        let c = two_head_machines(head, fixture(), "ffffffffffffffff");
         assert!(
             c.rows.iter().all(|r| r.verdict != Verdict::Removed),
             "{:?}",
