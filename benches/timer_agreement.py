@@ -107,7 +107,7 @@ def in_process(name, params, budget, rounds):
 
     regress_worker.torch = torch
     model, inputs = regress_zoo.build(name, params, 0)
-    phase = regress_worker.Phase("forward", model, model, inputs, None, "cpu")
+    phase = regress_worker.Phase("forward", model, model, inputs, None)
     budget = {"min_iters": 30, "min_time": budget, "max_time": budget, "target_rel_iqr": 0.0}
     ours, theirs = [], []
     with torch.no_grad():

@@ -23,6 +23,7 @@ Methodology, in the order a case runs:
 """
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -239,8 +240,12 @@ def gpu_state(device):
 # ---------------------------------------------------------------- models
 
 
+@functools.lru_cache(maxsize=None)
 def load_entrypoint(target):
-    """`path/to/file.py:factory` (relative to the checkout) or `package.module:factory`."""
+    """`path/to/file.py:factory` (relative to the checkout) or `package.module:factory`.
+
+    Loaded once per process: the eager reference and the measured model
+    both build from it, and the user's file should run only once."""
     module_name, _, factory_name = target.rpartition(":")
     if module_name.endswith(".py"):
         path = os.path.abspath(module_name)
@@ -358,7 +363,7 @@ def place(model, inputs, device, precision, cast, fp8_recipe):
     )
     autocast = None
     if cast == "autocast" and precision in ("bf16", "fp16"):
-        autocast = (device if device != "mps" else "mps", dtype)
+        autocast = (device, dtype)
     return model, inputs, autocast
 
 
@@ -500,7 +505,7 @@ def loss_of(model, out, inputs):
 class Phase:
     """One timed iteration: `prepare` runs untimed before each, `body` is timed."""
 
-    def __init__(self, name, fn, model, inputs, autocast, device):
+    def __init__(self, name, fn, model, inputs, autocast):
         self.name = name
         self.prepare = None
         ctx = (lambda: torch.autocast(device_type=autocast[0], dtype=autocast[1])) if autocast else contextlib.nullcontext
@@ -514,9 +519,10 @@ class Phase:
             model.eval()
             self.body = forward
             self.first = forward
-        elif name == "backward":
-            model.train()
-            trainable = [p for p in model.parameters() if p.requires_grad]
+            return
+        model.train()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if name == "backward":
             if not trainable:
                 inputs = tuple(x.requires_grad_(True) if torch.is_tensor(x) and x.is_floating_point() else x
                                for x in inputs)
@@ -538,8 +544,6 @@ class Phase:
 
             self.prepare, self.body, self.first = prepare, body, first
         else:  # step
-            model.train()
-            trainable = [p for p in model.parameters() if p.requires_grad]
             if not trainable:
                 raise Skip("the model has no trainable parameters, so `step` has no optimizer step to time")
             opt = torch.optim.AdamW(trainable, lr=1e-4)
@@ -818,7 +822,7 @@ def run(req):
     watch = CompileWatch() if mode != "eager" else None
     fn = compile_model(model, mode, options) if mode != "eager" else model
     cudagraphs = mode in ("reduce-overhead", "max-autotune") and device == "cuda"
-    phase = Phase(phase_name, fn, model, inputs, autocast, device)
+    phase = Phase(phase_name, fn, model, inputs, autocast)
     if cudagraphs:
         body, first = phase.body, phase.first
 
@@ -928,10 +932,9 @@ def main():
         os.environ["TRITON_CACHE_DIR"] = os.path.join(cache_dir, "triton")
     try:
         try:
-            import torch as imported
+            import torch
         except ImportError as exc:  # reported by regress with the fix
             fail("no_torch", f"{sys.executable} cannot import torch: {exc}")
-        torch = imported
         try:
             if req["cmd"] == "probe":
                 probe(req)

@@ -1,6 +1,7 @@
 //! The commands: each wires modules together for one subcommand. This is the
 //! only code besides `lib.rs` that knows more than one module.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::{AbArgs, CompareArgs, Format, ListArgs, ReportArgs, RunArgs};
 use crate::compare::{compare as compare_sides, CompareOptions, SideInput, HISTORY_COMMITS};
 use crate::git::Repo;
-use crate::record::{CommitInfo, Record, RunState};
+use crate::record::{CommitInfo, CommitSha, Record, RunState};
 use crate::report::{
     render_compare_terminal, render_record_terminal, CompareView, TemplateFormat, Templates,
 };
@@ -370,70 +371,53 @@ fn serves_as_base(records: &[Record], head: &[Record], opts: &CompareOptions) ->
     })
 }
 
-/// The commit whose results serve as base, how many first parents back from
-/// `start` it is, and its records: `start` when it has results for head's
-/// pipelines on head's machine, else the nearest of its first `max_walk`
-/// parents that has. When none has, `start` with what it holds for head's
-/// pipelines (other machines' results, listed as not comparable), or with
-/// nothing at all and the distance walked, for the error message.
-fn walk_to_results(
-    repo: &Repo,
-    store: &DirStore,
-    start: CommitInfo,
-    head: &[Record],
-    opts: &CompareOptions,
-    max_walk: usize,
-) -> anyhow::Result<(CommitInfo, usize, Vec<Record>)> {
-    let start_records = load_records(store, &start.sha)?;
-    if head.is_empty() || serves_as_base(&start_records, head, opts) {
-        return Ok((start, 0, start_records));
-    }
-    let parents = repo.first_parents(&start.sha, max_walk)?;
-    let walked = parents.len();
-    for (i, c) in parents.into_iter().enumerate() {
-        let records = load_candidate(store, &c.sha);
-        if serves_as_base(&records, head, opts) {
-            return Ok((c, i + 1, records));
-        }
-    }
-    let same_pipeline = start_records
-        .iter()
-        .any(|b| head.iter().any(|h| h.pipeline.name == b.pipeline.name));
-    Ok(if same_pipeline {
-        (start, 0, start_records)
-    } else {
-        (start, walked, Vec::new())
-    })
-}
-
-fn load_records(store: &DirStore, sha: &crate::record::CommitSha) -> anyhow::Result<Vec<Record>> {
+fn load_records(store: &DirStore, sha: &CommitSha) -> anyhow::Result<Vec<Record>> {
     Ok(store.load(sha)?.into_iter().map(|s| s.record).collect())
 }
 
-/// Like `load_records`, for commits that are only candidates (the walk
-/// back, history): an unreadable record there costs a warning, not the
-/// whole comparison.
-fn load_candidate(store: &DirStore, sha: &crate::record::CommitSha) -> Vec<Record> {
-    load_records(store, sha).unwrap_or_else(|e| {
-        anstream::eprintln!("warning: skipping the results of {}: {e:#}", sha.short());
-        Vec::new()
-    })
+/// Records of commits that are only candidates (the walk back, history),
+/// each commit read once per command: an unreadable record there costs a
+/// warning, not the whole comparison.
+struct Candidates<'a> {
+    store: &'a DirStore,
+    loaded: HashMap<CommitSha, Vec<Record>>,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(store: &'a DirStore) -> Self {
+        Candidates {
+            store,
+            loaded: HashMap::new(),
+        }
+    }
+
+    fn at(&mut self, sha: &CommitSha) -> &[Record] {
+        let store = self.store;
+        self.loaded.entry(sha.clone()).or_insert_with(|| {
+            load_records(store, sha).unwrap_or_else(|e| {
+                anstream::eprintln!("warning: skipping the results of {}: {e:#}", sha.short());
+                Vec::new()
+            })
+        })
+    }
 }
 
 /// Records of up to HISTORY_COMMITS earlier first-parent commits of `base`
-/// that ran the same pipelines, for the run-to-run variance.
+/// that ran pipeline `name`, for the run-to-run variance.
 fn history(
     repo: &Repo,
-    store: &DirStore,
+    candidates: &mut Candidates,
     base: &CommitInfo,
-    names: &[String],
+    name: &str,
 ) -> anyhow::Result<Vec<Record>> {
     let mut out = Vec::new();
     let mut commits = 0;
     for c in repo.first_parents(&base.sha, HISTORY_WALK)? {
-        let records: Vec<Record> = load_candidate(store, &c.sha)
-            .into_iter()
-            .filter(|r| names.contains(&r.pipeline.name))
+        let records: Vec<Record> = candidates
+            .at(&c.sha)
+            .iter()
+            .filter(|r| r.pipeline.name == name)
+            .cloned()
             .collect();
         if !records.is_empty() {
             out.extend(records);
@@ -532,11 +516,14 @@ struct BaseStart<'a> {
 }
 
 /// The base side and its history, resolved for each of head's pipelines on
-/// its own: a pipeline that did not run at the start commit (a skipped
-/// shard, a pipeline added later) walks back to its own nearest results
-/// instead of showing as new, and its history begins behind that commit.
-/// The side's commit is the first pipeline's; any other pipeline's base
-/// commit is named in a note.
+/// its own: `start` when it has results for the pipeline on head's machine,
+/// else the nearest of its first `max_walk` parents that has (a skipped
+/// shard, a pipeline added later), walked once for all pipelines. A
+/// pipeline found nowhere keeps what `start` holds of it (other machines'
+/// results, listed as not comparable). Each pipeline's history begins
+/// behind its own base commit. The side's commit is the first found
+/// pipeline's, any other pipeline's base commit is named in a note, and
+/// pipelines that ran at `start` but not at head come along as removed.
 fn resolve_base(
     repo: &Repo,
     store: &DirStore,
@@ -552,48 +539,64 @@ fn resolve_base(
             names.push(name);
         }
     }
-    // Per pipeline with base results: its commit, distance and records.
-    let mut found: Vec<(&str, CommitInfo, usize, Vec<Record>)> = Vec::new();
-    let mut history_records = Vec::new();
-    for name in names {
+    let serves = |name: &str, records: &[Record]| {
         let only = CompareOptions {
             pipeline: Some(name.to_string()),
             ..opts.clone()
         };
-        let (commit, distance, records) =
-            walk_to_results(repo, store, start.commit.clone(), head, &only, max_walk)?;
-        let records: Vec<Record> = records
-            .into_iter()
-            .filter(|r| r.pipeline.name == name)
-            .collect();
-        if !records.is_empty() {
-            history_records.extend(history(repo, store, &commit, &[name.to_string()])?);
-            found.push((name, commit, distance, records));
+        serves_as_base(records, head, &only)
+    };
+    let start_records = load_records(store, &start.commit.sha)?;
+    let mut candidates = Candidates::new(store);
+    // Per pipeline, in head's order: its base commit and distance.
+    let mut bases: Vec<Option<(CommitInfo, usize)>> = names
+        .iter()
+        .map(|n| serves(n, &start_records).then(|| (start.commit.clone(), 0)))
+        .collect();
+    let mut walked = 0;
+    if bases.iter().any(Option::is_none) {
+        let parents = repo.first_parents(&start.commit.sha, max_walk)?;
+        walked = parents.len();
+        for (i, c) in parents.into_iter().enumerate() {
+            let records = candidates.at(&c.sha);
+            for (name, base) in names.iter().zip(bases.iter_mut()) {
+                if base.is_none() && serves(name, records) {
+                    *base = Some((c.clone(), i + 1));
+                }
+            }
+            if bases.iter().all(Option::is_some) {
+                break;
+            }
         }
     }
-    let mut found = found.into_iter();
-    let Some((_, commit, distance, records)) = found.next() else {
-        // No pipeline has base results: the start commit as the walk left
-        // it, for the error that says so.
-        let (commit, distance, records) =
-            walk_to_results(repo, store, start.commit, head, opts, max_walk)?;
-        let side = SideInput {
-            rev: start.rev.to_string(),
-            commit,
-            distance,
-            records,
-            notes: start.notes,
+    let mut side: Option<SideInput> = None;
+    let mut history_records = Vec::new();
+    for (name, base) in names.iter().zip(bases) {
+        let (commit, distance) = base.unwrap_or_else(|| (start.commit.clone(), 0));
+        let at = if commit.sha == start.commit.sha {
+            &start_records[..]
+        } else {
+            candidates.at(&commit.sha)
         };
-        return Ok((side, history_records));
-    };
-    let mut side = SideInput {
-        rev: start.rev.to_string(),
-        commit,
-        distance,
-        records,
-        notes: start.notes,
-    };
-    for (name, commit, distance, records) in found {
+        let records: Vec<Record> = at
+            .iter()
+            .filter(|r| r.pipeline.name == *name)
+            .cloned()
+            .collect();
+        if records.is_empty() {
+            continue;
+        }
+        history_records.extend(history(repo, &mut candidates, &commit, name)?);
+        let Some(side) = &mut side else {
+            side = Some(SideInput {
+                rev: start.rev.to_string(),
+                commit,
+                distance,
+                records,
+                notes: start.notes.clone(),
+            });
+            continue;
+        };
         if commit.sha != side.commit.sha {
             side.notes.push(if distance == 0 {
                 format!("pipeline {name}: base results from {} itself", commit.sha.short())
@@ -608,18 +611,34 @@ fn resolve_base(
         }
         side.records.extend(records);
     }
+    let head_has = |r: &Record| head.iter().any(|h| h.pipeline.name == r.pipeline.name);
+    let Some(mut side) = side else {
+        // No pipeline has base results: the start commit with the distance
+        // walked, for the error that says so (or, when head has no results
+        // either, with what it holds).
+        let records = if head.is_empty() {
+            start_records
+        } else {
+            Vec::new()
+        };
+        let side = SideInput {
+            rev: start.rev.to_string(),
+            commit: start.commit,
+            distance: if head.is_empty() { 0 } else { walked },
+            records,
+            notes: start.notes,
+        };
+        return Ok((side, history_records));
+    };
     // Pipelines that ran at the start commit but not at head are listed as
     // removed, never hidden.
-    let gone = load_records(store, &start.commit.sha)?
-        .into_iter()
-        .filter(|r| {
-            !head.iter().any(|h| h.pipeline.name == r.pipeline.name)
-                && opts
-                    .pipeline
-                    .as_deref()
-                    .is_none_or(|p| p == r.pipeline.name)
-        });
-    side.records.extend(gone);
+    side.records.extend(start_records.into_iter().filter(|r| {
+        !head_has(r)
+            && opts
+                .pipeline
+                .as_deref()
+                .is_none_or(|p| p == r.pipeline.name)
+    }));
     Ok((side, history_records))
 }
 
@@ -786,11 +805,16 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
         bail!("no pipeline ran at both revisions");
     }
     // One comparison over every pipeline: one report, one BH adjustment.
-    let names: Vec<String> = head_records
-        .iter()
-        .map(|r| r.pipeline.name.clone())
-        .collect();
-    let history = history(&repo, &store, &base_commit, &names)?;
+    let mut candidates = Candidates::new(&store);
+    let mut history_records = Vec::new();
+    for r in &head_records {
+        history_records.extend(history(
+            &repo,
+            &mut candidates,
+            &base_commit,
+            &r.pipeline.name,
+        )?);
+    }
     let side = |rev: &str, commit: &CommitInfo, records: Vec<Record>| SideInput {
         rev: rev.to_string(),
         commit: commit.clone(),
@@ -805,7 +829,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     let comparison = compare_sides(
         &side(&args.base, &base_commit, base_records),
         &side(&args.head, &head_commit, head_records),
-        &history,
+        &history_records,
         &opts,
     )?;
     report(&comparison, &args.report)

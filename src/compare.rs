@@ -4,6 +4,7 @@
 //! hidden. Every p-value of one comparison is adjusted together
 //! (Benjamini–Hochberg) before any verdict is made.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -13,7 +14,7 @@ use crate::runner::Fingerprint;
 use crate::spec::{CaseId, CompareConfig, CompileMode};
 use crate::stats::{
     bh_qvalues, check_positive, decide, evidence, mean_interval, process_location,
-    run_to_run_variance, Direction, Evidence, Method, Summary, Verdict,
+    run_to_run_variance, Direction, Evidence, Method, StatsError, Summary, Verdict,
 };
 
 /// Earlier baseline runs used for the run-to-run variance, at most.
@@ -265,16 +266,24 @@ fn one_sided(
     row
 }
 
-/// Samples as the statistics take them: times and sizes as they are, rates
-/// (higher is better) as time per item, so that the slow end of every
-/// metric is its high end.
-fn oriented(processes: &[Vec<f64>], direction: Direction) -> Vec<Vec<f64>> {
+/// Samples as the statistics take them: times and sizes as they are
+/// (borrowed), rates (higher is better) as time per item, so that the slow
+/// end of every metric is its high end. Rates are checked before they are
+/// inverted, so an error names the stored value.
+fn oriented(
+    processes: &[Vec<f64>],
+    direction: Direction,
+) -> Result<Cow<'_, [Vec<f64>]>, StatsError> {
     match direction {
-        Direction::LowerIsBetter => processes.to_vec(),
+        Direction::LowerIsBetter => Ok(Cow::Borrowed(processes)),
         Direction::HigherIsBetter => processes
             .iter()
-            .map(|p| p.iter().map(|x| 1.0 / x).collect())
-            .collect(),
+            .map(|p| {
+                check_positive(p)?;
+                Ok(p.iter().map(|x| 1.0 / x).collect())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Cow::Owned),
     }
 }
 
@@ -298,9 +307,13 @@ fn history_groups(
         let Some(m) = case.metrics.get(name) else {
             continue;
         };
-        let medians: Vec<f64> = oriented(&m.samples, direction)
+        let medians: Vec<f64> = m
+            .samples
             .iter()
-            .filter_map(|s| process_location(s).ok())
+            .filter_map(|s| {
+                let s = oriented(std::slice::from_ref(s), direction).ok()?;
+                process_location(&s[0]).ok()
+            })
             .collect();
         let sha = r.commit.sha.to_string();
         match by_commit.iter_mut().find(|(s, _)| *s == sha) {
@@ -365,16 +378,8 @@ fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Record]) -> Ve
         };
         let groups = history_groups(history, &h.first.id, name, direction);
         let prior = run_to_run_variance(&groups);
-        // Checked before a rate is inverted, so an error names the stored value.
-        let checked = bp.iter().chain(hp).try_for_each(|p| check_positive(p));
-        let tested = checked.and_then(|()| {
-            evidence(
-                &oriented(bp, direction),
-                &oriented(hp, direction),
-                prior,
-                h.compare.alpha,
-            )
-        });
+        let tested = oriented(bp, direction)
+            .and_then(|b| evidence(&b, &oriented(hp, direction)?, prior, h.compare.alpha));
         let e = match tested.map(|e| match direction {
             Direction::LowerIsBetter => e,
             Direction::HigherIsBetter => e.reciprocal(),

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{output, torch_python, Repo};
+use common::{output, python_or_skip, Repo};
 use regress::record::{metric, CaseStatus, RunState};
 use regress::spec::CompileMode;
 
@@ -35,8 +35,7 @@ fn copy_workflows(repo: &Repo) {
 }
 
 fn run_seed(file: &str) {
-    let Some(python) = torch_python() else {
-        eprintln!("skipped: no Python with torch (set REGRESS_PYTHON or run `make test`)");
+    let Some(python) = python_or_skip() else {
         return;
     };
     let repo = Repo::new();

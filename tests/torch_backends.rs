@@ -4,16 +4,8 @@
 
 mod common;
 
-use common::{output, torch_python, Repo};
+use common::{output, python_or_skip, Repo};
 use regress::record::{metric, CaseStatus, RunState};
-
-fn python_or_skip() -> Option<std::path::PathBuf> {
-    let python = torch_python();
-    if python.is_none() {
-        eprintln!("skipped: no Python with torch (set REGRESS_PYTHON or run `make test`)");
-    }
-    python
-}
 
 const PYTHON_PIPELINE: &str = "version: 1
 name: tiny
@@ -135,10 +127,11 @@ fn python_without_torch_says_how_to_fix_it() {
 
 #[test]
 fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
-    let Some(_) = python_or_skip() else { return };
+    let Some(python) = python_or_skip() else {
+        return;
+    };
     let repo = Repo::new();
     // A python that aborts on fp16 requests and runs the worker otherwise.
-    let python = torch_python().unwrap();
     let wrapper = repo.write_executable(
         "crashy/python",
         &format!(

@@ -115,6 +115,15 @@ pub fn torch_python() -> Option<PathBuf> {
     venv.exists().then_some(venv)
 }
 
+/// `torch_python`, or None after saying why the calling test is skipped.
+pub fn python_or_skip() -> Option<PathBuf> {
+    let python = torch_python();
+    if python.is_none() {
+        eprintln!("skipped: no Python with torch (set REGRESS_PYTHON or run `make test`)");
+    }
+    python
+}
+
 /// A mock pipeline with `n` batch values.
 pub fn mock_pipeline(name: &str, n: usize, processes: u32) -> String {
     let batches: Vec<String> = (1..=n).map(|i| i.to_string()).collect();

@@ -54,7 +54,7 @@ class KaufmannAttention(nn.Module):
         self.steps = steps
         self.causal = causal
         self.tau = tau
-        # Weights drawn like regress's zoo: randn * fan_in ** -0.5, zero bias.
+        # Weights from the same distribution as regress's zoo: randn * fan_in ** -0.5, zero bias.
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=False)
         self.link = nn.Linear(embed_dim, embed_dim, bias=False)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
