@@ -49,8 +49,8 @@ fn command_pipeline_slower_script_regresses() {
     repo.write("bench.sh", &sleep_script(20));
     repo.commit("20 ms");
     run_at(&repo, "workflows/sleepy.yaml");
-    repo.write("bench.sh", &sleep_script(25));
-    repo.commit("25 ms");
+    repo.write("bench.sh", &sleep_script(30));
+    repo.commit("30 ms");
     run_at(&repo, "workflows/sleepy.yaml");
 
     let (code, stdout, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
