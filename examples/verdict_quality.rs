@@ -15,7 +15,7 @@
 //! without history stop being able to tell noise from a change.
 
 use regress::stats::{
-    bh_qvalues, decide, evidence, process_location, run_to_run_variance, Direction, Verdict,
+    bh_qvalues, decide, evidence, process_location, run_to_run_variance, Decision, Direction,
 };
 
 /// The pipeline defaults: 3 % threshold, alpha 0.01.
@@ -151,7 +151,7 @@ fn rate(
     rng: &mut Rng,
     change: f64,
     history: bool,
-    hit: impl Fn(Verdict) -> bool,
+    hit: impl Fn(Decision) -> bool,
 ) -> f64 {
     let mut hits = 0;
     for _ in 0..TRIALS {
@@ -174,10 +174,10 @@ fn suite(scenario: &Scenario, rng: &mut Rng, history: bool) -> (f64, f64) {
         let qs = bh_qvalues(&ps).expect("p-values in [0, 1]");
         for (i, (e, q)) in evidence.iter().zip(qs).enumerate() {
             let v = decide(e, q, THRESHOLD, ALPHA, Direction::LowerIsBetter);
-            if i < SUITE_SLOWER && v == Verdict::Regressed {
+            if i < SUITE_SLOWER && v == Decision::Regressed {
                 found += 1;
             }
-            if i >= SUITE_SLOWER && matches!(v, Verdict::Regressed | Verdict::Improved) {
+            if i >= SUITE_SLOWER && matches!(v, Decision::Regressed | Decision::Improved) {
                 false_alarms += 1;
             }
         }
@@ -284,11 +284,11 @@ fn main() {
     for s in &scenarios {
         for history in [false, true] {
             let fp = rate(s, &mut rng, 0.0, history, |v| {
-                matches!(v, Verdict::Regressed | Verdict::Improved)
+                matches!(v, Decision::Regressed | Decision::Improved)
             });
             let d: Vec<f64> = [0.02, 0.05, 0.10]
                 .iter()
-                .map(|&c| rate(s, &mut rng, c, history, |v| v == Verdict::Regressed))
+                .map(|&c| rate(s, &mut rng, c, history, |v| v == Decision::Regressed))
                 .collect();
             let (alarms, found) = suite(s, &mut rng, history);
             println!(

@@ -39,7 +39,9 @@ import tempfile
 import time
 import traceback
 
-PROTOCOL_VERSION = 2
+# The version of the messages exchanged with regress (src/runner/protocol.rs):
+# both sides check it and refuse a peer of another version.
+PROTOCOL_VERSION = 3
 
 # A host sample must last this long so the timer's cost (~0.1 us for a
 # perf_counter pair and the loop) stays under 0.1 % of it.
@@ -58,17 +60,13 @@ MAX_CUDA_EVENTS = 200_000
 # Share of samples that may be dropped for recompiling before the case fails.
 MAX_DROPPED_SHARE = 0.5
 
-# Accuracy tolerances per dtype of the measured output: allclose first,
-# then the RMSE of the difference relative to the reference's RMS.
-# allclose values are torch.testing's defaults for the dtype; the RMSE
-# bounds sit a little above the unit roundoff of the dtype times the
-# error growth of a few layers of reductions.
-TOLERANCES = {
-    "fp32": {"rtol": 1.3e-6, "atol": 1e-5, "rmse": 1e-4},
-    "fp16": {"rtol": 1e-3, "atol": 1e-5, "rmse": 5e-3},
-    "bf16": {"rtol": 1.6e-2, "atol": 1e-5, "rmse": 3e-2},
-    "fp8": {"rtol": 1.25e-1, "atol": 1e-3, "rmse": 1.5e-1},
-}
+# The stop rule looks at the relative IQR again once the sample count has
+# grown by this factor (src/runner/sampling.rs, CHECK_GROWTH).
+CHECK_GROWTH = 1.25
+# Fewest samples a stop at max_time leaves, and fewest whose quartiles
+# count (src/runner/sampling.rs, MIN_SAMPLES and MIN_IQR_SAMPLES).
+MIN_SAMPLES = 2
+MIN_IQR_SAMPLES = 4
 
 torch = None  # imported by main() once the compile cache is set up
 _proto = None
@@ -86,6 +84,7 @@ def finite(value):
 
 
 def send(obj):
+    obj = dict(obj, protocol=PROTOCOL_VERSION)
     _proto.write(json.dumps(finite(obj)) + "\n")
     _proto.flush()
 
@@ -180,7 +179,6 @@ def probe(req):
     cuda = torch.cuda.is_available()
     info = {
         "type": "probe",
-        "protocol": PROTOCOL_VERSION,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
@@ -188,7 +186,7 @@ def probe(req):
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "gpu_count": torch.cuda.device_count() if cuda else 0,
         "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
-        "device": resolve_device(req.get("device", "auto")),
+        "device": resolve_device(req["device"]),
         "threads": torch.get_num_threads(),
         "settings": torch_settings(),
     }
@@ -270,7 +268,7 @@ def load_entrypoint(target):
 def build_model(req, params):
     """(module, inputs) on the CPU in fp32, from the zoo or the user's factory."""
     spec = req["model"]
-    seed = req.get("seed", 0)
+    seed = req["seed"]
     if spec["kind"] == "builtin":
         import regress_zoo
 
@@ -604,12 +602,11 @@ def check_accuracy(out, ref, tol, reference_name):
 
 def reference_output(req, params, device, precision, mode, phase_name):
     """The eager output the case is checked against, or None when no check applies."""
-    acc = req.get("accuracy") or {}
-    if not acc.get("check", True) or (mode == "eager" and precision == "fp32"):
+    if not req["accuracy"]["check"] or (mode == "eager" and precision == "fp32"):
         return None, None
     ref_precision = precision if (mode != "eager" and precision in ("fp32", "bf16", "fp16")) else "fp32"
     model, inputs = build_model(req, params)
-    model, inputs, autocast = place(model, inputs, device, ref_precision, req.get("cast", "dtype"), "scaled_mm")
+    model, inputs, autocast = place(model, inputs, device, ref_precision, req["cast"], "scaled_mm")
     # The measured case runs its forward in train mode for backward and step.
     model.train(phase_name != "forward")
     with torch.no_grad():
@@ -626,13 +623,10 @@ def reference_output(req, params, device, precision, mode, phase_name):
     return detached, name
 
 
-def tolerance(req, precision):
-    tol = dict(TOLERANCES[precision])
-    acc = req.get("accuracy") or {}
-    for key in ("rtol", "atol", "rmse"):
-        if acc.get(key) is not None:
-            tol[key] = acc[key]
-    return tol
+def tolerance(req):
+    """The tolerances for this case's precision, resolved by regress."""
+    acc = req["accuracy"]
+    return {"rtol": acc["rtol"], "atol": acc["atol"], "rmse": acc["rmse"]}
 
 
 # ---------------------------------------------------------------- timing
@@ -671,9 +665,10 @@ def largest_cpu_cache():
 
 
 def rel_iqr(samples):
+    """(p75 - p25) / median, quartiles by linear interpolation; inf when unknown."""
     s = sorted(samples)
     n = len(s)
-    if n < 4:
+    if n < MIN_IQR_SAMPLES:
         return math.inf
 
     def q(p):
@@ -686,16 +681,33 @@ def rel_iqr(samples):
     return (q(0.75) - q(0.25)) / med if med > 0 else math.inf
 
 
-def enough(samples, elapsed, budget, next_check):
-    """Stop rule: minimums met, then relative IQR under target or max_time spent."""
-    n = len(samples)
-    if n < budget["min_iters"] or elapsed < budget["min_time"]:
-        return False, next_check
-    if elapsed >= budget["max_time"]:
-        return True, next_check
-    if n >= next_check:
-        return rel_iqr(samples) <= budget.get("target_rel_iqr", 0.0), max(n + 1, int(n * 1.25))
-    return False, next_check
+class StopRule:
+    """The stop rule of src/runner/sampling.rs (`Sampler`), step for step.
+
+    At least min_iters samples over min_time; then stop once the relative
+    IQR is at or below target_rel_iqr, looked at on a geometric schedule;
+    in any case stop once max_time is spent with two samples or more. A
+    test in regress feeds this class and the Rust rule the same traces.
+    """
+
+    def __init__(self, budget):
+        self.min_iters = budget["min_iters"]
+        self.min_time = budget["min_time"]
+        self.max_time = budget["max_time"]
+        self.target = budget["target_rel_iqr"]
+        self.next_check = self.min_iters
+
+    def done(self, n, elapsed, samples):
+        """After each sample: None to go on, else why to stop. `samples` is
+        called only when the spread is looked at."""
+        if n >= MIN_SAMPLES and elapsed >= self.max_time:
+            return "max_time"
+        if n < self.min_iters or elapsed < self.min_time or n < self.next_check:
+            return None
+        if rel_iqr(samples()) <= self.target:
+            return "converged"
+        self.next_check = max(n + 1, int(n * CHECK_GROWTH))
+        return None
 
 
 def host_batch(phase, device):
@@ -718,7 +730,7 @@ def measure_host(phase, device, budget, flush, watch):
     """Per-iteration seconds by perf_counter, batched when one call is too short."""
     batch = 1 if flush is not None else host_batch(phase, device)
     samples, dropped = [], 0
-    next_check = budget["min_iters"]
+    rule = StopRule(budget)
     start = time.perf_counter()
     while True:
         if phase.prepare is not None:
@@ -736,17 +748,24 @@ def measure_host(phase, device, budget, flush, watch):
             dropped += 1
         else:
             samples.append(dt / batch)
-        done, next_check = enough(samples, time.perf_counter() - start, budget, next_check)
-        if done or (time.perf_counter() - start >= budget["max_time"] and len(samples) >= 2):
-            return samples, dropped, batch
+        stop = rule.done(len(samples), time.perf_counter() - start, lambda: samples)
+        if stop:
+            return samples, dropped, batch, stop
 
 
 def measure_cuda(phase, budget, flush, watch):
-    """Per-iteration seconds from a CUDA event pair on the launch stream."""
+    """Per-iteration seconds from a CUDA event pair on the launch stream.
+
+    Events are resolved (one synchronisation) only when the stop rule looks
+    at the spread; MAX_CUDA_EVENTS bounds the pairs kept in flight."""
     events, dropped = [], 0
-    next_check = budget["min_iters"]
+    rule = StopRule(budget)
     start = time.perf_counter()
-    resolved = []
+
+    def resolved():
+        events[-1][1].synchronize()
+        return [b.elapsed_time(e) / 1e3 for b, e in events]
+
     while True:
         if phase.prepare is not None:
             phase.prepare()
@@ -761,20 +780,13 @@ def measure_cuda(phase, budget, flush, watch):
             dropped += 1
         else:
             events.append((begin, end))
-        elapsed = time.perf_counter() - start
-        if len(events) >= budget["min_iters"] and elapsed >= budget["min_time"]:
-            if elapsed >= budget["max_time"] or len(events) >= MAX_CUDA_EVENTS:
-                break
-            if len(events) >= next_check:
-                end.synchronize()
-                resolved = [b.elapsed_time(e) / 1e3 for b, e in events]
-                if rel_iqr(resolved) <= budget.get("target_rel_iqr", 0.0):
-                    break
-                next_check = max(len(events) + 1, int(len(events) * 1.25))
-        elif elapsed >= budget["max_time"] and len(events) >= 2:
+        stop = rule.done(len(events), time.perf_counter() - start, resolved) if events else None
+        if stop is None and len(events) >= MAX_CUDA_EVENTS:
+            stop = "max_events"
+        if stop:
             break
     torch.cuda.synchronize()
-    return [b.elapsed_time(e) / 1e3 for b, e in events], dropped, 1
+    return [b.elapsed_time(e) / 1e3 for b, e in events], dropped, 1, stop
 
 
 # ---------------------------------------------------------------- run
@@ -789,7 +801,7 @@ def skip_reason(req, device, precision, phase):
         major, minor = torch.cuda.get_device_capability(0)
         if (major, minor) < (8, 9):
             return f"fp8 needs compute capability 8.9 or newer; this GPU is {major}.{minor}"
-        if phase != "forward" and req.get("fp8", "scaled_mm") == "scaled_mm":
+        if phase != "forward" and req["fp8"] == "scaled_mm":
             return "fp8 through torch._scaled_mm is forward-only; set `runner.fp8: torchao` to time backward and step"
     if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
         return "this GPU does not support bf16"
@@ -807,9 +819,9 @@ def run(req):
         raise Skip(reason)
     if req.get("isa_checks") and device == "cpu" and mode != "eager":
         share_isa_checks(req["isa_checks"])
-    params = dict(req.get("args", {}), **case["params"])
-    seed = req.get("seed", 0)
-    options = req.get("compile_options") or {"fullgraph": False, "backend": "inductor", "scope": "model", "cache": "cold"}
+    params = dict(req["args"], **case["params"])
+    seed = req["seed"]
+    options = req["compile_options"]
 
     diagnostics = {"device": device, "precision": precision, "phase": phase_name, "seed": seed,
                    "settings": torch_settings()}
@@ -818,7 +830,7 @@ def run(req):
     ref, ref_name = reference_output(req, params, device, precision, mode, phase_name)
 
     model, inputs = build_model(req, params)
-    model, inputs, autocast = place(model, inputs, device, precision, req.get("cast", "dtype"), req.get("fp8", "scaled_mm"))
+    model, inputs, autocast = place(model, inputs, device, precision, req["cast"], req["fp8"])
     watch = CompileWatch() if mode != "eager" else None
     fn = compile_model(model, mode, options) if mode != "eager" else model
     cudagraphs = mode in ("reduce-overhead", "max-autotune") and device == "cuda"
@@ -853,7 +865,7 @@ def run(req):
             # Equal models give equal digests, here and in the native backend.
             diagnostics["output_digest"] = {"sum": wide.sum().item(), "abs_sum": wide.abs().sum().item()}
         if ref is not None:
-            diagnostics["accuracy"] = check_accuracy(out, ref, tolerance(req, precision), ref_name)
+            diagnostics["accuracy"] = check_accuracy(out, ref, tolerance(req), ref_name)
         else:
             for i, t in enumerate(outputs_of(out)):
                 if t.is_floating_point() and not torch.isfinite(t.detach()).all():
@@ -879,15 +891,16 @@ def run(req):
         synchronize(device)
         diagnostics["warmup_iters"] = n
 
-        flush, flush_bytes = cache_flusher(device, req.get("l2", "warm"))
+        flush, flush_bytes = cache_flusher(device, req["l2"])
         if flush_bytes:
             diagnostics["l2_flush_bytes"] = flush_bytes
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-            samples, dropped, batch = measure_cuda(phase, req["measure"], flush, watch)
+            samples, dropped, batch, stop = measure_cuda(phase, req["measure"], flush, watch)
         else:
-            samples, dropped, batch = measure_host(phase, device, req["measure"], flush, watch)
+            samples, dropped, batch, stop = measure_host(phase, device, req["measure"], flush, watch)
 
+    diagnostics["stop"] = stop
     diagnostics["batch"] = batch
     diagnostics["dropped_compiling"] = dropped
     diagnostics["rel_iqr"] = rel_iqr(samples) if len(samples) >= 4 else None
@@ -922,6 +935,13 @@ def main():
     if not line:
         fail("protocol", "no request on stdin")
     req = json.loads(line)
+    # Checked before torch is imported, so a mismatch is reported at once.
+    if req.get("protocol") != PROTOCOL_VERSION:
+        fail(
+            "protocol",
+            f"regress sent protocol {req.get('protocol')}, this worker speaks {PROTOCOL_VERSION}: "
+            "the worker and the binary come from different builds",
+        )
 
     cache_dir = None
     if req.get("cmd") == "run":

@@ -78,12 +78,30 @@ pub struct ReportArgs {
     /// Directory whose templates replace the built-in ones of the same name.
     #[arg(long)]
     pub templates: Option<PathBuf>,
-    /// Exit with status 1 when any case regressed.
+    /// Exit with status 1 on these findings, comma-separated: `regression`
+    /// (a case got slower, bigger or gained graph breaks), `failure` (a case
+    /// that ran at base crashes, times out, runs out of memory or fails its
+    /// accuracy check at head), or `any` (both).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FINDINGS")]
+    pub fail_on: Vec<FailOnArg>,
+    /// The same as `--fail-on any`: exit with status 1 when a case regressed
+    /// or failed at head.
     #[arg(long)]
     pub fail_on_regression: bool,
     /// Compare results from machines whose fingerprints differ (the report says so).
     #[arg(long)]
     pub allow_fingerprint_mismatch: bool,
+}
+
+/// A finding that `--fail-on` turns into exit status 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOnArg {
+    /// A case regressed.
+    Regression,
+    /// A case fails at head that did not fail at base.
+    Failure,
+    /// Either.
+    Any,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,14 @@
 //! Git through `git2`: which commit is checked out (and whether the work tree
-//! is dirty), and what commit a revision such as `main`, `HEAD~1`, a tag or a
-//! short sha names.
+//! is dirty), what commit a revision such as `main`, `HEAD~1`, a tag or a
+//! short sha names, the commit graph that base resolution walks
+//! (`Ancestry`), and the temporary worktrees of `regress ab`.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::record::{CommitInfo, CommitSha};
+use crate::id::CommitSha;
+use crate::record::CommitInfo;
 
 /// A git problem, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +102,21 @@ impl Repo {
             .exclude_submodules(true);
         Ok(!self.repo.statuses(Some(&mut opts))?.is_empty())
     }
+}
 
+/// The commit graph, as far as choosing a base needs it. `Repo` reads it
+/// from git; tests give a graph of their own.
+pub trait Ancestry {
     /// The best common ancestor of two commits, if they have one.
-    pub fn merge_base(&self, a: &CommitSha, b: &CommitSha) -> Result<Option<CommitInfo>, GitError> {
+    fn merge_base(&self, a: &CommitSha, b: &CommitSha) -> Result<Option<CommitInfo>, GitError>;
+
+    /// Up to `limit` first-parent ancestors of `from`, nearest first, not
+    /// including `from` itself: the history of a branch as it was merged.
+    fn first_parents(&self, from: &CommitSha, limit: usize) -> Result<Vec<CommitInfo>, GitError>;
+}
+
+impl Ancestry for Repo {
+    fn merge_base(&self, a: &CommitSha, b: &CommitSha) -> Result<Option<CommitInfo>, GitError> {
         let (a, b) = (
             git2::Oid::from_str(a.as_str())?,
             git2::Oid::from_str(b.as_str())?,
@@ -114,13 +128,7 @@ impl Repo {
         }
     }
 
-    /// Up to `limit` first-parent ancestors of `from`, nearest first, not
-    /// including `from` itself: the history of a branch as it was merged.
-    pub fn first_parents(
-        &self,
-        from: &CommitSha,
-        limit: usize,
-    ) -> Result<Vec<CommitInfo>, GitError> {
+    fn first_parents(&self, from: &CommitSha, limit: usize) -> Result<Vec<CommitInfo>, GitError> {
         let mut out = Vec::new();
         let mut commit = self.repo.find_commit(git2::Oid::from_str(from.as_str())?)?;
         while out.len() < limit {
@@ -153,6 +161,44 @@ pub struct Worktree {
 
 /// Prefix of the worktrees and branches `regress ab` creates.
 pub const AB_PREFIX: &str = "regress-ab-";
+
+/// The name of a worktree (and its branch) of `regress ab`:
+/// `regress-ab-<pid>-<unique>-<side>`. The pid lets a later run tell that
+/// the owner died; `unique` keeps a reused pid from clashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbWorktreeName {
+    pub pid: u32,
+    /// Letters and digits only.
+    pub unique: String,
+    /// `base` or `head`.
+    pub side: String,
+}
+
+impl AbWorktreeName {
+    /// A name for this process; non-alphanumeric characters of `unique` are dropped.
+    pub fn new(unique: &str, side: &str) -> AbWorktreeName {
+        AbWorktreeName {
+            pid: std::process::id(),
+            unique: unique.chars().filter(char::is_ascii_alphanumeric).collect(),
+            side: side.to_string(),
+        }
+    }
+
+    /// Reads a worktree name back; `None` for names regress did not make.
+    pub fn parse(name: &str) -> Option<AbWorktreeName> {
+        let mut parts = name.strip_prefix(AB_PREFIX)?.splitn(3, '-');
+        let pid = parts.next()?.parse().ok()?;
+        let unique = parts.next()?.to_string();
+        let side = parts.next().unwrap_or_default().to_string();
+        Some(AbWorktreeName { pid, unique, side })
+    }
+}
+
+impl std::fmt::Display for AbWorktreeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{AB_PREFIX}{}-{}-{}", self.pid, self.unique, self.side)
+    }
+}
 
 impl Repo {
     /// Checks `commit` out at `path` as worktree `name` (a branch of the
@@ -201,7 +247,7 @@ impl Repo {
     pub fn prune_stale_ab_worktrees(&self) -> Result<usize, GitError> {
         let mut pruned = 0;
         for name in self.repo.worktrees()?.iter().flatten().flatten() {
-            let Some(rest) = name.strip_prefix(AB_PREFIX) else {
+            let Some(parsed) = AbWorktreeName::parse(name) else {
                 continue;
             };
             let path = self
@@ -209,11 +255,7 @@ impl Repo {
                 .find_worktree(name)
                 .ok()
                 .map(|w| w.path().to_path_buf());
-            let owner_alive = rest
-                .split('-')
-                .next()
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            let owner_alive = Path::new(&format!("/proc/{}", parsed.pid)).exists();
             let gone = path.as_ref().is_none_or(|p| !p.exists());
             if gone || !owner_alive {
                 if let Some(p) = &path {
@@ -224,5 +266,24 @@ impl Repo {
             }
         }
         Ok(pruned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ab_worktree_names_read_back() {
+        let name = AbWorktreeName::new("tmp-x_Y9", "head");
+        assert_eq!(name.unique, "tmpxY9");
+        let text = name.to_string();
+        assert_eq!(
+            text,
+            format!("regress-ab-{}-tmpxY9-head", std::process::id())
+        );
+        assert_eq!(AbWorktreeName::parse(&text), Some(name));
+        assert_eq!(AbWorktreeName::parse("feature-branch"), None);
+        assert_eq!(AbWorktreeName::parse("regress-ab-notapid-x-base"), None);
     }
 }

@@ -3,68 +3,21 @@
 //! Records are the only thing the store keeps; their format is versioned.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::id::{CaseId, CommitSha, RunId};
 use crate::runner::{FailureKind, Machine, Outcome};
 use crate::spec::{
-    BackendKind, Case, CaseId, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision,
+    BackendKind, Case, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision,
 };
 
 /// Version of the record format written by this build; readers reject newer ones.
 pub const RECORD_SCHEMA_VERSION: u32 = 1;
 
-/// Metric names, defined where samples are taken and shared with the comparison.
-pub use crate::runner::metric;
-
-/// A full 40-digit git commit id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CommitSha(String);
-
-impl CommitSha {
-    /// Hex digits in a SHA-1 commit id.
-    pub const LEN: usize = 40;
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The abbreviated form shown to people.
-    pub fn short(&self) -> &str {
-        &self.0[..7]
-    }
-}
-
-impl TryFrom<String> for CommitSha {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        if s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(CommitSha(s))
-        } else {
-            Err(format!(
-                "`{s}` is not a full commit id ({} lowercase hex digits)",
-                Self::LEN
-            ))
-        }
-    }
-}
-
-impl From<CommitSha> for String {
-    fn from(s: CommitSha) -> String {
-        s.0
-    }
-}
-
-impl fmt::Display for CommitSha {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// The metric table: names, units, directions and kinds.
+pub use crate::metric;
 
 /// The commit a record measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,7 +119,7 @@ pub struct CaseRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub schema_version: u32,
-    pub run_id: String,
+    pub run_id: RunId,
     pub state: RunState,
     pub pipeline: PipelineInfo,
     pub commit: CommitInfo,
@@ -184,16 +137,8 @@ impl Record {
         commit: CommitInfo,
         machine: Machine,
     ) -> Record {
-        // Time, pid and a per-process counter: unique even for two records
-        // begun in the same millisecond (the two sides of `regress ab`).
-        static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let started_at = Utc::now();
-        let run_id = format!(
-            "{}-{}-{:04x}",
-            started_at.format("%Y%m%dT%H%M%S%.3fZ"),
-            std::process::id(),
-            SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        let run_id = RunId::new(started_at);
         let model_name = pipeline.model.label_name(&pipeline.name).to_string();
         Record {
             schema_version: RECORD_SCHEMA_VERSION,
@@ -234,25 +179,19 @@ impl Record {
         let case = &mut self.cases[index];
         match outcome {
             Outcome::Measured(s) => {
-                let mut push = |name: &str, unit: &str, values: Vec<f64>| {
+                let mut push = |name: &'static str, values: Vec<f64>| {
                     case.metrics
                         .entry(name.to_string())
                         .or_insert_with(|| Metric {
-                            unit: unit.to_string(),
+                            unit: metric::get(name).unit.to_string(),
                             samples: Vec::new(),
                         })
                         .samples
                         .push(values);
                 };
-                push(metric::LATENCY, "s", s.latency);
-                if let Some(t) = s.compile_time {
-                    push(metric::COMPILE_TIME, "s", vec![t]);
-                }
-                if let Some(m) = s.peak_memory {
-                    push(metric::PEAK_MEMORY, "B", vec![m]);
-                }
-                for (name, unit, values) in s.extra {
-                    push(&name, &unit, values);
+                push(metric::LATENCY, s.latency);
+                for (name, values) in s.extra {
+                    push(name, values);
                 }
                 case.diagnostics.push(s.diagnostics);
                 if case.status == CaseStatus::Pending {

@@ -2,13 +2,11 @@
 //! ancestor with results, never another machine's results silently, record
 //! files without git; and `regress ab` cleaning up its worktrees.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common::{mock_pipeline, output, Repo};
 use assert_cmd::cargo::CommandCargoExt;
-use common::{mock_pipeline, output, Repo};
 
 fn run(repo: &Repo, envs: &[(&str, &str)]) {
     let mut cmd = repo.regress();
@@ -263,7 +261,7 @@ fn history_of_earlier_baseline_runs_gives_the_run_to_run_variance() {
 const AB_PIPELINE: &str = "version: 1
 name: ab
 model: {command: \"sh bench.sh\"}
-runner: {backend: command, processes: 3, warmup: {min_iters: 1, min_time: 0s}, measure: {min_iters: 5, min_time: 0s}}
+runner: {backend: command, processes: 3, warmup: {min_iters: 1, min_time: 0s}, measure: {min_iters: 5, min_time: 0s, max_time: 1s}}
 matrix: {n: [1]}
 compare: {threshold: 10%}
 ";

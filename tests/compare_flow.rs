@@ -1,11 +1,9 @@
 //! The whole flow in scratch repositories: run at two commits, compare,
 //! gate on regressions.
 
-mod common;
-
 use std::sync::Mutex;
 
-use common::{mock_pipeline, output, Repo};
+use crate::common::{mock_pipeline, output, Repo};
 
 /// The sleep-based tests measure wall time: every test of this file takes
 /// this lock, so no other test of it loads the machine while one measures.
@@ -23,7 +21,7 @@ runner:
   backend: command
   processes: 6
   warmup: {min_iters: 1, min_time: 0s}
-  measure: {min_iters: 10, min_time: 0s, max_time: 30s}
+  measure: {min_iters: 10, min_time: 0s, max_time: 1s}
   timeout: 30s
 matrix:
   ms: [20]
@@ -114,7 +112,7 @@ fn reported_throughput_is_compared_higher_is_better() {
     let repo = Repo::new();
     repo.write(
         "rate.yaml",
-        "version: 1\nname: rate\nmodel: {command: \"sh rate.sh {{ n }}\", output: json}\nrunner: {backend: command, processes: 3, warmup: {min_iters: 1, min_time: 0s}, measure: {min_iters: 8, min_time: 0s}}\nmatrix: {n: [1]}\n",
+        "version: 1\nname: rate\nmodel: {command: \"sh rate.sh {{ n }}\", output: json}\nrunner: {backend: command, processes: 3, warmup: {min_iters: 1, min_time: 0s}, measure: {min_iters: 8, min_time: 0s, max_time: 1s}}\nmatrix: {n: [1]}\n",
     );
     repo.write("rate.sh", &rate_script(1000));
     repo.commit("fast");
@@ -166,7 +164,7 @@ fn a_command_reporting_an_unknown_metric_fails_with_the_valid_ones() {
     let repo = Repo::new();
     repo.write(
         "p.yaml",
-        "version: 1\nname: odd\nmodel: {command: \"echo '{\\\"tokens\\\": {{ n }}}'\", output: json}\nrunner: {backend: command, processes: 1, measure: {min_iters: 2, min_time: 0s}}\nmatrix: {n: [5]}\n",
+        "version: 1\nname: odd\nmodel: {command: \"echo '{\\\"tokens\\\": {{ n }}}'\", output: json}\nrunner: {backend: command, processes: 1, measure: {min_iters: 2, min_time: 0s, max_time: 500ms}}\nmatrix: {n: [5]}\n",
     );
     repo.commit("c");
     let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
@@ -181,7 +179,7 @@ fn failing_command_fails_its_case_and_the_run_goes_on() {
     let repo = Repo::new();
     repo.write(
         "p.yaml",
-        "version: 1\nname: flaky\nmodel: {command: \"sh -c 'test {{ n }} -ne 2 || { echo boom >&2; exit 3; }'\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 3, min_time: 0s}}\nmatrix: {n: [1, 2, 3]}\n",
+        "version: 1\nname: flaky\nmodel: {command: \"sh -c 'test {{ n }} -ne 2 || { echo boom >&2; exit 3; }'\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 3, min_time: 0s, max_time: 500ms}}\nmatrix: {n: [1, 2, 3]}\n",
     );
     repo.commit("c");
     let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
@@ -239,7 +237,10 @@ fn mock_regression_is_found_and_gated() {
     );
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(
+        v["schema_version"], 2,
+        "JSON report format 2: each row once"
+    );
     assert_eq!(v["counts"]["regressed"], 3);
     let ratio = v["rows"][0]["ratio"].as_f64().unwrap();
     assert!((ratio - 1.2).abs() < 0.01, "{ratio}");
@@ -350,7 +351,7 @@ fn workers_do_not_see_secrets_unless_passed_through() {
     let repo = Repo::new();
     repo.write(
         "p.yaml",
-        "version: 1\nname: env\nmodel: {command: \"env > env-{{ n }}.txt\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 2, min_time: 0s}, env_passthrough: [HF_TOKEN]}\nmatrix: {n: [1]}\n",
+        "version: 1\nname: env\nmodel: {command: \"env > env-{{ n }}.txt\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 2, min_time: 0s, max_time: 500ms}, env_passthrough: [HF_TOKEN]}\nmatrix: {n: [1]}\n",
     );
     repo.commit("c");
     let (code, _, stderr) = output(

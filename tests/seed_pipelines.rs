@@ -4,11 +4,9 @@
 //! diagnostics and accuracy results in the record. Needs torch, like
 //! tests/torch_backends.rs.
 
-mod common;
-
 use std::path::Path;
 
-use common::{output, python_or_skip, Repo};
+use crate::common::{output, python_or_skip, Repo};
 use regress::record::{metric, CaseStatus, RunState};
 use regress::spec::CompileMode;
 

@@ -1,7 +1,7 @@
 //! Properties every verdict must keep, on random samples (proptest).
 
 use proptest::prelude::*;
-use regress::stats::{bh_qvalues, decide, evidence, Direction, Evidence, Verdict};
+use regress::stats::{bh_qvalues, decide, evidence, Decision, Direction, Evidence};
 
 const THRESHOLD: f64 = 0.03;
 const ALPHA: f64 = 0.01;
@@ -38,7 +38,7 @@ fn near_boundary(e: &Evidence) -> bool {
     (e.p - ALPHA).abs() < 1e-9 || close(e.log_ratio) || close(e.lo) || close(e.hi)
 }
 
-fn verdict(base: &[Vec<f64>], head: &[Vec<f64>]) -> (Verdict, Evidence) {
+fn verdict(base: &[Vec<f64>], head: &[Vec<f64>]) -> (Decision, Evidence) {
     let e = evidence(base, head, None, ALPHA).unwrap();
     (
         decide(&e, e.p, THRESHOLD, ALPHA, Direction::LowerIsBetter),
@@ -46,10 +46,10 @@ fn verdict(base: &[Vec<f64>], head: &[Vec<f64>]) -> (Verdict, Evidence) {
     )
 }
 
-fn mirror(v: Verdict) -> Verdict {
+fn mirror(v: Decision) -> Decision {
     match v {
-        Verdict::Regressed => Verdict::Improved,
-        Verdict::Improved => Verdict::Regressed,
+        Decision::Regressed => Decision::Improved,
+        Decision::Improved => Decision::Regressed,
         other => other,
     }
 }
@@ -75,7 +75,7 @@ proptest! {
     #[test]
     fn identical_samples_never_regress(side in side()) {
         let (v, _) = verdict(&side, &side);
-        prop_assert!(v != Verdict::Regressed && v != Verdict::Improved, "{:?}", v);
+        prop_assert!(v != Decision::Regressed && v != Decision::Improved, "{:?}", v);
     }
 
     #[test]

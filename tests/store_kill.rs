@@ -1,13 +1,11 @@
 //! Killing `regress run` never leaves a broken record: every record file in
 //! the store parses, whatever moment the kill lands on.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common::{output, Repo};
 use assert_cmd::cargo::CommandCargoExt;
-use common::{output, Repo};
 use regress::record::{CaseStatus, RunState};
 use regress::store::DirStore;
 

@@ -2,9 +2,7 @@
 //! need torch: `make test` provides it through REGRESS_PYTHON; without a
 //! Python that has torch they say so and return.
 
-mod common;
-
-use common::{output, python_or_skip, Repo};
+use crate::common::{output, python_or_skip, Repo};
 use regress::record::{metric, CaseStatus, RunState};
 
 const PYTHON_PIPELINE: &str = "version: 1
@@ -167,7 +165,7 @@ fn native_backend_runs_the_mlp() {
     let repo = Repo::new();
     repo.write(
         "p.yaml",
-        "version: 1\nname: nat\nmodel: {builtin: mlp, args: {dim: 32, hidden: 64}}\nrunner: {backend: native, device: cpu, processes: 2, measure: {min_iters: 20, min_time: 20ms}}\nmatrix: {batch: [2], precision: [fp32, bf16, fp8]}\n",
+        "version: 1\nname: nat\nmodel: {builtin: mlp, args: {dim: 32, hidden: 64}}\nrunner: {backend: native, device: cpu, processes: 2, measure: {min_iters: 20, min_time: 20ms, max_time: 1s}}\nmatrix: {batch: [2], precision: [fp32, bf16, fp8]}\n",
     );
     repo.commit("c");
     let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
@@ -518,7 +516,7 @@ fn native_and_python_mlp_compute_the_same_function() {
     }
     let repo = Repo::new();
     let pipeline = |name: &str, backend: &str| {
-        format!("version: 1\nname: {name}\nmodel: {{builtin: mlp, args: {{dim: 32, hidden: 64}}}}\nrunner: {{backend: {backend}, device: cpu, processes: 1, measure: {{min_iters: 5, min_time: 10ms}}}}\nmatrix: {{batch: [4], seq_len: [3]}}\n")
+        format!("version: 1\nname: {name}\nmodel: {{builtin: mlp, args: {{dim: 32, hidden: 64}}}}\nrunner: {{backend: {backend}, device: cpu, processes: 1, measure: {{min_iters: 5, min_time: 10ms, max_time: 1s}}}}\nmatrix: {{batch: [4], seq_len: [3]}}\n")
     };
     repo.write("n.yaml", &pipeline("nat", "native"));
     repo.write("p.yaml", &pipeline("py", "python"));

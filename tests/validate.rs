@@ -1,9 +1,7 @@
 //! `regress validate`: one clear error per mistake, with file:line:column,
 //! the key and what would be valid; exit 2. A valid file exits 0.
 
-mod common;
-
-use common::{output, Repo};
+use crate::common::{output, Repo};
 
 const VALID: &str = "version: 1
 name: demo

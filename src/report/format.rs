@@ -54,6 +54,25 @@ pub fn format_rate(per_sec: f64) -> String {
     format!("{value:.decimals$}{prefix}/s")
 }
 
+/// A count: an integer as an integer, anything else with a decimal.
+pub fn format_count(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{n:.0}")
+    } else {
+        format!("{n:.1}")
+    }
+}
+
+/// A value in its metric's unit (`s`, `B`, `1/s`, `count`).
+pub fn format_value(value: f64, unit: &str) -> String {
+    match unit {
+        "B" => format_bytes(value),
+        "1/s" => format_rate(value),
+        "count" => format_count(value),
+        _ => format_duration(value),
+    }
+}
+
 /// A signed percentage change.
 pub fn format_pct(pct: f64) -> String {
     format!("{pct:+.1}%")

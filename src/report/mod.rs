@@ -1,39 +1,36 @@
 //! Reports: view models built from a comparison or a record, rendered to
-//! strings through minijinja templates (markdown, JSON) or the terminal
-//! renderer. Templates in `templates/` are embedded; a directory given with
-//! `--templates` overrides them file by file. Nothing here writes files.
+//! strings: markdown through minijinja templates, the terminal by its own
+//! renderer, JSON from a versioned serde struct. Templates in `templates/`
+//! are embedded; a directory given with `--templates` overrides them file
+//! by file. Nothing here writes files.
 
 mod format;
+mod json;
 mod terminal;
 
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::compare::{Comparison, GeoMean, Row, Side};
+use crate::compare::{Comparison, ExactChange, Row, Side, Speedup, Verdict};
+use crate::metric::{self, Direction, MetricKind};
 use crate::record::CommitInfo;
-use crate::stats::{Direction, Method, Summary, Verdict};
+use crate::stats::{Method, Summary};
 
-pub use format::{format_bytes, format_duration, format_p, format_pct, format_rate};
+pub use format::{
+    format_bytes, format_count, format_duration, format_p, format_pct, format_rate, format_value,
+};
+pub use json::{render_json, JsonReport, JSON_SCHEMA_VERSION};
 pub use terminal::{render_compare_terminal, render_record_terminal};
-
-/// Version of the JSON report format.
-pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
 /// Hidden marker that identifies regress's PR comment, so it can be updated.
 pub const COMMENT_MARKER: &str = "<!-- regress-report -->";
 
 /// The embedded default templates: (name, source).
-const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
-    (
-        "compare.md.j2",
-        include_str!("../../templates/compare.md.j2"),
-    ),
-    (
-        "compare.json.j2",
-        include_str!("../../templates/compare.json.j2"),
-    ),
-];
+const DEFAULT_TEMPLATES: [(&str, &str); 1] = [(
+    "compare.md.j2",
+    include_str!("../../templates/compare.md.j2"),
+)];
 
 /// A template that could not be loaded or rendered.
 #[derive(Debug, thiserror::Error)]
@@ -54,14 +51,12 @@ pub enum ReportError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateFormat {
     Markdown,
-    Json,
 }
 
 impl TemplateFormat {
     fn template(self) -> &'static str {
         match self {
             TemplateFormat::Markdown => "compare.md.j2",
-            TemplateFormat::Json => "compare.json.j2",
         }
     }
 }
@@ -154,7 +149,8 @@ impl SideView {
     }
 }
 
-/// A sample summary (seconds or bytes, as the row's unit says).
+/// A sample summary (seconds, bytes, items per second or a count, as the
+/// row's unit says).
 #[derive(Debug, Clone, Serialize)]
 pub struct StatView {
     pub median: f64,
@@ -184,29 +180,16 @@ impl StatView {
     }
 }
 
-/// Preformatted cells, so every template shows numbers the same way.
+/// One case and metric of a comparison, as numbers: the JSON report's row.
 #[derive(Debug, Clone, Serialize)]
-pub struct RowDisplay {
-    pub base: String,
-    pub head: String,
-    /// The change with its interval: `+4.1% (+2.0…+6.3)`.
-    pub change: String,
-    pub p: String,
-    pub q: String,
-    pub verdict: String,
-    /// For inconclusive rows: the smallest change these samples could detect.
-    pub detectable: String,
-}
-
-/// One case and metric of a comparison.
-#[derive(Debug, Clone, Serialize)]
-pub struct RowView {
+pub struct RowData {
     pub pipeline: String,
     pub id: String,
     pub label: String,
-    pub metric: String,
-    pub unit: String,
+    pub metric: &'static str,
+    pub unit: &'static str,
     pub direction: Direction,
+    pub kind: MetricKind,
     pub verdict: Verdict,
     pub base: Option<StatView>,
     pub head: Option<StatView>,
@@ -222,16 +205,50 @@ pub struct RowView {
     pub method: Option<Method>,
     /// Smallest detectable change in percent at alpha with 80 % power.
     pub min_detectable_pct: Option<f64>,
+    /// For counters: the lowest and highest count of a process on each side.
+    pub exact: Option<ExactView>,
     pub history_commits: usize,
     pub threshold_pct: f64,
     pub alpha: f64,
     pub note: Option<String>,
+    /// For failed rows: the head's status and whole reason.
+    pub failure: Option<String>,
+}
+
+/// A counter's values on both sides.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ExactView {
+    pub base_min: f64,
+    pub base_max: f64,
+    pub head_min: f64,
+    pub head_max: f64,
+}
+
+/// Preformatted cells, so every template shows numbers the same way.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowDisplay {
+    pub base: String,
+    pub head: String,
+    /// The change with its interval: `+4.1% (+2.0…+6.3)`; `0 → 2` for counters.
+    pub change: String,
+    pub p: String,
+    pub q: String,
+    pub verdict: String,
+    /// For inconclusive rows: the smallest change these samples could detect.
+    pub detectable: String,
+}
+
+/// A row with its preformatted cells, for markdown and the terminal.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowView {
+    #[serde(flatten)]
+    pub data: RowData,
     pub display: RowDisplay,
 }
 
-/// Eager against one compiled mode of the same case, as the seeds tabulate it.
+/// Eager against one compiled mode of the same case, as numbers.
 #[derive(Debug, Clone, Serialize)]
-pub struct SpeedupView {
+pub struct SpeedupData {
     pub pipeline: String,
     pub group: String,
     pub mode: String,
@@ -244,6 +261,13 @@ pub struct SpeedupView {
     pub speedup_change_pct: Option<f64>,
     /// Verdict of the compiled case's latency.
     pub verdict: Verdict,
+}
+
+/// A speed-up with its preformatted cells.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpeedupView {
+    #[serde(flatten)]
+    pub data: SpeedupData,
     pub display: SpeedupDisplay,
 }
 
@@ -267,9 +291,62 @@ pub struct Counts {
     pub new: usize,
     pub removed: usize,
     pub failed: usize,
+    pub still_failing: usize,
+    pub fixed: usize,
     pub skipped: usize,
     pub not_comparable: usize,
     pub total: usize,
+}
+
+impl Counts {
+    fn of(rows: &[Row]) -> Counts {
+        let mut counts = Counts {
+            total: rows.len(),
+            ..Counts::default()
+        };
+        for r in rows {
+            *counts.slot(r.verdict) += 1;
+        }
+        counts
+    }
+
+    fn slot(&mut self, v: Verdict) -> &mut usize {
+        match v {
+            Verdict::REGRESSED => &mut self.regressed,
+            Verdict::IMPROVED => &mut self.improved,
+            Verdict::UNCHANGED => &mut self.unchanged,
+            Verdict::Judged(_) => &mut self.inconclusive,
+            Verdict::New => &mut self.new,
+            Verdict::Removed => &mut self.removed,
+            Verdict::Failed => &mut self.failed,
+            Verdict::StillFailing => &mut self.still_failing,
+            Verdict::Fixed => &mut self.fixed,
+            Verdict::Skipped => &mut self.skipped,
+            Verdict::NotComparable => &mut self.not_comparable,
+        }
+    }
+
+    /// `1 failed, 2 regressed, 5 unchanged`: failures first, zeros left out.
+    fn phrase(&self) -> String {
+        let parts: Vec<String> = [
+            (self.failed, "failed"),
+            (self.regressed, "regressed"),
+            (self.improved, "improved"),
+            (self.unchanged, "unchanged"),
+            (self.inconclusive, "inconclusive"),
+            (self.new, "new"),
+            (self.removed, "removed"),
+            (self.fixed, "fixed"),
+            (self.still_failing, "still failing"),
+            (self.skipped, "skipped"),
+            (self.not_comparable, "not comparable"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, word)| format!("{n} {word}"))
+        .collect();
+        parts.join(", ")
+    }
 }
 
 /// The geometric mean of head/base over comparable latency cases.
@@ -283,9 +360,209 @@ pub struct GeoMeanView {
     pub display: String,
 }
 
-impl GeoMeanView {
-    fn new(g: &GeoMean) -> GeoMeanView {
-        GeoMeanView {
+/// A case that fails at head and did not at base: reports list these first.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureView {
+    pub pipeline: String,
+    pub label: String,
+    /// Status and reason, as the worker reported them.
+    pub reason: String,
+    /// The reason's first line.
+    pub summary: String,
+}
+
+/// The rows and speed-ups of one pipeline, for reports that show a table each.
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionView {
+    pub pipeline: String,
+    /// Latency, one row per case.
+    pub rows: Vec<RowView>,
+    /// Throughput, compile time, peak memory and changed counters.
+    pub other_rows: Vec<RowView>,
+    pub speedups: Vec<SpeedupView>,
+}
+
+/// Everything a comparison report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareView {
+    pub pipelines: Vec<String>,
+    /// The rows, one section per pipeline in order of appearance.
+    pub sections: Vec<SectionView>,
+    pub base: SideView,
+    pub head: SideView,
+    pub counts: Counts,
+    pub geomean: Option<GeoMeanView>,
+    /// One line that says what happened, for headings and terminals.
+    pub headline: String,
+    pub regressed: bool,
+    /// Cases that fail at head and did not at base, with their reasons.
+    pub failures: Vec<FailureView>,
+    /// Every row (also in `sections`), for templates that want one table.
+    pub rows: Vec<RowView>,
+    pub notes: Vec<String>,
+    /// Threshold and alpha of the first row, for the legend.
+    pub threshold_pct: Option<f64>,
+    pub alpha: Option<f64>,
+}
+
+fn pct(log_ratio: f64) -> f64 {
+    (log_ratio.exp() - 1.0) * 100.0
+}
+
+/// `3` or `2–3`.
+fn count_range(lo: f64, hi: f64) -> String {
+    if lo == hi {
+        format_count(lo)
+    } else {
+        format!("{}–{}", format_count(lo), format_count(hi))
+    }
+}
+
+fn exact_display(x: &ExactChange) -> (String, String, String) {
+    let base = count_range(x.base_min, x.base_max);
+    let head = count_range(x.head_min, x.head_max);
+    let change = format!("{base} → {head}");
+    (base, head, change)
+}
+
+fn row_view(r: &Row) -> RowView {
+    let unit = r.metric.unit;
+    let cell = |s: &Option<Summary>| {
+        s.as_ref()
+            .map_or("—".to_string(), |s| format_value(s.median, unit))
+    };
+    let e = r.evidence;
+    let finite = |x: f64| x.is_finite().then_some(x);
+    let mde = e.and_then(|e| finite(e.mde)).map(|m| pct(m).abs());
+    let (mut base, mut head) = (cell(&r.base), cell(&r.head));
+    let mut change = match e {
+        Some(e) if e.lo.is_finite() && e.hi.is_finite() => format!(
+            "{} ({}…{})",
+            format_pct(pct(e.log_ratio)),
+            format_pct(pct(e.lo)),
+            format_pct(pct(e.hi))
+        ),
+        Some(e) => format_pct(pct(e.log_ratio)),
+        None => "—".to_string(),
+    };
+    if let Some(x) = &r.exact {
+        (base, head, change) = exact_display(x);
+    }
+    let data = RowData {
+        pipeline: r.pipeline.clone(),
+        id: r.id.to_string(),
+        label: r.label.clone(),
+        metric: r.metric.name,
+        unit,
+        direction: r.metric.direction,
+        kind: r.metric.kind,
+        verdict: r.verdict,
+        base: r.base.as_ref().map(|s| StatView::new(s, r.base_processes)),
+        head: r.head.as_ref().map(|s| StatView::new(s, r.head_processes)),
+        ratio: r.ratio(),
+        ratio_lo: e.and_then(|e| finite(e.lo)).map(f64::exp),
+        ratio_hi: e.and_then(|e| finite(e.hi)).map(f64::exp),
+        change_pct: e.map(|e| pct(e.log_ratio)),
+        p: e.map(|e| e.p),
+        q: r.q,
+        method: e.map(|e| e.method),
+        min_detectable_pct: mde,
+        exact: r.exact.map(|x| ExactView {
+            base_min: x.base_min,
+            base_max: x.base_max,
+            head_min: x.head_min,
+            head_max: x.head_max,
+        }),
+        history_commits: r.history_commits,
+        threshold_pct: r.compare.threshold * 100.0,
+        alpha: r.compare.alpha,
+        note: r.note.clone(),
+        failure: r.failure.clone(),
+    };
+    let inconclusive = r.verdict == Verdict::INCONCLUSIVE && r.exact.is_none();
+    RowView {
+        display: RowDisplay {
+            base,
+            head,
+            change,
+            p: e.map_or("—".to_string(), |e| format_p(e.p)),
+            q: r.q.map_or("—".to_string(), format_p),
+            verdict: r.verdict.as_str().replace('_', " "),
+            detectable: match (inconclusive, mde) {
+                (true, Some(m)) => format!("could detect ±{m:.1}%"),
+                (true, None) => "too few samples for a test".to_string(),
+                _ => String::new(),
+            },
+        },
+        data,
+    }
+}
+
+fn speedup_view(s: &Speedup) -> SpeedupView {
+    let change = s.change_pct();
+    SpeedupView {
+        data: SpeedupData {
+            pipeline: s.pipeline.clone(),
+            group: s.group.clone(),
+            mode: s.mode.to_string(),
+            eager: s.eager,
+            compiled: s.compiled,
+            speedup: s.speedup,
+            base_speedup: s.base_speedup,
+            speedup_change_pct: change,
+            verdict: s.verdict,
+        },
+        display: SpeedupDisplay {
+            eager: format_duration(s.eager),
+            compiled: format_duration(s.compiled),
+            speedup: format!("{:.2}x", s.speedup),
+            base_speedup: s
+                .base_speedup
+                .map_or("—".to_string(), |b| format!("{b:.2}x")),
+            change: change.map_or("—".to_string(), format_pct),
+        },
+    }
+}
+
+impl CompareView {
+    /// Builds the view of a comparison.
+    pub fn new(c: &Comparison) -> CompareView {
+        let counts = Counts::of(&c.rows);
+        let mut pipelines: Vec<String> = Vec::new();
+        for r in &c.rows {
+            if !pipelines.contains(&r.pipeline) {
+                pipelines.push(r.pipeline.clone());
+            }
+        }
+        let rows: Vec<RowView> = c.rows.iter().map(row_view).collect();
+        let speedups: Vec<SpeedupView> = c.speedups.iter().map(speedup_view).collect();
+        let sections = pipelines
+            .iter()
+            .map(|name| {
+                let of = |r: &&RowView| &r.data.pipeline == name;
+                SectionView {
+                    pipeline: name.clone(),
+                    rows: rows
+                        .iter()
+                        .filter(of)
+                        .filter(|r| r.data.metric == metric::LATENCY)
+                        .cloned()
+                        .collect(),
+                    other_rows: rows
+                        .iter()
+                        .filter(of)
+                        .filter(|r| r.data.metric != metric::LATENCY)
+                        .cloned()
+                        .collect(),
+                    speedups: speedups
+                        .iter()
+                        .filter(|s| &s.data.pipeline == name)
+                        .cloned()
+                        .collect(),
+                }
+            })
+            .collect();
+        let geomean = c.geomean.as_ref().map(|g| GeoMeanView {
             ratio: g.ratio,
             lo: g.lo,
             hi: g.hi,
@@ -298,233 +575,24 @@ impl GeoMeanView {
                 g.cases,
                 if g.cases == 1 { "" } else { "s" }
             ),
-        }
-    }
-}
-
-/// The rows and speed-ups of one pipeline, for reports that show a table each.
-#[derive(Debug, Clone, Serialize)]
-pub struct SectionView {
-    pub pipeline: String,
-    /// Latency, one row per case.
-    pub rows: Vec<RowView>,
-    /// Throughput, compile time and peak memory, where measured.
-    pub other_rows: Vec<RowView>,
-    pub speedups: Vec<SpeedupView>,
-}
-
-/// Everything a comparison report shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct CompareView {
-    pub schema_version: u32,
-    pub pipelines: Vec<String>,
-    /// The rows again, one section per pipeline in order of appearance.
-    pub sections: Vec<SectionView>,
-    pub base: SideView,
-    pub head: SideView,
-    pub counts: Counts,
-    pub geomean: Option<GeoMeanView>,
-    /// One line that says what happened, for headings and terminals.
-    pub headline: String,
-    pub regressed: bool,
-    pub rows: Vec<RowView>,
-    pub speedups: Vec<SpeedupView>,
-    pub notes: Vec<String>,
-}
-
-fn verdict_label(v: Verdict) -> String {
-    v.as_str().replace('_', " ")
-}
-
-fn pct(log_ratio: f64) -> f64 {
-    (log_ratio.exp() - 1.0) * 100.0
-}
-
-fn format_value(value: f64, unit: &str) -> String {
-    match unit {
-        "B" => format_bytes(value),
-        "1/s" => format_rate(value),
-        _ => format_duration(value),
-    }
-}
-
-fn row_view(r: &Row) -> RowView {
-    let cell = |s: &Option<Summary>| {
-        s.as_ref()
-            .map_or("—".to_string(), |s| format_value(s.median, &r.unit))
-    };
-    let e = r.evidence;
-    let change_pct = e.map(|e| pct(e.log_ratio));
-    let finite = |x: f64| x.is_finite().then_some(x);
-    let change = match e {
-        Some(e) if e.lo.is_finite() && e.hi.is_finite() => format!(
-            "{} ({}…{})",
-            format_pct(pct(e.log_ratio)),
-            format_pct(pct(e.lo)),
-            format_pct(pct(e.hi))
-        ),
-        Some(e) => format_pct(pct(e.log_ratio)),
-        None => "—".to_string(),
-    };
-    let mde = e.and_then(|e| finite(e.mde)).map(|m| pct(m).abs());
-    RowView {
-        pipeline: r.pipeline.clone(),
-        id: r.id.to_string(),
-        label: r.label.clone(),
-        metric: r.metric.clone(),
-        unit: r.unit.clone(),
-        direction: r.direction,
-        verdict: r.verdict,
-        base: r.base.as_ref().map(|s| StatView::new(s, r.base_processes)),
-        head: r.head.as_ref().map(|s| StatView::new(s, r.head_processes)),
-        ratio: r.ratio(),
-        ratio_lo: e.and_then(|e| finite(e.lo)).map(f64::exp),
-        ratio_hi: e.and_then(|e| finite(e.hi)).map(f64::exp),
-        change_pct,
-        p: e.map(|e| e.p),
-        q: r.q,
-        method: e.map(|e| e.method),
-        min_detectable_pct: mde,
-        history_commits: r.history_commits,
-        threshold_pct: r.compare.threshold * 100.0,
-        alpha: r.compare.alpha,
-        note: r.note.clone(),
-        display: RowDisplay {
-            base: cell(&r.base),
-            head: cell(&r.head),
-            change,
-            p: e.map_or("—".to_string(), |e| format_p(e.p)),
-            q: r.q.map_or("—".to_string(), format_p),
-            verdict: verdict_label(r.verdict),
-            detectable: match (r.verdict, mde) {
-                (Verdict::Inconclusive, Some(m)) => format!("could detect ±{m:.1}%"),
-                (Verdict::Inconclusive, None) => "too few samples for a test".to_string(),
-                _ => String::new(),
-            },
-        },
-    }
-}
-
-fn speedups(c: &Comparison) -> Vec<SpeedupView> {
-    use crate::spec::CompileMode;
-    let latency = |r: &&Row| r.metric == crate::record::metric::LATENCY;
-    let mut out = Vec::new();
-    for eager in c
-        .rows
-        .iter()
-        .filter(latency)
-        .filter(|r| r.compile == Some(CompileMode::Eager))
-    {
-        for compiled in c.rows.iter().filter(latency).filter(|r| {
-            r.pipeline == eager.pipeline
-                && r.group == eager.group
-                && r.compile.is_some_and(|m| m != CompileMode::Eager)
-        }) {
-            let (Some(e), Some(k)) = (&eager.head, &compiled.head) else {
-                continue;
-            };
-            let speedup = e.median / k.median;
-            let base_speedup = match (&eager.base, &compiled.base) {
-                (Some(eb), Some(kb)) => Some(eb.median / kb.median),
-                _ => None,
-            };
-            let change = base_speedup.map(|b| (speedup / b - 1.0) * 100.0);
-            out.push(SpeedupView {
-                pipeline: eager.pipeline.clone(),
-                group: eager.group.clone(),
-                mode: compiled.compile.map(|m| m.to_string()).unwrap_or_default(),
-                eager: e.median,
-                compiled: k.median,
-                speedup,
-                base_speedup,
-                speedup_change_pct: change,
-                verdict: compiled.verdict,
-                display: SpeedupDisplay {
-                    eager: format_duration(e.median),
-                    compiled: format_duration(k.median),
-                    speedup: format!("{speedup:.2}x"),
-                    base_speedup: base_speedup.map_or("—".to_string(), |s| format!("{s:.2}x")),
-                    change: change.map_or("—".to_string(), format_pct),
-                },
-            });
-        }
-    }
-    out
-}
-
-impl CompareView {
-    /// Builds the view of a comparison.
-    pub fn new(c: &Comparison) -> CompareView {
-        let mut counts = Counts {
-            total: c.rows.len(),
-            ..Counts::default()
-        };
-        for r in &c.rows {
-            *match r.verdict {
-                Verdict::Regressed => &mut counts.regressed,
-                Verdict::Improved => &mut counts.improved,
-                Verdict::Unchanged => &mut counts.unchanged,
-                Verdict::Inconclusive => &mut counts.inconclusive,
-                Verdict::New => &mut counts.new,
-                Verdict::Removed => &mut counts.removed,
-                Verdict::Failed => &mut counts.failed,
-                Verdict::Skipped => &mut counts.skipped,
-                Verdict::NotComparable => &mut counts.not_comparable,
-            } += 1;
-        }
-        let mut parts = Vec::new();
-        for (n, word) in [
-            (counts.regressed, "regressed"),
-            (counts.improved, "improved"),
-            (counts.unchanged, "unchanged"),
-            (counts.inconclusive, "inconclusive"),
-            (counts.new, "new"),
-            (counts.removed, "removed"),
-            (counts.failed, "failed"),
-            (counts.skipped, "skipped"),
-            (counts.not_comparable, "not comparable"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {word}"));
-            }
-        }
-        let mut pipelines: Vec<String> = Vec::new();
-        for r in &c.rows {
-            if !pipelines.contains(&r.pipeline) {
-                pipelines.push(r.pipeline.clone());
-            }
-        }
-        let rows: Vec<RowView> = c.rows.iter().map(row_view).collect();
-        let speedups = speedups(c);
-        let latency = crate::record::metric::LATENCY;
-        let sections = pipelines
-            .iter()
-            .map(|name| SectionView {
-                pipeline: name.clone(),
-                rows: rows
-                    .iter()
-                    .filter(|r| &r.pipeline == name && r.metric == latency)
-                    .cloned()
-                    .collect(),
-                other_rows: rows
-                    .iter()
-                    .filter(|r| &r.pipeline == name && r.metric != latency)
-                    .cloned()
-                    .collect(),
-                speedups: speedups
-                    .iter()
-                    .filter(|s| &s.pipeline == name)
-                    .cloned()
-                    .collect(),
-            })
-            .collect();
-        let geomean = c.geomean.as_ref().map(GeoMeanView::new);
-        let mut headline = format!("{}: {}", pipelines.join(", "), parts.join(", "));
+        });
+        let mut headline = format!("{}: {}", pipelines.join(", "), counts.phrase());
         if let Some(g) = &geomean {
             headline.push_str(&format!("; geometric mean {}", g.display));
         }
+        let failures = c
+            .failures()
+            .map(|r| {
+                let reason = r.failure.clone().unwrap_or_default();
+                FailureView {
+                    pipeline: r.pipeline.clone(),
+                    label: r.label.clone(),
+                    summary: reason.lines().next().unwrap_or("").to_string(),
+                    reason,
+                }
+            })
+            .collect();
         CompareView {
-            schema_version: REPORT_SCHEMA_VERSION,
             sections,
             headline,
             regressed: counts.regressed > 0,
@@ -533,8 +601,10 @@ impl CompareView {
             head: SideView::new(&c.head),
             counts,
             geomean,
+            failures,
+            threshold_pct: c.rows.first().map(|r| r.compare.threshold * 100.0),
+            alpha: c.rows.first().map(|r| r.compare.alpha),
             rows,
-            speedups,
             notes: c.notes.clone(),
         }
     }

@@ -5,8 +5,10 @@
 use anstyle::{AnsiColor, Style};
 
 use super::{format_duration, CompareView};
-use crate::record::{metric, CaseStatus, Record};
-use crate::stats::{Summary, Verdict};
+use crate::compare::Verdict;
+use crate::metric;
+use crate::record::{CaseStatus, Record};
+use crate::stats::{Decision, Summary};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -14,6 +16,10 @@ const RED: Style = AnsiColor::Red.on_default().bold();
 const GREEN: Style = AnsiColor::Green.on_default().bold();
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 const CYAN: Style = AnsiColor::Cyan.on_default();
+
+/// Lines of a failure's reason shown under its first line (the rest is in
+/// the record and the JSON report).
+const FAILURE_LINES: usize = 8;
 
 /// A cell: text and an optional style.
 type Cell = (String, Style);
@@ -65,12 +71,12 @@ impl Table {
 
 fn verdict_style(v: Verdict) -> Style {
     match v {
-        Verdict::Regressed | Verdict::Failed => RED,
-        Verdict::Improved => GREEN,
-        Verdict::Unchanged => Style::new(),
-        Verdict::Inconclusive => DIM,
+        Verdict::Judged(Decision::Regressed) | Verdict::Failed => RED,
+        Verdict::Judged(Decision::Improved) | Verdict::Fixed => GREEN,
+        Verdict::Judged(Decision::Unchanged) => Style::new(),
+        Verdict::Judged(Decision::Inconclusive) => DIM,
         Verdict::New | Verdict::Removed => CYAN,
-        Verdict::Skipped | Verdict::NotComparable => YELLOW,
+        Verdict::StillFailing | Verdict::Skipped | Verdict::NotComparable => YELLOW,
     }
 }
 
@@ -80,7 +86,7 @@ fn verdict_cell(r: &super::RowView) -> String {
     if !r.display.detectable.is_empty() {
         extra.push(r.display.detectable.clone());
     }
-    if let Some(note) = &r.note {
+    if let Some(note) = &r.data.note {
         extra.push(note.clone());
     }
     if !extra.is_empty() {
@@ -101,6 +107,20 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
         side(&view.base),
         side(&view.head)
     ));
+    if !view.failures.is_empty() {
+        out.push_str(&format!(
+            "{RED}failed at head{RED:#} (measured at base, or new):\n"
+        ));
+        for f in &view.failures {
+            let mut lines = f.reason.lines().filter(|l| !l.trim().is_empty());
+            let first = lines.next().unwrap_or("");
+            out.push_str(&format!("  {} ({}): {first}\n", f.label, f.pipeline));
+            for line in lines.take(FAILURE_LINES) {
+                out.push_str(&format!("{DIM}    {line}{DIM:#}\n"));
+            }
+        }
+        out.push('\n');
+    }
     for section in &view.sections {
         out.push_str(&format!("{BOLD}{}{BOLD:#}\n", section.pipeline));
         let mut table = Table {
@@ -109,9 +129,9 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
             rows: Vec::new(),
         };
         for r in &section.rows {
-            let style = verdict_style(r.verdict);
+            let style = verdict_style(r.data.verdict);
             table.rows.push(vec![
-                (format!("  {}", r.label), Style::new()),
+                (format!("  {}", r.data.label), Style::new()),
                 (r.display.base.clone(), Style::new()),
                 (r.display.head.clone(), Style::new()),
                 (r.display.change.clone(), style),
@@ -134,10 +154,10 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
                 rows: Vec::new(),
             };
             for r in &section.other_rows {
-                let style = verdict_style(r.verdict);
+                let style = verdict_style(r.data.verdict);
                 t.rows.push(vec![
-                    (format!("  {}", r.label), Style::new()),
-                    (r.metric.clone(), Style::new()),
+                    (format!("  {}", r.data.label), Style::new()),
+                    (r.data.metric.to_string(), Style::new()),
                     (r.display.base.clone(), Style::new()),
                     (r.display.head.clone(), Style::new()),
                     (r.display.change.clone(), style),
@@ -161,10 +181,10 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
                 rows: Vec::new(),
             };
             for s in &section.speedups {
-                let style = if s.speedup >= 1.0 { GREEN } else { YELLOW };
+                let style = if s.data.speedup >= 1.0 { GREEN } else { YELLOW };
                 t.rows.push(vec![
-                    (format!("  {}", s.group), Style::new()),
-                    (s.mode.clone(), Style::new()),
+                    (format!("  {}", s.data.group), Style::new()),
+                    (s.data.mode.clone(), Style::new()),
                     (s.display.eager.clone(), Style::new()),
                     (s.display.compiled.clone(), Style::new()),
                     (s.display.speedup.clone(), style),
@@ -179,7 +199,11 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
     for note in &view.notes {
         out.push_str(&format!("{YELLOW}note:{YELLOW:#} {note}\n"));
     }
-    let style = if view.regressed { RED } else { GREEN };
+    let style = if view.regressed || !view.failures.is_empty() {
+        RED
+    } else {
+        GREEN
+    };
     out.push_str(&format!("{style}{}{style:#}\n", view.headline));
     out
 }

@@ -9,27 +9,38 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::process::{describe_exit, Ended, Supervised};
+use super::sampling::{warmed_up, Clock, Sampler, StopRule, WallClock};
 use super::{
-    metric, scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
+    scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
     RunnerError,
 };
-use crate::spec::{case_command, Case, CommandOutput, Measure, Model, Pipeline, Warmup};
+use crate::metric;
+use crate::spec::{case_command, Case, CommandOutput, Model, Pipeline, Warmup};
 
 pub struct CommandBackend {
     template: String,
     output: CommandOutput,
     ctx: RunContext,
     warmup: Warmup,
-    measure: Measure,
+    rule: StopRule,
     timeout: Duration,
     /// The workers' environment, scrubbed of secrets once, not per spawn.
     env: Vec<(OsString, OsString)>,
+    /// Where warm-up and the stop rule read the time (a test's synthetic clock).
+    clock: Box<dyn Clock>,
 }
 
 impl CommandBackend {
+    /// Reads the time from `clock` from now on: tests drive the loop on a
+    /// synthetic clock.
+    #[cfg(test)]
+    pub(crate) fn set_clock(&mut self, clock: Box<dyn Clock>) {
+        self.clock = clock;
+    }
+
     pub fn new(pipeline: &Pipeline, ctx: RunContext) -> Self {
         let Model::Command { template, output } = &pipeline.model else {
             unreachable!("spec validation pairs the command backend with command models")
@@ -39,9 +50,10 @@ impl CommandBackend {
             output: *output,
             ctx,
             warmup: pipeline.runner.warmup.clone(),
-            measure: pipeline.runner.measure.clone(),
+            rule: StopRule::from(&pipeline.runner.measure),
             timeout: pipeline.runner.timeout,
             env: scrubbed_env(&pipeline.runner.env_passthrough),
+            clock: Box::new(WallClock::default()),
         }
     }
 
@@ -132,6 +144,16 @@ struct Run {
     reported: Vec<(&'static str, f64)>,
 }
 
+impl Run {
+    /// The latency the command reported of itself, which replaces its wall time.
+    fn reported_latency(&self) -> Option<f64> {
+        self.reported
+            .iter()
+            .find(|(name, _)| *name == metric::LATENCY)
+            .map(|(_, v)| *v)
+    }
+}
+
 /// Bytes of a command's stdout read for its report: the last line is all
 /// that counts, and a benchmark's chatter before it can be long.
 const STDOUT_TAIL: u64 = 64 * 1024;
@@ -144,8 +166,8 @@ fn last_output(file: &mut File) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Metrics a command may report of itself, with their units.
-const REPORTABLE: [(&str, &str); 2] = [(metric::LATENCY, "s"), (metric::THROUGHPUT, "1/s")];
+/// Metrics a command may report of itself (units in the metric table).
+const REPORTABLE: [&str; 2] = [metric::LATENCY, metric::THROUGHPUT];
 
 /// The metrics a command with `output: json` reported on the last
 /// non-empty line of its stdout, a JSON object such as
@@ -164,8 +186,7 @@ fn reported_metrics(stdout: &str) -> Result<Vec<(&'static str, f64)>, String> {
         .iter()
         .map(|(key, value)| {
             let name = REPORTABLE
-                .iter()
-                .map(|(name, _)| *name)
+                .into_iter()
                 .find(|name| name == key)
                 .ok_or_else(|| format!("it reported an unknown metric `{key}`; {valid}"))?;
             match value.as_f64() {
@@ -183,7 +204,7 @@ fn reported_metrics(stdout: &str) -> Result<Vec<(&'static str, f64)>, String> {
 fn samples_of(runs: Vec<Run>) -> Result<ProcessSamples, String> {
     let mut latency: Vec<f64> = runs.iter().map(|r| r.wall).collect();
     let mut extra = Vec::new();
-    for (name, unit) in REPORTABLE {
+    for name in REPORTABLE {
         let values: Vec<f64> = runs
             .iter()
             .filter_map(|r| r.reported.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
@@ -201,7 +222,7 @@ fn samples_of(runs: Vec<Run>) -> Result<ProcessSamples, String> {
         if name == metric::LATENCY {
             latency = values;
         } else {
-            extra.push((name.to_string(), unit.to_string(), values));
+            extra.push((name, values));
         }
     }
     Ok(ProcessSamples {
@@ -226,35 +247,47 @@ impl Backend for CommandBackend {
                 }
             }
         };
-        let run = || -> Result<Vec<Run>, Box<Outcome>> {
-            let (mut n, started) = (0, Instant::now());
-            while n < self.warmup.min_iters || started.elapsed() < self.warmup.min_time {
-                self.once(&line)?;
-                n += 1;
-            }
-            let (mut samples, started) = (Vec::new(), Instant::now());
-            loop {
-                samples.push(self.once(&line)?);
-                let elapsed = started.elapsed();
-                let enough = samples.len() as u64 >= self.measure.min_iters
-                    && elapsed >= self.measure.min_time;
-                if enough || (elapsed >= self.measure.max_time && samples.len() >= 2) {
-                    return Ok(samples);
+        match self.sample(&line) {
+            Ok((runs, stop)) => match samples_of(runs) {
+                Ok(mut samples) => {
+                    samples
+                        .diagnostics
+                        .insert("command".into(), line.clone().into());
+                    samples
+                        .diagnostics
+                        .insert("stop".into(), stop.as_str().into());
+                    Outcome::Measured(samples)
                 }
-            }
-        };
-        match run().map(samples_of) {
-            Ok(Ok(mut samples)) => {
-                samples
-                    .diagnostics
-                    .insert("command".into(), line.clone().into());
-                Outcome::Measured(samples)
-            }
-            Ok(Err(reason)) => Outcome::Failed {
-                kind: FailureKind::Failed,
-                reason: format!("`{line}`: {reason}"),
+                Err(reason) => Outcome::Failed {
+                    kind: FailureKind::Failed,
+                    reason: format!("`{line}`: {reason}"),
+                },
             },
             Err(o) => *o,
+        }
+    }
+}
+
+impl CommandBackend {
+    /// Warm-up, then runs of the command until the stop rule says enough.
+    fn sample(&mut self, line: &str) -> Result<(Vec<Run>, super::sampling::Stop), Box<Outcome>> {
+        let started = self.clock.now();
+        let mut n = 0;
+        while !warmed_up(&self.warmup, n, self.clock.now() - started) {
+            self.once(line)?;
+            n += 1;
+        }
+        let mut sampler = Sampler::new(self.rule);
+        let (mut runs, mut walls) = (Vec::new(), Vec::new());
+        let started = self.clock.now();
+        loop {
+            let run = self.once(line)?;
+            walls.push(run.reported_latency().unwrap_or(run.wall));
+            runs.push(run);
+            let elapsed = self.clock.now() - started;
+            if let Some(stop) = sampler.done(walls.len(), elapsed, || &walls) {
+                return Ok((runs, stop));
+            }
         }
     }
 }
@@ -303,14 +336,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.latency, vec![0.1, 0.2]);
-        assert_eq!(
-            s.extra,
-            vec![(
-                metric::THROUGHPUT.to_string(),
-                "1/s".to_string(),
-                vec![10.0, 5.0]
-            )]
-        );
+        assert_eq!(s.extra, vec![(metric::THROUGHPUT, vec![10.0, 5.0])]);
         let wall = samples_of(vec![run(1.0, vec![]), run(2.0, vec![])]).unwrap();
         assert_eq!(wall.latency, vec![1.0, 2.0]);
         let uneven = samples_of(vec![

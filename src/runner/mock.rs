@@ -1,6 +1,7 @@
 //! A deterministic stand-in for a real backend, for tests and dry runs that
 //! need no torch: samples come from a seeded generator, around a latency
-//! derived from the case id.
+//! derived from the case id. Its clock is virtual (the sum of the samples
+//! it made up), and it stops by the same rule as every other backend.
 //!
 //! Knobs, all optional: `REGRESS_MOCK_SCALE` multiplies every latency (a
 //! fake regression), `REGRESS_MOCK_SEED` changes the noise, and
@@ -8,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::sampling::{Sampler, StopRule};
 use super::{Backend, Environment, Outcome, ProcessSamples, RunContext, RunnerError};
 use crate::spec::{Case, Pipeline, Precision};
 
@@ -16,7 +18,7 @@ const MOCK_CV: f64 = 0.01;
 
 pub struct MockBackend {
     ctx: RunContext,
-    iters: u64,
+    rule: StopRule,
     scale: f64,
     seed: u64,
     delay: Duration,
@@ -30,7 +32,7 @@ impl MockBackend {
     pub fn new(pipeline: &Pipeline, ctx: RunContext) -> Self {
         MockBackend {
             ctx,
-            iters: pipeline.runner.measure.min_iters,
+            rule: StopRule::from(&pipeline.runner.measure),
             scale: env_f64("REGRESS_MOCK_SCALE").unwrap_or(1.0),
             seed: env_f64("REGRESS_MOCK_SEED").unwrap_or(0.0) as u64,
             delay: Duration::from_millis(env_f64("REGRESS_MOCK_DELAY_MS").unwrap_or(0.0) as u64),
@@ -86,12 +88,23 @@ impl Backend for MockBackend {
         let base = 1e-3 * (1.0 + (id % 1000) as f64 / 1000.0) * self.scale;
         let mut state =
             id ^ self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(repeat) << 32;
-        let latency = (0..self.iters)
-            .map(|_| base * (MOCK_CV * normal(&mut state)).exp())
-            .collect();
-        Outcome::Measured(ProcessSamples {
+        let mut sampler = Sampler::new(self.rule);
+        let (mut latency, mut elapsed) = (Vec::new(), Duration::ZERO);
+        let stop = loop {
+            let x = base * (MOCK_CV * normal(&mut state)).exp();
+            latency.push(x);
+            elapsed += Duration::from_secs_f64(x);
+            if let Some(stop) = sampler.done(latency.len(), elapsed, || &latency) {
+                break stop;
+            }
+        };
+        let mut samples = ProcessSamples {
             latency,
             ..ProcessSamples::default()
-        })
+        };
+        samples
+            .diagnostics
+            .insert("stop".into(), stop.as_str().into());
+        Outcome::Measured(samples)
     }
 }

@@ -10,7 +10,11 @@ mod mock;
 #[cfg_attr(not(feature = "native"), path = "native_disabled.rs")]
 mod native;
 mod process;
+mod protocol;
 mod python;
+pub mod sampling;
+#[cfg(test)]
+mod stop_tests;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +22,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metric;
 use crate::spec::{BackendKind, Case, Pipeline};
 
 pub use env::{is_secret_name, scrubbed_env};
@@ -39,26 +44,6 @@ impl StopFlag {
     pub fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
-}
-
-/// Metric names, shared by the runner's outcome, the record and the comparison.
-pub mod metric {
-    /// Steady-state time per iteration, seconds.
-    pub const LATENCY: &str = "latency";
-    /// Items processed per second, as a benchmark command reports it.
-    pub const THROUGHPUT: &str = "throughput";
-    /// First call of a compiled model, seconds.
-    pub const COMPILE_TIME: &str = "compile_time";
-    /// Peak device memory allocated, bytes.
-    pub const PEAK_MEMORY: &str = "peak_memory";
-    /// Peak device memory reserved by the caching allocator, bytes.
-    pub const PEAK_MEMORY_RESERVED: &str = "peak_memory_reserved";
-    /// Distinct places where torch.compile split the graph, per process.
-    pub const GRAPH_BREAKS: &str = "graph_breaks";
-    /// Graphs torch.compile compiled, per process.
-    pub const UNIQUE_GRAPHS: &str = "unique_graphs";
-    /// Times torch.compile compiled a function again after a guard failed.
-    pub const RECOMPILES: &str = "recompiles";
 }
 
 /// What every backend needs besides the pipeline.
@@ -120,15 +105,19 @@ pub struct Environment {
 pub struct ProcessSamples {
     /// Steady-state latency of each iteration, in seconds.
     pub latency: Vec<f64>,
-    /// Duration of the first call of a compiled model, in seconds.
-    pub compile_time: Option<f64>,
-    /// Peak device memory allocated, in bytes, where measurable.
-    pub peak_memory: Option<f64>,
-    /// Further metrics: (name, unit, values), one value per process (graph
-    /// breaks, unique graphs, recompiles, reserved memory) or one per
-    /// iteration (a command's own throughput).
-    pub extra: Vec<(String, String, Vec<f64>)>,
+    /// Further metrics of the metric table (`crate::metric`), by name: one
+    /// value per process (compile time, peak memory, graph breaks) or one
+    /// per iteration (a command's own throughput).
+    pub extra: Vec<(&'static str, Vec<f64>)>,
     pub diagnostics: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ProcessSamples {
+    /// Adds one value of a per-process metric.
+    pub fn push_once(&mut self, name: &'static str, value: f64) {
+        debug_assert!(metric::lookup(name).is_some(), "{name} is not in the table");
+        self.extra.push((name, vec![value]));
+    }
 }
 
 /// How a process that produced no samples ended.

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
+use super::sampling::{warmed_up, Clock, Sampler, StopRule, WallClock};
 use super::{Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext, RunnerError};
 use crate::spec::{
-    BuiltinModel, Case, DeviceChoice, Measure, Model, ParamValue, Pipeline, Precision, Warmup,
+    BuiltinModel, Case, DeviceChoice, Model, ParamValue, Pipeline, Precision, Warmup,
 };
 
 /// The libtorch version this binary was linked against (from build.rs).
@@ -21,7 +22,9 @@ pub struct NativeBackend {
     args: Vec<(String, ParamValue)>,
     device_choice: DeviceChoice,
     warmup: Warmup,
-    measure: Measure,
+    rule: StopRule,
+    /// Where warm-up and the stop rule read the time (a test's synthetic clock).
+    clock: Box<dyn Clock>,
 }
 
 /// The built-in MLP, as in `python/regress_zoo.py`.
@@ -41,6 +44,13 @@ impl Mlp {
 }
 
 impl NativeBackend {
+    /// Reads the time from `clock` from now on: tests drive the loop on a
+    /// synthetic clock.
+    #[cfg(test)]
+    pub(crate) fn set_clock(&mut self, clock: Box<dyn Clock>) {
+        self.clock = clock;
+    }
+
     pub fn new(pipeline: &Pipeline, ctx: RunContext) -> Self {
         let Model::Builtin { name, args } = &pipeline.model else {
             unreachable!("spec validation pairs the native backend with built-in models")
@@ -51,7 +61,8 @@ impl NativeBackend {
             args: args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             device_choice: pipeline.runner.device,
             warmup: pipeline.runner.warmup.clone(),
-            measure: pipeline.runner.measure.clone(),
+            rule: StopRule::from(&pipeline.runner.measure),
+            clock: Box::new(WallClock::default()),
         }
     }
 
@@ -79,7 +90,7 @@ impl NativeBackend {
     }
 
     fn measure_case(
-        &self,
+        &mut self,
         case: &Case,
         device: Device,
         kind: Kind,
@@ -135,8 +146,8 @@ impl NativeBackend {
             "abs_sum": wide.abs().sum(Kind::Double).double_value(&[]),
         });
 
-        let (mut n, started) = (0u64, Instant::now());
-        while n < self.warmup.min_iters || started.elapsed() < self.warmup.min_time {
+        let (mut n, started) = (0u64, self.clock.now());
+        while !warmed_up(&self.warmup, n, self.clock.now() - started) {
             if self.ctx.stop.is_set() {
                 return Ok(None);
             }
@@ -144,9 +155,10 @@ impl NativeBackend {
             n += 1;
         }
         sync();
+        let mut sampler = Sampler::new(self.rule);
         let mut samples = Vec::new();
-        let started = Instant::now();
-        loop {
+        let started = self.clock.now();
+        let stop = loop {
             if self.ctx.stop.is_set() {
                 return Ok(None);
             }
@@ -154,19 +166,18 @@ impl NativeBackend {
             let _ = mlp.forward(&x);
             sync();
             samples.push(t.elapsed().as_secs_f64());
-            let elapsed = started.elapsed();
-            let enough =
-                samples.len() as u64 >= self.measure.min_iters && elapsed >= self.measure.min_time;
-            if enough || (elapsed >= self.measure.max_time && samples.len() >= 2) {
-                break;
+            let elapsed = self.clock.now() - started;
+            if let Some(stop) = sampler.done(samples.len(), elapsed, || &samples) {
+                break stop;
             }
-        }
+        };
         let mut diagnostics = serde_json::Map::new();
         diagnostics.insert("device".into(), format!("{device:?}").to_lowercase().into());
         diagnostics.insert("first_call".into(), first_call.into());
         diagnostics.insert("warmup_iters".into(), n.into());
         diagnostics.insert("output_digest".into(), digest);
         diagnostics.insert("fresh_process".into(), false.into());
+        diagnostics.insert("stop".into(), stop.as_str().into());
         Ok(Some(ProcessSamples {
             latency: samples,
             diagnostics,

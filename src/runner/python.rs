@@ -7,15 +7,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::process::{describe_exit, Ended, Supervised};
+use super::protocol::{
+    parse_line, AccuracySpec, CaseSpec, CompileSpec, MeasureSpec, Message, ModelSpec, ProbeRequest,
+    ProtocolError, Request, RunRequest, RunResult, WarmupSpec, PROTOCOL_VERSION,
+};
 use super::{
-    metric, scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
+    scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
     RunnerError,
 };
-use crate::spec::{Case, CompileMode, CompileScope, DeviceChoice, Model, Pipeline};
+use crate::metric;
+use crate::spec::{
+    defaults, AccuracyConfig, Case, CompileMode, CompileScope, DeviceChoice, Model, Phase,
+    Pipeline, Precision,
+};
 
 /// Environment variable naming the interpreter when the pipeline does not.
 pub const PYTHON_ENV: &str = "REGRESS_PYTHON";
@@ -61,27 +68,21 @@ pub struct PythonBackend {
     /// Holds the worker sources for as long as the backend lives.
     dir: tempfile::TempDir,
     ctx: RunContext,
-    /// `{"kind": "builtin", "name": ...}` or `{"kind": "entrypoint", "target": ...}`.
-    model: Value,
-    args: Map<String, Value>,
     device: DeviceChoice,
-    /// Settings every run request carries unchanged (warm-up, sampling,
-    /// cache policy, precision, compile options, accuracy gate).
-    settings: Map<String, Value>,
-    /// Where inductor's CPU vector-ISA checks are kept for the run, so the
-    /// probe makes them once instead of every worker (none when nothing compiles).
-    isa_checks: Option<PathBuf>,
+    /// The request of every case, before the case's own fields are filled in.
+    template: RunRequest,
+    accuracy: AccuracyConfig,
     timeout: Duration,
     /// The workers' environment, scrubbed of secrets once, not per spawn.
     env: Vec<(OsString, OsString)>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Line {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(flatten)]
-    rest: Map<String, Value>,
+/// What came back from one worker process.
+struct Exchange {
+    /// The messages it wrote, or the first line that broke the protocol.
+    messages: Result<Vec<Message>, ProtocolError>,
+    ended: Ended,
+    stderr_tail: String,
 }
 
 impl PythonBackend {
@@ -99,11 +100,15 @@ impl PythonBackend {
         };
         let (model, args) = match &pipeline.model {
             Model::Builtin { name, args } => (
-                json!({"kind": "builtin", "name": name.as_str()}),
+                ModelSpec::Builtin {
+                    name: name.as_str(),
+                },
                 params(args),
             ),
             Model::Entrypoint { target, args } => (
-                json!({"kind": "entrypoint", "target": target}),
+                ModelSpec::Entrypoint {
+                    target: target.clone(),
+                },
                 params(args),
             ),
             Model::Command { .. } => {
@@ -112,49 +117,62 @@ impl PythonBackend {
         };
         let r = &pipeline.runner;
         let o = &pipeline.compile_options;
-        let scope = match &o.scope {
-            CompileScope::Model => json!("model"),
-            CompileScope::Blocks => json!("blocks"),
-            CompileScope::Names(names) => json!({ "names": names }),
-        };
-        let a = &pipeline.accuracy;
-        let settings = json!({
-            "warmup": {"min_iters": r.warmup.min_iters, "min_time": r.warmup.min_time.as_secs_f64()},
-            "measure": {
-                "min_iters": r.measure.min_iters,
-                "min_time": r.measure.min_time.as_secs_f64(),
-                "max_time": r.measure.max_time.as_secs_f64(),
-                "target_rel_iqr": r.measure.target_rel_iqr,
-            },
-            "l2": r.l2.as_str(),
-            "cast": r.cast.as_str(),
-            "fp8": r.fp8.as_str(),
-            "compile_options": {
-                "fullgraph": o.fullgraph,
-                "dynamic": o.dynamic,
-                "backend": o.backend,
-                "scope": scope,
-                "cache": o.cache.as_str(),
-            },
-            "accuracy": {"check": a.check, "rtol": a.rtol, "atol": a.atol, "rmse": a.rmse},
-        });
-        let Value::Object(settings) = settings else {
-            unreachable!("a JSON object literal")
-        };
         let compiles = pipeline
             .cases()
             .iter()
             .any(|c| c.compile.is_some_and(|m| m != CompileMode::Eager));
-        let isa_checks = (compiles && o.backend == "inductor")
+        // Inductor's CPU vector-ISA checks, kept for the run, so the probe
+        // makes them once instead of every worker (none when nothing compiles).
+        let isa_checks = (compiles && o.backend == defaults::COMPILE_BACKEND)
             .then(|| ctx.scratch.path().join("isa-checks.json"));
+        let template = RunRequest {
+            protocol: PROTOCOL_VERSION,
+            model,
+            args,
+            device: r.device.as_str(),
+            case: CaseSpec {
+                id: String::new(),
+                label: String::new(),
+                params: Value::Null,
+                precision: Precision::Fp32.as_str(),
+                compile: CompileMode::Eager.as_str(),
+                phase: Phase::Forward.as_str(),
+            },
+            repeat: 0,
+            seed: ctx.seed,
+            isa_checks,
+            warmup: WarmupSpec {
+                min_iters: r.warmup.min_iters,
+                min_time: r.warmup.min_time.as_secs_f64(),
+            },
+            measure: MeasureSpec {
+                min_iters: r.measure.min_iters,
+                min_time: r.measure.min_time.as_secs_f64(),
+                max_time: r.measure.max_time.as_secs_f64(),
+                target_rel_iqr: r.measure.target_rel_iqr,
+            },
+            l2: r.l2.as_str(),
+            cast: r.cast.as_str(),
+            fp8: r.fp8.as_str(),
+            compile_options: CompileSpec {
+                fullgraph: o.fullgraph,
+                dynamic: o.dynamic,
+                backend: o.backend.clone(),
+                scope: match &o.scope {
+                    CompileScope::Model => json!("model"),
+                    CompileScope::Blocks => json!("blocks"),
+                    CompileScope::Names(names) => json!({ "names": names }),
+                },
+                cache: o.cache.as_str(),
+            },
+            accuracy: accuracy_spec(&pipeline.accuracy, Precision::Fp32),
+        };
         Ok(PythonBackend {
             python: interpreter(r.python.as_deref(), &ctx.venv_root),
             dir,
-            model,
-            args,
             device: r.device,
-            settings,
-            isa_checks,
+            template,
+            accuracy: pipeline.accuracy.clone(),
             timeout: r.timeout,
             env: scrubbed_env(&r.env_passthrough),
             ctx,
@@ -165,12 +183,25 @@ impl PythonBackend {
         self.python.display().to_string()
     }
 
-    /// Runs the worker with one request; returns its protocol lines and how it ended.
-    fn exchange(
-        &self,
-        request: &Value,
-        timeout: Duration,
-    ) -> std::io::Result<(Vec<Line>, Ended, String)> {
+    /// The request for one process of a case.
+    fn request(&self, case: &Case, repeat: u32) -> Request {
+        let precision = case.precision.unwrap_or(Precision::Fp32);
+        let mut run = self.template.clone();
+        run.case = CaseSpec {
+            id: case.id.to_string(),
+            label: case.label.clone(),
+            params: serde_json::to_value(&case.params).expect("params serialise"),
+            precision: precision.as_str(),
+            compile: case.compile.unwrap_or(CompileMode::Eager).as_str(),
+            phase: case.phase.as_str(),
+        };
+        run.repeat = repeat;
+        run.accuracy = accuracy_spec(&self.accuracy, precision);
+        Request::Run(Box::new(run))
+    }
+
+    /// Runs the worker with one request: what it wrote and how it ended.
+    fn exchange(&self, request: &Request, timeout: Duration) -> std::io::Result<Exchange> {
         let mut cmd = Command::new(&self.python);
         cmd.arg(self.dir.path().join("regress_worker.py"))
             .current_dir(&self.ctx.workdir)
@@ -181,76 +212,139 @@ impl PythonBackend {
             .stdout(Stdio::piped());
         let mut proc = Supervised::spawn(cmd)?;
         let mut stdin = proc.child.stdin.take().expect("stdin is piped");
-        writeln!(stdin, "{request}")?;
+        writeln!(stdin, "{}", request.to_line())?;
         drop(stdin);
         let stdout = proc.child.stdout.take().expect("stdout is piped");
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str::<Line>(&l).ok())
-                .collect::<Vec<_>>()
+        let reader = std::thread::spawn(move || -> Result<Vec<Message>, ProtocolError> {
+            let mut messages = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                messages.push(parse_line(&line)?);
+            }
+            Ok(messages)
         });
         let ended = proc.wait(Instant::now() + timeout, &self.ctx.stop)?;
-        let lines = reader.join().unwrap_or_default();
-        let tail = proc.stderr_tail();
-        Ok((lines, ended, tail))
+        let messages = reader.join().unwrap_or_else(|_| Ok(Vec::new()));
+        Ok(Exchange {
+            messages,
+            ended,
+            stderr_tail: proc.stderr_tail(),
+        })
     }
 }
 
-fn str_field(map: &Map<String, Value>, key: &str) -> Option<String> {
-    map.get(key).and_then(Value::as_str).map(str::to_string)
+/// The accuracy gate for one precision: the pipeline's tolerances where it
+/// sets them, else the defaults for the precision.
+fn accuracy_spec(a: &AccuracyConfig, precision: Precision) -> AccuracySpec {
+    let d = defaults::tolerance(precision);
+    AccuracySpec {
+        check: a.check,
+        rtol: a.rtol.unwrap_or(d.rtol),
+        atol: a.atol.unwrap_or(d.atol),
+        rmse: a.rmse.unwrap_or(d.rmse),
+    }
 }
 
-fn f64_field(map: &Map<String, Value>, key: &str) -> Option<f64> {
-    map.get(key).and_then(Value::as_f64)
+/// The samples of a result message, metrics named by the metric table.
+fn process_samples(r: RunResult) -> ProcessSamples {
+    let mut diagnostics = r.diagnostics;
+    if let Some(first) = r.first_call {
+        diagnostics.insert("first_call".into(), first.into());
+    }
+    let mut samples = ProcessSamples {
+        latency: r.samples,
+        ..ProcessSamples::default()
+    };
+    for (name, value) in [
+        (metric::COMPILE_TIME, r.compile_time),
+        (metric::PEAK_MEMORY, r.peak_memory),
+        (metric::PEAK_MEMORY_RESERVED, r.peak_memory_reserved),
+    ] {
+        if let Some(v) = value {
+            samples.push_once(name, v);
+        }
+    }
+    if let Some(c) = r.compile {
+        for (name, value) in [
+            (metric::GRAPH_BREAKS, c.graph_breaks),
+            (metric::UNIQUE_GRAPHS, c.unique_graphs),
+            (metric::RECOMPILES, c.recompiles),
+        ] {
+            if let Some(v) = value {
+                samples.push_once(name, v);
+            }
+        }
+        let mut compile = c.details;
+        for (name, value) in [
+            (metric::GRAPH_BREAKS, c.graph_breaks),
+            (metric::UNIQUE_GRAPHS, c.unique_graphs),
+            (metric::RECOMPILES, c.recompiles),
+        ] {
+            if let Some(v) = value {
+                compile.insert(name.into(), v.into());
+            }
+        }
+        diagnostics.insert("compile".into(), Value::Object(compile));
+    }
+    samples.diagnostics = diagnostics;
+    samples
 }
 
 impl Backend for PythonBackend {
     fn environment(&mut self) -> Result<Environment, RunnerError> {
-        let request = json!({
-            "cmd": "probe",
-            "device": self.device.as_str(),
-            "isa_checks": self.isa_checks,
+        let request = Request::Probe(ProbeRequest {
+            protocol: PROTOCOL_VERSION,
+            device: self.device.as_str(),
+            isa_checks: self.template.isa_checks.clone(),
         });
-        let (lines, ended, tail) = self.exchange(&request, PROBE_TIMEOUT).map_err(|source| {
+        let x = self.exchange(&request, PROBE_TIMEOUT).map_err(|source| {
             RunnerError::PythonMissing {
                 python: self.python_name(),
                 source,
             }
         })?;
-        for line in &lines {
-            match line.kind.as_str() {
-                "probe" => {
-                    let m = &line.rest;
+        let messages = x.messages.map_err(|e| RunnerError::Probe {
+            python: self.python_name(),
+            detail: e.to_string(),
+        })?;
+        for message in messages {
+            match message {
+                Message::Probe(p) => {
                     return Ok(Environment {
-                        torch: str_field(m, "torch"),
-                        python: str_field(m, "python"),
-                        device: str_field(m, "device"),
-                        gpu: str_field(m, "gpu"),
-                        gpu_count: m.get("gpu_count").and_then(Value::as_u64).unwrap_or(0) as u32,
-                        compute_capability: str_field(m, "compute_capability"),
-                        cuda: str_field(m, "cuda"),
-                        cudnn: str_field(m, "cudnn"),
-                        threads: m.get("threads").and_then(Value::as_u64).map(|t| t as u32),
-                        settings: m
-                            .get("settings")
-                            .and_then(Value::as_object)
-                            .cloned()
-                            .unwrap_or_default(),
+                        torch: p.torch,
+                        python: p.python,
+                        device: p.device,
+                        gpu: p.gpu,
+                        gpu_count: p.gpu_count,
+                        compute_capability: p.compute_capability,
+                        cuda: p.cuda,
+                        cudnn: p.cudnn,
+                        threads: p.threads,
+                        settings: p.settings,
                     });
                 }
-                "error" if str_field(&line.rest, "kind").as_deref() == Some("no_torch") => {
+                Message::Error { kind, message } if kind == "no_torch" => {
                     return Err(RunnerError::NoTorch {
                         python: self.python_name(),
-                        detail: str_field(&line.rest, "message").unwrap_or_default(),
+                        detail: message,
+                    });
+                }
+                Message::Error { message, .. } => {
+                    return Err(RunnerError::Probe {
+                        python: self.python_name(),
+                        detail: message,
                     });
                 }
                 _ => {}
             }
         }
-        let detail = match ended {
-            Ended::Exited(status) => format!("{}; stderr:\n{tail}", describe_exit(status)),
+        let detail = match x.ended {
+            Ended::Exited(status) => {
+                format!("{}; stderr:\n{}", describe_exit(status), x.stderr_tail)
+            }
             Ended::TimedOut => format!("no answer within {PROBE_TIMEOUT:?}"),
             Ended::Stopped => "interrupted".to_string(),
         };
@@ -261,27 +355,7 @@ impl Backend for PythonBackend {
     }
 
     fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome {
-        let mut request = json!({
-            "cmd": "run",
-            "model": self.model,
-            "args": self.args,
-            "device": self.device.as_str(),
-            "case": {
-                "id": case.id,
-                "label": case.label,
-                "params": case.params,
-                "precision": case.precision,
-                "compile": case.compile,
-                "phase": case.phase,
-            },
-            "repeat": repeat,
-            "seed": self.ctx.seed,
-            "isa_checks": self.isa_checks,
-        });
-        if let Value::Object(map) = &mut request {
-            map.extend(self.settings.clone());
-        }
-        let (lines, ended, tail) = match self.exchange(&request, self.timeout) {
+        let x = match self.exchange(&self.request(case, repeat), self.timeout) {
             Ok(x) => x,
             Err(e) => {
                 return Outcome::Failed {
@@ -290,7 +364,8 @@ impl Backend for PythonBackend {
                 }
             }
         };
-        match ended {
+        let tail = x.stderr_tail;
+        match x.ended {
             Ended::Stopped => return Outcome::Interrupted,
             Ended::TimedOut => {
                 return Outcome::Failed {
@@ -303,66 +378,32 @@ impl Backend for PythonBackend {
             }
             Ended::Exited(_) => {}
         }
-        for line in lines {
-            let m = &line.rest;
-            match line.kind.as_str() {
-                "result" => {
-                    let latency: Vec<f64> = m
-                        .get("samples")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(Value::as_f64).collect())
-                        .unwrap_or_default();
-                    let mut diagnostics = m
-                        .get("diagnostics")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default();
-                    if let Some(first) = m.get("first_call") {
-                        diagnostics.insert("first_call".into(), first.clone());
-                    }
-                    let mut extra = Vec::new();
-                    if let Some(reserved) = f64_field(m, "peak_memory_reserved") {
-                        extra.push((
-                            metric::PEAK_MEMORY_RESERVED.to_string(),
-                            "B".into(),
-                            vec![reserved],
-                        ));
-                    }
-                    if let Some(compile) = m.get("compile").and_then(Value::as_object) {
-                        for name in [
-                            metric::GRAPH_BREAKS,
-                            metric::UNIQUE_GRAPHS,
-                            metric::RECOMPILES,
-                        ] {
-                            if let Some(v) = f64_field(compile, name) {
-                                extra.push((name.to_string(), "count".into(), vec![v]));
-                            }
-                        }
-                        diagnostics.insert("compile".into(), Value::Object(compile.clone()));
-                    }
-                    return Outcome::Measured(ProcessSamples {
-                        latency,
-                        compile_time: f64_field(m, "compile_time"),
-                        peak_memory: f64_field(m, "peak_memory"),
-                        extra,
-                        diagnostics,
-                    });
+        let messages = match x.messages {
+            Ok(m) => m,
+            Err(e) => {
+                return Outcome::Failed {
+                    kind: FailureKind::Failed,
+                    reason: format!("{e}; stderr:\n{tail}"),
                 }
-                "skipped" => return Outcome::Skipped(str_field(m, "reason").unwrap_or_default()),
-                "accuracy_fail" => {
+            }
+        };
+        for message in messages {
+            match message {
+                Message::Result(r) => return Outcome::Measured(process_samples(r)),
+                Message::Skipped { reason } => return Outcome::Skipped(reason),
+                Message::AccuracyFail { message, .. } => {
                     return Outcome::Failed {
                         kind: FailureKind::AccuracyFail,
-                        reason: str_field(m, "message").unwrap_or_default(),
+                        reason: message,
                     }
                 }
-                "error" => {
-                    let kind = match str_field(m, "kind").as_deref() {
-                        Some("oom") => FailureKind::Oom,
-                        _ => FailureKind::Failed,
-                    };
-                    let message = str_field(m, "message").unwrap_or_default();
+                Message::Error { kind, message } => {
                     return Outcome::Failed {
-                        kind,
+                        kind: if kind == "oom" {
+                            FailureKind::Oom
+                        } else {
+                            FailureKind::Failed
+                        },
                         reason: if tail.is_empty() {
                             message
                         } else {
@@ -370,10 +411,10 @@ impl Backend for PythonBackend {
                         },
                     };
                 }
-                _ => {}
+                Message::Probe(_) => {}
             }
         }
-        let how = match ended {
+        let how = match x.ended {
             Ended::Exited(status) => describe_exit(status),
             _ => "ended".to_string(),
         };
@@ -381,5 +422,70 @@ impl Backend for PythonBackend {
             kind: FailureKind::Failed,
             reason: format!("the worker {how} without a result; stderr:\n{tail}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_refuses_a_request_of_another_protocol_before_importing_torch() {
+        // Plain python3 (no torch needed): the check comes first.
+        let worker = concat!(env!("CARGO_MANIFEST_DIR"), "/python/regress_worker.py");
+        let mut child = match Command::new("python3")
+            .arg(worker)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("skipped: no python3 ({e})");
+                return;
+            }
+        };
+        let request = json!({"cmd": "probe", "protocol": 999, "device": "cpu", "isa_checks": null});
+        writeln!(child.stdin.take().unwrap(), "{request}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text.lines().next().expect("an answer");
+        let Message::Error { kind, message } = parse_line(line).unwrap() else {
+            panic!("an error: {line}")
+        };
+        assert_eq!(kind, "protocol");
+        assert!(
+            message.contains("protocol 999")
+                && message.contains(&format!("speaks {PROTOCOL_VERSION}")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn requests_carry_every_setting_resolved() {
+        let src = "version: 1\nname: r\nmodel: {builtin: mlp}\nrunner: {device: cpu}\nmatrix: {precision: [bf16], compile: [default]}\naccuracy: {rtol: 0.5}\n";
+        let p = Pipeline::parse(src, Path::new("r.yaml")).unwrap().remove(0);
+        let dir = std::env::temp_dir();
+        let ctx = RunContext::new(dir.clone(), dir, super::super::StopFlag::default(), 0).unwrap();
+        let backend = PythonBackend::new(&p, ctx).unwrap();
+        let request: Value =
+            serde_json::from_str(&backend.request(&p.cases()[0], 1).to_line()).unwrap();
+        assert_eq!(request["cmd"], "run");
+        assert_eq!(request["protocol"], PROTOCOL_VERSION);
+        assert_eq!(request["repeat"], 1);
+        assert_eq!(request["case"]["precision"], "bf16");
+        assert_eq!(request["compile_options"]["backend"], "inductor");
+        // The pipeline's rtol, the bf16 defaults for the rest.
+        let bf16 = defaults::tolerance(Precision::Bf16);
+        assert_eq!(request["accuracy"]["rtol"], 0.5);
+        assert_eq!(request["accuracy"]["atol"], bf16.atol);
+        assert_eq!(request["accuracy"]["rmse"], bf16.rmse);
+        assert_eq!(
+            request["measure"]["target_rel_iqr"],
+            defaults::TARGET_REL_IQR
+        );
+        assert_eq!(request["l2"], "warm");
     }
 }

@@ -1,11 +1,9 @@
 //! Expanding a pipeline's matrix into cases, each with a stable id and a
 //! readable label such as `attention[batch=8,seq_len=1024,bf16,eager]/forward`.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-use super::{BackendKind, CompileMode, ParamValue, Phase, Pipeline, Precision};
+use super::{BackendKind, CaseId, CompileMode, ParamValue, Phase, Pipeline, Precision};
 
 /// The parameters of one case, in matrix order.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -55,52 +53,6 @@ impl<'de> Deserialize<'de> for Params {
     }
 }
 
-/// A case's stable identity: 16 hex digits of a hash of the pipeline name,
-/// the model and the case's parameters and phase.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CaseId(String);
-
-impl CaseId {
-    /// Hex digits in an id.
-    pub const LEN: usize = 16;
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for CaseId {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        if s.len() == Self::LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            Ok(CaseId(s))
-        } else {
-            Err(format!(
-                "`{s}` is not a case id ({} lowercase hex digits)",
-                Self::LEN
-            ))
-        }
-    }
-}
-
-impl From<CaseId> for String {
-    fn from(id: CaseId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for CaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// One thing to measure: a point of the matrix and a phase.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Case {
@@ -118,20 +70,6 @@ impl Case {
     pub fn group_label(&self, model_name: &str) -> String {
         label(model_name, &self.params, self.phase, true)
     }
-}
-
-/// FNV-1a, 64 bit: tiny, dependency-free and stable across releases and
-/// platforms, which `std`'s hasher is not. Collisions are irrelevant at the
-/// scale of a pipeline's cases.
-pub(crate) fn fnv_hex(bytes: &[u8]) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(PRIME);
-    }
-    format!("{h:016x}")
 }
 
 /// `model[k=v,...,precision,compile]/phase`: shape parameters in matrix
@@ -220,7 +158,7 @@ pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
                 params.canonical(),
                 phase
             );
-            let id = CaseId(fnv_hex(key.as_bytes()));
+            let id = CaseId::of(&key);
             if !seen.insert(id.clone()) {
                 continue; // an `include` that repeats a matrix point
             }

@@ -7,6 +7,7 @@
 //! would be valid.
 
 mod case;
+pub mod defaults;
 mod duration;
 mod error;
 mod locate;
@@ -20,18 +21,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use case::fnv_hex;
-pub use case::{Case, CaseId, Params};
+pub use crate::id::CaseId;
+pub use case::{Case, Params};
 pub use duration::{parse_duration, DURATION_HINT};
 pub use error::SpecError;
 pub use locate::KeyPath;
 
 /// The only pipeline format version this build reads.
 pub const PIPELINE_VERSION: u32 = 1;
-
-/// Relative IQR below which sampling stops before `max_time`: 2 % resolves
-/// the default 3 % threshold without spending the whole budget on quiet cases.
-pub const DEFAULT_TARGET_REL_IQR: f64 = 0.02;
 
 /// A validated pipeline: what to run, where, how often, and how to judge it.
 #[derive(Debug, Clone, Serialize)]
@@ -236,7 +233,7 @@ impl Default for CompileOptions {
         CompileOptions {
             fullgraph: false,
             dynamic: None,
-            backend: "inductor".into(),
+            backend: defaults::COMPILE_BACKEND.into(),
             scope: CompileScope::Model,
             cache: CompileCache::Cold,
         }
@@ -475,16 +472,16 @@ impl Pipeline {
             },
         });
         let extra = measured.as_object_mut().expect("a JSON object");
-        if (r.measure.target_rel_iqr - DEFAULT_TARGET_REL_IQR).abs() > f64::EPSILON {
+        if (r.measure.target_rel_iqr - defaults::TARGET_REL_IQR).abs() > f64::EPSILON {
             extra.insert("target_rel_iqr".into(), r.measure.target_rel_iqr.into());
         }
-        if r.l2 != L2Policy::Warm {
+        if r.l2 != defaults::L2 {
             extra.insert("l2".into(), r.l2.as_str().into());
         }
-        if r.cast != CastMode::Dtype {
+        if r.cast != defaults::CAST {
             extra.insert("cast".into(), r.cast.as_str().into());
         }
-        if r.fp8 != Fp8Recipe::ScaledMm {
+        if r.fp8 != defaults::FP8 {
             extra.insert("fp8".into(), r.fp8.as_str().into());
         }
         if let Model::Command {
@@ -498,7 +495,7 @@ impl Pipeline {
             let options = serde_json::to_value(&self.compile_options).expect("options serialise");
             extra.insert("compile_options".into(), options);
         }
-        case::fnv_hex(measured.to_string().as_bytes())
+        crate::id::fnv_hex(measured.to_string().as_bytes())
     }
 }
 

@@ -7,28 +7,20 @@ use std::time::Duration;
 
 use serde_yaml::{Mapping, Value};
 
+use super::defaults;
 use super::error::Invalid;
 use super::locate::KeyPath;
 use super::raw::{RawAccuracy, RawCompare, RawCompileOptions, RawModel, RawPipeline, RawRunner};
 use super::{
-    parse_duration, AccuracyConfig, BackendKind, BuiltinModel, CastMode, CommandOutput,
-    CompareConfig, CompileMode, CompileOptions, CompileScope, DeviceChoice, Fp8Recipe, L2Policy,
-    Matrix, Measure, Model, ParamValue, Phase, Pipeline, Precision, RunnerConfig, StringEnum,
-    Warmup, DEFAULT_TARGET_REL_IQR, DURATION_HINT, PIPELINE_VERSION,
+    parse_duration, AccuracyConfig, BackendKind, BuiltinModel, CommandOutput, CompareConfig,
+    CompileMode, CompileOptions, CompileScope, DeviceChoice, Matrix, Measure, Model, ParamValue,
+    Phase, Pipeline, Precision, RunnerConfig, StringEnum, Warmup, DURATION_HINT, PIPELINE_VERSION,
 };
 
 type Result<T> = std::result::Result<T, Invalid>;
 
 /// Longest pipeline name: it becomes a directory name in the store.
 const MAX_NAME_LEN: usize = 64;
-
-/// Default practical threshold: changes below 3 % are not worth a red check
-/// on shared GPU runners, whose run-to-run noise is of that order.
-const DEFAULT_THRESHOLD: f64 = 0.03;
-/// Default significance level; strict because a CI gate runs many tests.
-const DEFAULT_ALPHA: f64 = 0.01;
-/// Default independent repeats per case.
-const DEFAULT_PROCESSES: u32 = 3;
 
 /// Matrix keys that are not axes.
 const MATRIX_RESERVED: [&str; 2] = ["include", "exclude"];
@@ -98,7 +90,7 @@ fn check_name(name: &str, key: &KeyPath) -> Result<()> {
 
 fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
     let backend = match raw.backend {
-        None => BackendKind::Python,
+        None => defaults::BACKEND,
         Some(text) => BackendKind::parse(&text).ok_or_else(|| {
             Invalid::new(
                 key.key("backend"),
@@ -107,7 +99,7 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
         })?,
     };
     let device = match raw.device {
-        None => DeviceChoice::Auto,
+        None => defaults::DEVICE,
         Some(text) => DeviceChoice::parse(&text).ok_or_else(|| {
             Invalid::new(
                 key.key("device"),
@@ -115,14 +107,14 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
             )
         })?,
     };
-    let l2 = parsed(raw.l2, L2Policy::Warm, "L2 policy", &key.key("l2"))?;
-    let cast = parsed(raw.cast, CastMode::Dtype, "cast mode", &key.key("cast"))?;
-    let fp8 = parsed(raw.fp8, Fp8Recipe::ScaledMm, "fp8 recipe", &key.key("fp8"))?;
+    let l2 = parsed(raw.l2, defaults::L2, "L2 policy", &key.key("l2"))?;
+    let cast = parsed(raw.cast, defaults::CAST, "cast mode", &key.key("cast"))?;
+    let fp8 = parsed(raw.fp8, defaults::FP8, "fp8 recipe", &key.key("fp8"))?;
     if backend == BackendKind::Native {
         let unsupported = [
-            ("l2", l2 != L2Policy::Warm),
-            ("cast", cast != CastMode::Dtype),
-            ("fp8", fp8 != Fp8Recipe::ScaledMm),
+            ("l2", l2 != defaults::L2),
+            ("cast", cast != defaults::CAST),
+            ("fp8", fp8 != defaults::FP8),
         ];
         if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
             return Err(Invalid::new(
@@ -131,32 +123,40 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
             ));
         }
     }
-    let processes = raw.processes.unwrap_or(DEFAULT_PROCESSES);
+    let processes = raw.processes.unwrap_or(defaults::PROCESSES);
     if processes == 0 {
         return Err(Invalid::new(
             key.key("processes"),
             "must be at least 1: each process is one independent repeat of the case",
         ));
     }
-    // The command backend pays a process start per iteration: fewer iterations by default.
-    let (warm_iters, measure_iters) = match backend {
-        BackendKind::Command => (1, 10),
-        _ => (10, 30),
-    };
+    let (warm_iters, measure_iters) = defaults::iterations(backend);
     let warmup_raw = raw.warmup.unwrap_or_default();
     let wkey = key.key("warmup");
     let warmup = Warmup {
         min_iters: warmup_raw.min_iters.unwrap_or(warm_iters),
-        min_time: duration_or(warmup_raw.min_time, &wkey.key("min_time"), "100ms")?,
+        min_time: duration_or(
+            warmup_raw.min_time,
+            &wkey.key("min_time"),
+            defaults::WARMUP_TIME,
+        )?,
     };
     let measure_raw = raw.measure.unwrap_or_default();
     let mkey = key.key("measure");
     let measure = Measure {
         min_iters: measure_raw.min_iters.unwrap_or(measure_iters),
-        min_time: duration_or(measure_raw.min_time, &mkey.key("min_time"), "1s")?,
-        max_time: duration_or(measure_raw.max_time, &mkey.key("max_time"), "10s")?,
+        min_time: duration_or(
+            measure_raw.min_time,
+            &mkey.key("min_time"),
+            defaults::MEASURE_MIN_TIME,
+        )?,
+        max_time: duration_or(
+            measure_raw.max_time,
+            &mkey.key("max_time"),
+            defaults::MEASURE_MAX_TIME,
+        )?,
         target_rel_iqr: match measure_raw.target_rel_iqr {
-            None => DEFAULT_TARGET_REL_IQR,
+            None => defaults::TARGET_REL_IQR,
             Some(v) => percentage(&v, &mkey.key("target_rel_iqr"), 100.0)?,
         },
     };
@@ -175,7 +175,7 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
             ),
         ));
     }
-    let timeout = duration_or(raw.timeout, &key.key("timeout"), "10m")?;
+    let timeout = duration_or(raw.timeout, &key.key("timeout"), defaults::TIMEOUT)?;
     if timeout.is_zero() {
         return Err(Invalid::new(key.key("timeout"), "must be longer than 0s"));
     }
@@ -194,8 +194,10 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
     })
 }
 
-fn duration_or(text: Option<String>, key: &KeyPath, default: &str) -> Result<Duration> {
-    let text = text.unwrap_or_else(|| default.to_string());
+fn duration_or(text: Option<String>, key: &KeyPath, default: Duration) -> Result<Duration> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
     parse_duration(&text).ok_or_else(|| {
         Invalid::new(
             key.clone(),
@@ -632,7 +634,7 @@ fn matrix(
 
 fn phases(raw: Option<Vec<String>>, backend: BackendKind, key: &KeyPath) -> Result<Vec<Phase>> {
     let Some(raw) = raw else {
-        return Ok(vec![Phase::Forward]);
+        return Ok(defaults::PHASES.to_vec());
     };
     if raw.is_empty() {
         return Err(Invalid::new(
@@ -671,10 +673,10 @@ fn phases(raw: Option<Vec<String>>, backend: BackendKind, key: &KeyPath) -> Resu
 
 fn compare(raw: RawCompare, key: &KeyPath) -> Result<CompareConfig> {
     let threshold = match raw.threshold {
-        None => DEFAULT_THRESHOLD,
+        None => defaults::THRESHOLD,
         Some(v) => percentage(&v, &key.key("threshold"), 1000.0)?,
     };
-    let alpha = raw.alpha.unwrap_or(DEFAULT_ALPHA);
+    let alpha = raw.alpha.unwrap_or(defaults::ALPHA);
     if !(alpha > 0.0 && alpha <= 0.5) {
         return Err(Invalid::new(
             key.key("alpha"),

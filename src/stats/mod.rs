@@ -3,22 +3,23 @@
 //! and non-finite input.
 
 mod bh;
+mod decision;
+mod evidence;
 mod history;
 mod hodges_lehmann;
 mod mann_whitney;
 mod summary;
-mod verdict;
 mod welch;
 
 pub use bh::bh_qvalues;
+pub use decision::{decide, Decision, Direction};
+pub use evidence::{
+    evidence, process_estimate, process_location, Evidence, Method, ProcessEstimate, MDE_POWER,
+};
 pub use history::run_to_run_variance;
 pub use hodges_lehmann::{hodges_lehmann, Shift};
 pub use mann_whitney::{mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
 pub use summary::{quantile, Summary, NOISY_REL_IQR};
-pub use verdict::{
-    decide, evidence, process_estimate, process_location, Direction, Evidence, Method,
-    ProcessEstimate, Verdict, MDE_POWER,
-};
 pub use welch::{mean_interval, pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
 
 /// Input the statistics cannot use.

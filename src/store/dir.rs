@@ -10,7 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Store, StoreError, Stored};
+use super::{Store, StoreError};
 use crate::record::{CommitSha, Record, RECORD_SCHEMA_VERSION};
 
 /// Prefix of in-progress files; readers ignore names starting with '.'.
@@ -40,7 +40,7 @@ impl DirStore {
     pub fn path_of(&self, record: &Record) -> PathBuf {
         self.commit_dir(&record.commit.sha)
             .join(&record.pipeline.name)
-            .join(format!("{}.json", record.run_id))
+            .join(format!("{}.json", record.run_id.as_str()))
     }
 
     /// Keeps the store out of `git status` without touching the user's .gitignore.
@@ -63,7 +63,7 @@ impl DirStore {
 }
 
 impl Store for DirStore {
-    fn save(&self, record: &Record) -> Result<PathBuf, StoreError> {
+    fn save(&self, record: &Record) -> Result<(), StoreError> {
         self.ensure_root()?;
         let path = self.path_of(record);
         let dir = path
@@ -90,10 +90,14 @@ impl Store for DirStore {
             let _ = d.sync_all();
         }
         remove_stale_temps(&dir);
-        Ok(path)
+        Ok(())
     }
 
-    fn load(&self, sha: &CommitSha) -> Result<Vec<Stored>, StoreError> {
+    fn location(&self, record: &Record) -> String {
+        self.path_of(record).display().to_string()
+    }
+
+    fn load(&self, sha: &CommitSha) -> Result<Vec<Record>, StoreError> {
         let dir = self.commit_dir(sha);
         let mut out = Vec::new();
         if !dir.exists() {
@@ -107,13 +111,10 @@ impl Store for DirStore {
                 if is_hidden(&file) || file.extension().is_none_or(|e| e != "json") {
                     continue;
                 }
-                out.push(Stored {
-                    record: read_record(&file)?,
-                    path: file,
-                });
+                out.push(read_record(&file)?);
             }
         }
-        out.sort_by_key(|s| s.record.started_at);
+        out.sort_by_key(|r| r.started_at);
         Ok(out)
     }
 }

@@ -1,14 +1,17 @@
-//! Where records live, keyed by commit. One trait so the directory store and
-//! (later) the git-ref store are interchangeable; every backend must make a
-//! write all-or-nothing, so a killed run never leaves a broken record.
+//! Where records live, keyed by commit. One trait so the directory store,
+//! the in-memory store of tests and (later) the git-ref store are
+//! interchangeable; every implementation makes a write all-or-nothing, so
+//! a killed run never leaves a broken record.
 
 mod dir;
+mod mem;
 
 use std::path::PathBuf;
 
 use crate::record::{CommitSha, Record};
 
 pub use dir::{read_record, DirStore};
+pub use mem::MemStore;
 
 /// Default store directory, at the repository root.
 pub const DEFAULT_STORE_DIR: &str = ".regress";
@@ -36,18 +39,14 @@ pub enum StoreError {
     },
 }
 
-/// A record as found in the store.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    pub path: PathBuf,
-    pub record: Record,
-}
-
 /// Keeps records by commit.
 pub trait Store {
-    /// Writes (or replaces, for the same run) a record atomically; returns its location.
-    fn save(&self, record: &Record) -> Result<PathBuf, StoreError>;
+    /// Writes (or replaces, for the same run) a record atomically.
+    fn save(&self, record: &Record) -> Result<(), StoreError>;
 
     /// Every record stored under a commit, oldest run first.
-    fn load(&self, sha: &CommitSha) -> Result<Vec<Stored>, StoreError>;
+    fn load(&self, sha: &CommitSha) -> Result<Vec<Record>, StoreError>;
+
+    /// Where a record is (or will be) kept, for messages to the user.
+    fn location(&self, record: &Record) -> String;
 }

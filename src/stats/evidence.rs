@@ -1,5 +1,6 @@
-//! From samples to a decision: which test fits the data, what the change is
-//! with its interval, and the verdict — a named outcome, never a bare bool.
+//! From samples to evidence: which test fits the data, and what the change
+//! is with its interval and p-value. `decision` turns evidence into a
+//! named outcome.
 
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, FisherSnedecor, Normal};
@@ -12,57 +13,6 @@ use super::{
 
 /// Power at which the minimal detectable change is stated (the usual 80 %).
 pub const MDE_POWER: f64 = 0.8;
-
-/// What a comparison concluded about one case and metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Significantly worse by more than the threshold.
-    Regressed,
-    /// Significantly better by more than the threshold.
-    Improved,
-    /// The interval excludes changes larger than the threshold.
-    Unchanged,
-    /// Neither: these samples cannot tell.
-    Inconclusive,
-    /// Only in head.
-    New,
-    /// Only in base.
-    Removed,
-    /// Failed, timed out or ran out of memory on either side.
-    Failed,
-    /// Skipped on either side (cannot run on this machine).
-    Skipped,
-    /// Measured on different machines or with a different definition.
-    NotComparable,
-}
-
-impl Verdict {
-    /// The spelling used in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Regressed => "regressed",
-            Verdict::Improved => "improved",
-            Verdict::Unchanged => "unchanged",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::New => "new",
-            Verdict::Removed => "removed",
-            Verdict::Failed => "failed",
-            Verdict::Skipped => "skipped",
-            Verdict::NotComparable => "not_comparable",
-        }
-    }
-}
-
-/// Which way is good for a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Latency, memory, compile time.
-    LowerIsBetter,
-    /// Throughput, speed-up.
-    HigherIsBetter,
-}
 
 /// The test a comparison used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -359,118 +309,10 @@ pub fn evidence(
     })
 }
 
-/// The verdict for evidence whose p-value was adjusted to `q` across the
-/// comparison.
-///
-/// `Regressed`/`Improved` need q < alpha *and* a change beyond the
-/// threshold (and, when run-to-run variance is unobserved, beyond the
-/// within-process spread). `Unchanged` needs the interval, widened by that
-/// spread, inside ± threshold. Anything else is `Inconclusive`. The
-/// threshold is symmetric on the log scale (×1.03 vs ÷1.03), so swapping
-/// base and head swaps `Regressed` and `Improved` exactly.
-pub fn decide(e: &Evidence, q: f64, threshold: f64, alpha: f64, direction: Direction) -> Verdict {
-    if !e.log_ratio.is_finite() || q.is_nan() {
-        return Verdict::Inconclusive;
-    }
-    let bound = (1.0 + threshold).ln();
-    let worse = match direction {
-        Direction::LowerIsBetter => e.log_ratio,
-        Direction::HigherIsBetter => -e.log_ratio,
-    };
-    let beyond = bound.max(e.unobserved_spread);
-    if q < alpha && worse.abs() > beyond {
-        return if worse > 0.0 {
-            Verdict::Regressed
-        } else {
-            Verdict::Improved
-        };
-    }
-    if e.lo - e.unobserved_spread > -bound && e.hi + e.unobserved_spread < bound {
-        return Verdict::Unchanged;
-    }
-    Verdict::Inconclusive
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ev(log_ratio: f64, lo: f64, hi: f64) -> Evidence {
-        Evidence {
-            method: Method::PooledProcesses,
-            log_ratio,
-            lo,
-            hi,
-            p: 0.0,
-            mde: 0.01,
-            unobserved_spread: 0.0,
-        }
-    }
-
-    #[test]
-    fn needs_significance_and_size() {
-        let d = Direction::LowerIsBetter;
-        assert_eq!(
-            decide(&ev(0.2, 0.1, 0.3), 1e-6, 0.03, 0.01, d),
-            Verdict::Regressed
-        );
-        assert_eq!(
-            decide(&ev(-0.2, -0.3, -0.1), 1e-6, 0.03, 0.01, d),
-            Verdict::Improved
-        );
-        assert_eq!(
-            decide(&ev(0.2, -0.1, 0.5), 0.2, 0.03, 0.01, d),
-            Verdict::Inconclusive
-        );
-        assert_eq!(
-            decide(&ev(0.01, 0.0, 0.02), 1e-9, 0.03, 0.01, d),
-            Verdict::Unchanged
-        );
-        assert_eq!(
-            decide(&ev(f64::NAN, 0.0, 0.0), 1e-9, 0.03, 0.01, d),
-            Verdict::Inconclusive
-        );
-        assert_eq!(
-            decide(
-                &ev(0.2, 0.1, 0.3),
-                1e-6,
-                0.03,
-                0.01,
-                Direction::HigherIsBetter
-            ),
-            Verdict::Improved
-        );
-    }
-
-    #[test]
-    fn unobserved_run_to_run_variance_caps_the_verdict() {
-        let mut e = ev(0.08, 0.07, 0.09);
-        e.unobserved_spread = 0.1;
-        assert_eq!(
-            decide(&e, 1e-9, 0.03, 0.01, Direction::LowerIsBetter),
-            Verdict::Inconclusive
-        );
-        e.log_ratio = 0.3;
-        assert_eq!(
-            decide(&e, 1e-9, 0.03, 0.01, Direction::LowerIsBetter),
-            Verdict::Regressed
-        );
-    }
-
-    #[test]
-    fn process_estimate_uses_yuens_winsorised_variance() {
-        // Logs 1..=10: the fastest one and the slowest three go, so the kept
-        // logs are 2..=7 (h = 6) and the winsorised ones
-        // [2, 2, 3, 4, 5, 6, 7, 7, 7, 7], mean 5, sum of squares 40:
-        // (n − 1)·s²_w / (h(h − 1)) = 9·(40/9) / 30.
-        let xs: Vec<f64> = (1..=10).map(|i| (i as f64).exp()).collect();
-        let e = process_estimate(&xs).unwrap();
-        assert!((e.location - 4.5).abs() < 1e-12, "{}", e.location);
-        assert!((e.var - 40.0 / 30.0).abs() < 1e-12, "{}", e.var);
-        assert_eq!(e.df, 5.0);
-        let single = process_estimate(&[2.0]).unwrap();
-        assert_eq!((single.var, single.df), (0.0, 0.0));
-    }
+    use crate::stats::{decide, Decision, Direction};
 
     /// Three processes of 30 samples: `noise` inside each, process `p` of
     /// a side shifted by `shifts[p]`.
@@ -534,7 +376,7 @@ mod tests {
         assert!(e.p < 1e-4, "{}", e.p);
         assert_eq!(
             decide(&e, e.p, 0.03, 0.01, Direction::LowerIsBetter),
-            Verdict::Regressed
+            Decision::Regressed
         );
     }
 

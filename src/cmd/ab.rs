@@ -1,0 +1,165 @@
+//! `regress ab`: check out two revisions in temporary worktrees, measure
+//! both on this machine interleaved (ABBA), and compare them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::{current_repo, filtered, load_pipelines, report, select, store_for, warn_all};
+use crate::cli::AbArgs;
+use crate::compare::compare as compare_sides;
+use crate::exit::Exit;
+use crate::git::{AbWorktreeName, Repo, Worktree, AB_PREFIX};
+use crate::resolve::{history_for, Selection, SideInput};
+use crate::runner::RunContext;
+use crate::session::{ab_schedule, install_stop_handler, run_schedule, Lane, SEED};
+use crate::spec::Pipeline;
+
+/// Path of a pipeline file relative to the repository root, so the same
+/// file can be read from another checkout of it.
+fn repo_relative(repo: &Repo, path: &Path) -> anyhow::Result<PathBuf> {
+    let abs =
+        std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let root = std::fs::canonicalize(repo.workdir())?;
+    Ok(abs
+        .strip_prefix(&root)
+        .with_context(|| {
+            format!(
+                "{} is outside the repository {}; `regress ab` reads pipelines from each revision",
+                path.display(),
+                root.display()
+            )
+        })?
+        .to_path_buf())
+}
+
+/// Removes the worktrees however `ab` ends (success, error or Ctrl-C).
+struct WorktreeGuard<'a> {
+    repo: &'a Repo,
+    trees: Vec<Worktree>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for WorktreeGuard<'_> {
+    fn drop(&mut self) {
+        for wt in &self.trees {
+            if let Err(e) = self.repo.remove_worktree(wt) {
+                anstream::eprintln!("warning: could not remove worktree {}: {e}", wt.name);
+            }
+        }
+    }
+}
+
+pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
+    let repo = current_repo()?;
+    let stale = repo.prune_stale_ab_worktrees()?;
+    if stale > 0 {
+        anstream::eprintln!(
+            "removed {stale} worktree(s) left by an earlier `regress ab` that was killed"
+        );
+    }
+    let base_commit = repo.resolve(&args.base)?;
+    let head_commit = repo.resolve(&args.head)?;
+    let rel: Vec<PathBuf> = args
+        .run
+        .pipelines
+        .iter()
+        .map(|p| repo_relative(&repo, p))
+        .collect::<anyhow::Result<_>>()?;
+    let store = store_for(&repo, args.run.store.as_deref());
+    // Only a stop flag: a second Ctrl-C must still clean the worktrees up.
+    let stop = install_stop_handler(false)?;
+
+    let mut guard = WorktreeGuard {
+        repo: &repo,
+        trees: Vec::new(),
+        dir: tempfile::Builder::new().prefix(AB_PREFIX).tempdir()?,
+    };
+    // The random part of the temporary directory keeps a reused pid from clashing.
+    let unique = guard
+        .dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().replace(AB_PREFIX, ""))
+        .unwrap_or_default();
+    for (side, commit) in [("base", &base_commit), ("head", &head_commit)] {
+        let name = AbWorktreeName::new(&unique, side).to_string();
+        let path = guard.dir.path().join(side);
+        guard.trees.push(repo.add_worktree(&name, &path, commit)?);
+    }
+    let load = |wt: &Worktree| -> anyhow::Result<Vec<Pipeline>> {
+        let paths: Vec<PathBuf> = rel.iter().map(|r| wt.path.join(r)).collect();
+        load_pipelines(&paths).with_context(|| {
+            format!(
+                "reading the pipelines at {} ({})",
+                wt.commit.sha.short(),
+                wt.name
+            )
+        })
+    };
+    let base_pipelines = load(&guard.trees[0])?;
+    let head_selected = select(load(&guard.trees[1])?, args.run.filter.as_deref())?;
+
+    // One context for the command: both sides share its scratch directory.
+    let shared = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
+        .context("cannot create a temporary directory")?;
+    let ctx = |wt: &Worktree| RunContext {
+        workdir: wt.path.clone(),
+        ..shared.clone()
+    };
+    let (mut base_records, mut head_records) = (Vec::new(), Vec::new());
+    for (hp, head_cases) in &head_selected {
+        let Some(bp) = base_pipelines.iter().find(|b| b.name == hp.name) else {
+            anstream::eprintln!(
+                "pipeline {} does not exist at {}: skipped",
+                hp.name,
+                base_commit.sha.short()
+            );
+            continue;
+        };
+        let base_cases = filtered(bp, args.run.filter.as_deref());
+        let mut lanes = vec![
+            Lane::new(
+                bp,
+                base_cases,
+                base_commit.clone(),
+                ctx(&guard.trees[0]),
+                &store,
+            )?,
+            Lane::new(
+                hp,
+                head_cases.clone(),
+                head_commit.clone(),
+                ctx(&guard.trees[1]),
+                &store,
+            )?,
+        ];
+        let schedule = ab_schedule(&lanes[0].cases, &lanes[1].cases);
+        let title = format!("ab {}", hp.name);
+        let interrupted = run_schedule(&mut lanes, &schedule, &store, &stop, &title)?;
+        if interrupted {
+            anstream::eprintln!("interrupted: finished cases are stored; removing the worktrees");
+            return Ok(Exit::Interrupted);
+        }
+        base_records.push(lanes[0].record.clone());
+        head_records.push(lanes[1].record.clone());
+    }
+    drop(guard);
+    if head_records.is_empty() {
+        bail!("no pipeline ran at both revisions");
+    }
+    // One comparison over every pipeline: one report, one BH adjustment.
+    let (history, warnings) = history_for(&repo, &store, &base_commit, &head_records)?;
+    warn_all(&warnings);
+    let selection = Selection {
+        pipeline: None,
+        allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
+    };
+    let comparison = compare_sides(
+        &SideInput::exact(&args.base, base_commit, base_records),
+        &SideInput::exact(&args.head, head_commit, head_records),
+        &history,
+        &selection,
+    )?;
+    report(&comparison, &args.report)
+}

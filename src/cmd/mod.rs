@@ -1,0 +1,174 @@
+//! The commands: one short file each, turning clap's arguments into a plan
+//! and calling the library. This is the only module that wires the others
+//! together; what several commands share is here.
+
+mod ab;
+mod compare;
+mod list;
+mod run;
+mod validate;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::cli::{Command, FailOnArg, Format, ReportArgs};
+use crate::compare::{Comparison, FailOn, Gate};
+use crate::exit::Exit;
+use crate::git::Repo;
+use crate::report::{render_compare_terminal, render_json, CompareView, TemplateFormat, Templates};
+use crate::spec::{Case, Pipeline};
+use crate::store::{DirStore, DEFAULT_STORE_DIR};
+
+/// Runs one command line.
+pub fn dispatch(command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Validate { pipelines } => validate::validate(&pipelines),
+        Command::List(args) => list::list(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Compare(args) => compare::compare(&args),
+        Command::Ab(args) => ab::ab(&args),
+    }
+}
+
+/// Writes to stdout; a closed pipe surfaces as an io error that main treats as success.
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = anstream::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The repository around the current directory.
+fn current_repo() -> anyhow::Result<Repo> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    Ok(Repo::discover(&cwd)?)
+}
+
+/// The directory store: `--store`, else `.regress` at the repository root.
+fn store_for(repo: &Repo, store: Option<&Path>) -> DirStore {
+    DirStore::new(store.map_or_else(|| repo.workdir().join(DEFAULT_STORE_DIR), Path::to_path_buf))
+}
+
+/// The cases whose label, or whose pipeline's name, contains `filter`.
+fn filtered(pipeline: &Pipeline, filter: Option<&str>) -> Vec<Case> {
+    pipeline
+        .cases()
+        .into_iter()
+        .filter(|c| filter.is_none_or(|f| c.label.contains(f) || pipeline.name.contains(f)))
+        .collect()
+}
+
+/// Every pipeline of the files, in order; a name used twice is an error.
+fn load_pipelines(paths: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
+    let mut pipelines: Vec<Pipeline> = Vec::new();
+    for path in paths {
+        for p in Pipeline::load(path)? {
+            if let Some(other) = pipelines.iter().find(|o| o.name == p.name) {
+                bail!(
+                    "pipeline name `{}` is used by both {} and {}; names key the results, give each its own",
+                    p.name,
+                    other.source.display(),
+                    p.source.display()
+                );
+            }
+            pipelines.push(p);
+        }
+    }
+    Ok(pipelines)
+}
+
+/// The pipelines with at least one case matching `filter`, with those
+/// cases; an error when no case of any pipeline matches.
+fn select(
+    pipelines: Vec<Pipeline>,
+    filter: Option<&str>,
+) -> anyhow::Result<Vec<(Pipeline, Vec<Case>)>> {
+    let selected: Vec<(Pipeline, Vec<Case>)> = pipelines
+        .into_iter()
+        .map(|p| {
+            let cases = filtered(&p, filter);
+            (p, cases)
+        })
+        .filter(|(_, cases)| !cases.is_empty())
+        .collect();
+    if selected.is_empty() {
+        bail!(
+            "no case matches --filter {:?}; `regress list <pipeline.yaml>` shows the labels",
+            filter.unwrap_or("")
+        );
+    }
+    Ok(selected)
+}
+
+/// What `--fail-on` and `--fail-on-regression` ask the gate to fail on.
+fn fail_on(args: &ReportArgs) -> FailOn {
+    let mut on = if args.fail_on_regression {
+        FailOn::ANY
+    } else {
+        FailOn::NOTHING
+    };
+    for f in &args.fail_on {
+        match f {
+            FailOnArg::Regression => on.regression = true,
+            FailOnArg::Failure => on.failure = true,
+            FailOnArg::Any => on = FailOn::ANY,
+        }
+    }
+    on
+}
+
+/// Renders a comparison as asked, writes it, and maps its gate to an exit status.
+fn report(comparison: &Comparison, args: &ReportArgs) -> anyhow::Result<Exit> {
+    let view = CompareView::new(comparison);
+    let text = match args.format {
+        Format::Terminal => render_compare_terminal(&view),
+        Format::Markdown => {
+            Templates::new(args.templates.as_deref())?.render(TemplateFormat::Markdown, &view)?
+        }
+        Format::Json => render_json(&view),
+    };
+    match &args.output {
+        Some(path) => {
+            write_atomic(path, &text)?;
+            anstream::eprintln!("wrote {}", path.display());
+        }
+        None => out(&text)?,
+    }
+    Ok(match comparison.gate(fail_on(args)) {
+        Gate::Pass => Exit::Success,
+        Gate::Regressed => Exit::Regressed,
+        Gate::Failed => Exit::Failed,
+    })
+}
+
+/// Permissions of written reports: readable by everyone, like any file a
+/// shell redirection would create under the usual umask.
+const REPORT_MODE: u32 = 0o644;
+
+/// Writes a report so a reader never sees half of it.
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    // NamedTempFile is private (0600); a report is meant to be read.
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(REPORT_MODE))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Prints warnings the library collected instead of failing.
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        anstream::eprintln!("warning: {w}");
+    }
+}

@@ -1,0 +1,311 @@
+//! Judging one case measured on both sides: a row per compared metric,
+//! timings and memory tested statistically (with the run-to-run variance
+//! of earlier runs where there are any), counters compared exactly. The
+//! p-values of a whole comparison are adjusted together (`adjust`).
+
+use std::borrow::Cow;
+
+use super::matching::{is_failure, Pooled};
+use super::{ExactChange, Row, Verdict};
+use crate::id::CaseId;
+use crate::metric::{self, Direction, MetricDef, MetricKind, METRICS};
+use crate::record::{CaseStatus, Record};
+use crate::stats::{
+    bh_qvalues, check_positive, decide, evidence, process_location, run_to_run_variance, Decision,
+    Method, StatsError,
+};
+
+/// A row for `p` with no numbers yet: latency, the given verdict and note.
+pub(super) fn blank_row(pipeline: &str, p: &Pooled, verdict: Verdict, note: Option<String>) -> Row {
+    let latency = metric::get(metric::LATENCY);
+    Row {
+        pipeline: pipeline.to_string(),
+        id: p.first.id.clone(),
+        label: p.first.label.clone(),
+        group: p.first.group.clone(),
+        compile: p.first.compile,
+        metric: latency,
+        base: None,
+        head: None,
+        base_processes: 0,
+        head_processes: 0,
+        evidence: None,
+        exact: None,
+        q: None,
+        history_commits: 0,
+        verdict,
+        note,
+        failure: None,
+        compare: p.compare,
+    }
+}
+
+/// A latency row with one side's summary: new and removed cases.
+pub(super) fn one_sided(
+    pipeline: &str,
+    p: &Pooled,
+    verdict: Verdict,
+    note: Option<String>,
+    head_side: bool,
+) -> Row {
+    let mut row = blank_row(pipeline, p, verdict, note);
+    let summary = p.summary(metric::LATENCY);
+    if head_side {
+        row.head = summary;
+        row.head_processes = p.latency_processes();
+    } else {
+        row.base = summary;
+        row.base_processes = p.latency_processes();
+    }
+    row
+}
+
+/// A case only at head: new, or failed when it fails.
+pub(super) fn new_case(pipeline: &str, h: &Pooled) -> Row {
+    if is_failure(h.status) {
+        let mut row = one_sided(
+            pipeline,
+            h,
+            Verdict::Failed,
+            Some(format!("new case; {}", h.status_note("head"))),
+            true,
+        );
+        row.failure = Some(h.failure());
+        return row;
+    }
+    one_sided(pipeline, h, Verdict::New, None, true)
+}
+
+/// Samples as the statistics take them: times and sizes as they are
+/// (borrowed), rates (higher is better) as time per item, so that the slow
+/// end of every metric is its high end. Rates are checked before they are
+/// inverted, so an error names the stored value.
+fn oriented(
+    processes: &[Vec<f64>],
+    direction: Direction,
+) -> Result<Cow<'_, [Vec<f64>]>, StatsError> {
+    match direction {
+        Direction::LowerIsBetter => Ok(Cow::Borrowed(processes)),
+        Direction::HigherIsBetter => processes
+            .iter()
+            .map(|p| {
+                check_positive(p)?;
+                Ok(p.iter().map(|x| 1.0 / x).collect())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Cow::Owned),
+    }
+}
+
+/// Groups of per-process locations of one case and metric, one group per
+/// earlier commit, from history records.
+fn history_groups(history: &[&Record], id: &CaseId, m: &MetricDef) -> Vec<Vec<f64>> {
+    let mut by_commit: Vec<(String, Vec<f64>)> = Vec::new();
+    for r in history {
+        let Some(case) = r
+            .cases
+            .iter()
+            .find(|c| &c.id == id && c.status == CaseStatus::Ok)
+        else {
+            continue;
+        };
+        let Some(values) = case.metrics.get(m.name) else {
+            continue;
+        };
+        let locations: Vec<f64> = values
+            .samples
+            .iter()
+            .filter_map(|s| {
+                let s = oriented(std::slice::from_ref(s), m.direction).ok()?;
+                process_location(&s[0]).ok()
+            })
+            .collect();
+        let sha = r.commit.sha.to_string();
+        match by_commit.iter_mut().find(|(s, _)| *s == sha) {
+            Some((_, g)) => g.extend(locations),
+            None => by_commit.push((sha, locations)),
+        }
+    }
+    by_commit
+        .into_iter()
+        .map(|(_, g)| g)
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// The verdict of a case that was not measured on both sides.
+fn lifecycle(b: &Pooled, h: &Pooled) -> Verdict {
+    let (bfail, hfail) = (is_failure(b.status), is_failure(h.status));
+    if hfail && !bfail {
+        Verdict::Failed
+    } else if hfail {
+        Verdict::StillFailing
+    } else if bfail && h.usable() {
+        Verdict::Fixed
+    } else if b.status == CaseStatus::Skipped || h.status == CaseStatus::Skipped {
+        Verdict::Skipped
+    } else {
+        Verdict::NotComparable
+    }
+}
+
+/// The rows of a case present on both sides.
+pub(super) fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Record]) -> Vec<Row> {
+    // A latency row with both summaries but no test, for cases not judged.
+    let unjudged = |verdict, note: String| {
+        let mut row = blank_row(pipeline, h, verdict, Some(note));
+        row.base = b.summary(metric::LATENCY);
+        row.head = h.summary(metric::LATENCY);
+        if verdict == Verdict::Failed {
+            row.failure = Some(h.failure());
+        }
+        vec![row]
+    };
+    if !b.usable() || !h.usable() {
+        let mut notes = Vec::new();
+        if !b.usable() {
+            notes.push(b.status_note("base"));
+        }
+        if !h.usable() {
+            notes.push(h.status_note("head"));
+        }
+        return unjudged(lifecycle(b, h), notes.join("; "));
+    }
+    if b.hash != h.hash {
+        return unjudged(
+            Verdict::NotComparable,
+            format!(
+                "the pipeline's definition changed ({} → {}): measured differently",
+                b.hash, h.hash
+            ),
+        );
+    }
+    let mut rows = Vec::new();
+    for m in METRICS.iter().filter(|m| m.compared) {
+        let (Some(bp), Some(hp)) = (b.processes.get(m.name), h.processes.get(m.name)) else {
+            continue;
+        };
+        if m.kind == MetricKind::Counter {
+            rows.extend(counter_row(pipeline, h, m, bp, hp));
+            continue;
+        }
+        let groups = history_groups(history, &h.first.id, m);
+        let prior = run_to_run_variance(&groups);
+        let tested = oriented(bp, m.direction)
+            .and_then(|b| evidence(&b, &oriented(hp, m.direction)?, prior, h.compare.alpha));
+        let mut row = blank_row(pipeline, h, Verdict::INCONCLUSIVE, None);
+        row.metric = m;
+        match tested {
+            Ok(e) => {
+                row.evidence = Some(match m.direction {
+                    Direction::LowerIsBetter => e,
+                    Direction::HigherIsBetter => e.reciprocal(),
+                });
+                row.base = b.summary(m.name);
+                row.head = h.summary(m.name);
+                row.base_processes = bp.len();
+                row.head_processes = hp.len();
+                row.history_commits = if prior.is_some() { groups.len() } else { 0 };
+            }
+            Err(err) => {
+                // Unusable samples (zero or negative times, say) spoil this
+                // row, not the whole comparison.
+                row.verdict = Verdict::NotComparable;
+                row.note = Some(format!("{}: {err}", m.name));
+            }
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// A counter's row, only when it changed: the values are exact, so equal
+/// counts need no row and different ones need no test. Processes of one
+/// side normally agree; when they do not, ranges that overlap are
+/// inconclusive rather than a change.
+fn counter_row(
+    pipeline: &str,
+    h: &Pooled,
+    m: &'static MetricDef,
+    base: &[Vec<f64>],
+    head: &[Vec<f64>],
+) -> Option<Row> {
+    let range = |side: &[Vec<f64>]| {
+        let all = side.iter().flatten().copied().filter(|x| x.is_finite());
+        all.fold(None, |r: Option<(f64, f64)>, x| {
+            Some(r.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
+        })
+    };
+    let (Some((base_min, base_max)), Some((head_min, head_max))) = (range(base), range(head))
+    else {
+        return None;
+    };
+    if base_min == base_max && head_min == head_max && base_min == head_min {
+        return None;
+    }
+    let worse_up = m.direction == Direction::LowerIsBetter;
+    let decision = if head_min > base_max {
+        if worse_up {
+            Decision::Regressed
+        } else {
+            Decision::Improved
+        }
+    } else if head_max < base_min {
+        if worse_up {
+            Decision::Improved
+        } else {
+            Decision::Regressed
+        }
+    } else {
+        Decision::Inconclusive
+    };
+    let mut row = blank_row(pipeline, h, Verdict::Judged(decision), None);
+    row.metric = m;
+    row.base_processes = base.len();
+    row.head_processes = head.len();
+    row.exact = Some(ExactChange {
+        base_min,
+        base_max,
+        head_min,
+        head_max,
+    });
+    if decision == Decision::Inconclusive {
+        row.note = Some("the count varies between processes".into());
+    }
+    Some(row)
+}
+
+/// Adjusts every p-value of the comparison together (Benjamini–Hochberg),
+/// then decides each tested row.
+pub(super) fn adjust(rows: &mut [Row]) {
+    let tested: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.evidence.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let ps: Vec<f64> = tested
+        .iter()
+        .map(|&i| rows[i].evidence.expect("filtered").p)
+        .collect();
+    let qs = bh_qvalues(&ps).expect("p-values from the tests lie in [0, 1]");
+    for (&i, q) in tested.iter().zip(qs) {
+        let row = &mut rows[i];
+        let e = row.evidence.expect("filtered");
+        row.q = Some(q);
+        let decision = decide(
+            &e,
+            q,
+            row.compare.threshold,
+            row.compare.alpha,
+            row.metric.direction,
+        );
+        row.verdict = Verdict::Judged(decision);
+        if e.method == Method::MannWhitneyIterations
+            && decision == Decision::Inconclusive
+            && row.note.is_none()
+        {
+            row.note = Some("one process per side: run-to-run variance unobserved".into());
+        }
+    }
+}

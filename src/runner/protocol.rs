@@ -1,0 +1,289 @@
+//! The python worker's protocol as typed messages. regress writes one
+//! request (JSON, one line) on the worker's stdin; the worker answers with
+//! JSON lines on its stdout, each naming its `type`. Both sides carry the
+//! protocol version and check it: a worker from another build is a clear
+//! error naming both versions, and a line that does not parse is an error
+//! quoting it, never silently dropped.
+//!
+//! The worker's side is `python/regress_worker.py`; `PROTOCOL_VERSION` there
+//! must equal the one here (a test checks).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Version of the messages below. Bump it with any change to their shape.
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// What regress asks of a worker process.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Report torch, the device and its settings; fill the ISA-check cache.
+    Probe(ProbeRequest),
+    /// Measure one process of one case.
+    Run(Box<RunRequest>),
+}
+
+impl Request {
+    /// The request as the one line the worker reads.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("requests serialise")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRequest {
+    pub protocol: u32,
+    pub device: &'static str,
+    pub isa_checks: Option<PathBuf>,
+}
+
+/// The model to build.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSpec {
+    Builtin { name: &'static str },
+    Entrypoint { target: String },
+}
+
+/// The case, as the worker needs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseSpec {
+    pub id: String,
+    pub label: String,
+    pub params: Value,
+    pub precision: &'static str,
+    pub compile: &'static str,
+    pub phase: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WarmupSpec {
+    pub min_iters: u64,
+    /// Seconds.
+    pub min_time: f64,
+}
+
+/// The stop rule (`runner::sampling`), in seconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MeasureSpec {
+    pub min_iters: u64,
+    pub min_time: f64,
+    pub max_time: f64,
+    pub target_rel_iqr: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompileSpec {
+    pub fullgraph: bool,
+    pub dynamic: Option<bool>,
+    pub backend: String,
+    /// `"model"`, `"blocks"` or `{"names": [...]}`.
+    pub scope: Value,
+    pub cache: &'static str,
+}
+
+/// The accuracy gate with the tolerances for this case's precision already
+/// resolved (pipeline overrides, else the defaults of `spec::defaults`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AccuracySpec {
+    pub check: bool,
+    pub rtol: f64,
+    pub atol: f64,
+    pub rmse: f64,
+}
+
+/// Everything a worker needs to measure one process of one case; every
+/// setting is explicit, so the worker keeps no defaults of its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRequest {
+    pub protocol: u32,
+    pub model: ModelSpec,
+    pub args: Map<String, Value>,
+    pub device: &'static str,
+    pub case: CaseSpec,
+    pub repeat: u32,
+    pub seed: u64,
+    pub isa_checks: Option<PathBuf>,
+    pub warmup: WarmupSpec,
+    pub measure: MeasureSpec,
+    pub l2: &'static str,
+    pub cast: &'static str,
+    pub fp8: &'static str,
+    pub compile_options: CompileSpec,
+    pub accuracy: AccuracySpec,
+}
+
+/// A line the worker wrote.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    Probe(ProbeReply),
+    Result(RunResult),
+    Skipped {
+        reason: String,
+    },
+    AccuracyFail {
+        message: String,
+        #[serde(default)]
+        accuracy: Value,
+    },
+    Error {
+        /// `no_torch`, `oom`, `protocol` or `exception`.
+        kind: String,
+        message: String,
+    },
+}
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ProbeReply {
+    pub python: Option<String>,
+    pub torch: Option<String>,
+    pub cuda: Option<String>,
+    pub cudnn: Option<String>,
+    pub gpu: Option<String>,
+    #[serde(default)]
+    pub gpu_count: u32,
+    pub compute_capability: Option<String>,
+    pub device: Option<String>,
+    pub threads: Option<u32>,
+    #[serde(default)]
+    pub settings: Map<String, Value>,
+    #[serde(default)]
+    pub vec_isa: Option<String>,
+}
+
+/// Counters torch.compile reported for the process.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CompileCounters {
+    pub graph_breaks: Option<f64>,
+    pub unique_graphs: Option<f64>,
+    pub recompiles: Option<f64>,
+    /// Everything else the worker said about compilation (reasons, places).
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+/// The samples of one process.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunResult {
+    /// Seconds per iteration; JSON has no NaN, so a non-finite sample
+    /// arrives as null and is rejected here.
+    pub samples: Vec<f64>,
+    pub first_call: Option<f64>,
+    pub compile_time: Option<f64>,
+    pub peak_memory: Option<f64>,
+    pub peak_memory_reserved: Option<f64>,
+    pub compile: Option<CompileCounters>,
+    #[serde(default)]
+    pub diagnostics: Map<String, Value>,
+}
+
+/// A worker line regress cannot use.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("the python worker speaks protocol {worker}, this regress speaks {regress}: the worker and the binary come from different builds; reinstall regress")]
+    Version { worker: u64, regress: u32 },
+    #[error("the python worker wrote a line regress cannot read ({reason}): {line}")]
+    Unreadable { line: String, reason: String },
+}
+
+/// Longest part of a bad line quoted in an error.
+const QUOTE_CHARS: usize = 300;
+
+/// Parses one line of worker output, checking its protocol version first
+/// so that a worker of another build is named as such, whatever its shape.
+pub fn parse_line(line: &str) -> Result<Message, ProtocolError> {
+    let unreadable = |reason: String| {
+        let mut quoted: String = line.chars().take(QUOTE_CHARS).collect();
+        if quoted.len() < line.len() {
+            quoted.push('…');
+        }
+        ProtocolError::Unreadable {
+            line: quoted,
+            reason,
+        }
+    };
+    let value: Value = serde_json::from_str(line).map_err(|e| unreadable(e.to_string()))?;
+    match value.get("protocol").and_then(Value::as_u64) {
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
+        Some(v) => {
+            return Err(ProtocolError::Version {
+                worker: v,
+                regress: PROTOCOL_VERSION,
+            })
+        }
+        None => return Err(unreadable("it has no protocol version".into())),
+    }
+    serde_json::from_value(value).map_err(|e| unreadable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_by_type() {
+        let line =
+            format!(r#"{{"type": "skipped", "protocol": {PROTOCOL_VERSION}, "reason": "no GPU"}}"#);
+        assert_eq!(
+            parse_line(&line).unwrap(),
+            Message::Skipped {
+                reason: "no GPU".into()
+            }
+        );
+        let result = format!(
+            r#"{{"type": "result", "protocol": {PROTOCOL_VERSION}, "samples": [0.001, 0.002], "first_call": 0.5, "compile_time": 0.5, "compile": {{"graph_breaks": 1, "unique_graphs": 2, "recompiles": 0, "break_reasons": []}}, "diagnostics": {{"batch": 1}}}}"#
+        );
+        let Message::Result(r) = parse_line(&result).unwrap() else {
+            panic!("a result")
+        };
+        assert_eq!(r.samples, [0.001, 0.002]);
+        let compile = r.compile.unwrap();
+        assert_eq!(compile.graph_breaks, Some(1.0));
+        assert!(compile.details.contains_key("break_reasons"));
+    }
+
+    #[test]
+    fn a_worker_of_another_protocol_is_named_with_both_versions() {
+        let err = parse_line(r#"{"type": "probe", "protocol": 2, "torch": "2.11.0"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            ProtocolError::Version {
+                worker: 2,
+                regress: PROTOCOL_VERSION
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("protocol 2") && text.contains(&format!("speaks {PROTOCOL_VERSION}")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unreadable_lines_are_errors_that_quote_them() {
+        for bad in [
+            "Traceback (most recent call last):",
+            r#"{"type": "result"}"#,
+            &format!(r#"{{"type": "teleport", "protocol": {PROTOCOL_VERSION}}}"#),
+            &format!(r#"{{"type": "result", "protocol": {PROTOCOL_VERSION}, "samples": [null]}}"#),
+        ] {
+            let err = parse_line(bad).unwrap_err().to_string();
+            assert!(err.contains("cannot read"), "{err}");
+            assert!(err.contains(&bad[..20.min(bad.len())]), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_worker_declares_the_same_version() {
+        let source = include_str!("../../python/regress_worker.py");
+        assert!(
+            source.contains(&format!("\nPROTOCOL_VERSION = {PROTOCOL_VERSION}\n")),
+            "python/regress_worker.py must declare PROTOCOL_VERSION = {PROTOCOL_VERSION}"
+        );
+    }
+}

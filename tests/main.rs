@@ -1,0 +1,15 @@
+//! The integration tests, as one binary so that libtorch is linked once:
+//! the CLI on scratch git repositories, the store under kills, the torch
+//! backends and seed pipelines (skipped without torch), the statistics'
+//! properties, and the pinned formats.
+
+mod common;
+
+mod baseline_resolution;
+mod compare_flow;
+mod record_format;
+mod seed_pipelines;
+mod stats_properties;
+mod store_kill;
+mod torch_backends;
+mod validate;
