@@ -72,6 +72,17 @@ impl CaseStatus {
     }
 }
 
+/// A case's reason in one line: its first line and, when there are more
+/// (a quoted stderr, a traceback), its last, where the error is named.
+pub fn reason_in_one_line(reason: &str) -> String {
+    let mut lines = reason.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("");
+    match lines.last() {
+        Some(last) => format!("{first} … {last}"),
+        None => first.to_string(),
+    }
+}
+
 /// The pipeline a record ran, as much of it as a reader needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineInfo {

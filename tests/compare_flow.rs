@@ -372,3 +372,53 @@ fn workers_do_not_see_secrets_unless_passed_through() {
     assert!(env.contains("HF_TOKEN=hf_passed"), "{env}");
     assert!(env.contains("HARMLESS=visible"), "{env}");
 }
+
+#[test]
+fn a_case_that_crashes_at_head_fails_the_gate_and_is_named_first() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write(
+        "p.yaml",
+        "version: 1\nname: crashy\nmodel: {command: \"sh bench.sh {{ n }}\"}\nrunner: {backend: command, processes: 2, warmup: {min_iters: 1, min_time: 0s}, measure: {min_iters: 3, min_time: 0s, max_time: 300ms}}\nmatrix: {n: [1, 2]}\n",
+    );
+    repo.write("bench.sh", "true\n");
+    repo.commit("base");
+    run_at(&repo, "p.yaml");
+    repo.write(
+        "bench.sh",
+        "if [ \"$1\" = 2 ]; then echo 'Traceback (most recent call last):' >&2; echo 'RuntimeError: CUDA error: an illegal memory access' >&2; exit 1; fi\n",
+    );
+    repo.commit("head breaks n=2");
+    run_at(&repo, "p.yaml");
+
+    let compare = |extra: &[&str]| {
+        let mut args = vec!["compare", "HEAD~1", "HEAD"];
+        args.extend_from_slice(extra);
+        output(repo.regress().args(&args))
+    };
+    let (code, stdout, stderr) = compare(&["--fail-on-regression"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let failure = stdout.find("crashy[n=2]").expect(&stdout);
+    let table = stdout.find("crashy[n=1]").expect(&stdout);
+    assert!(failure < table, "the failure comes first:\n{stdout}");
+    assert!(stdout.contains("failed at head"), "{stdout}");
+    assert!(stdout.contains("illegal memory access"), "{stdout}");
+    assert!(stdout.contains("1 failed"), "{stdout}");
+
+    // What the gate fails on is the caller's choice; without a flag it reports only.
+    assert_eq!(compare(&["--fail-on", "failure"]).0, 1);
+    assert_eq!(compare(&["--fail-on", "any"]).0, 1);
+    assert_eq!(compare(&["--fail-on", "regression"]).0, 0);
+    assert_eq!(compare(&[]).0, 0);
+
+    let (code, md, _) = compare(&["--format", "markdown", "--fail-on", "failure"]);
+    assert_eq!(code, 1);
+    let failure = md.find("**Failed at head**").expect(&md);
+    assert!(failure < md.find("| Case |").unwrap(), "{md}");
+    assert!(md.contains("illegal memory access"), "{md}");
+
+    let (_, json, _) = compare(&["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["gate"]["failed"], true);
+    assert_eq!(v["failures"][0]["label"], "crashy[n=2]/forward");
+}

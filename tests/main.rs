@@ -8,6 +8,7 @@ mod common;
 mod baseline_resolution;
 mod compare_flow;
 mod record_format;
+mod report_formats;
 mod seed_pipelines;
 mod stats_properties;
 mod store_kill;

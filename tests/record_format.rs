@@ -62,3 +62,123 @@ fn truncated_record_is_reported_by_path() {
         "{err}"
     );
 }
+
+/// Pipeline hashes and case ids key stored results, and machine
+/// fingerprints decide which results are compared. These values were
+/// produced by the first releases; if they move, every stored record
+/// becomes "not comparable" or is orphaned.
+#[test]
+fn hashes_ids_and_fingerprints_are_pinned() {
+    use regress::runner::{fingerprint, FingerprintKey};
+    use regress::spec::Pipeline;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pinned.yaml");
+    let pipelines = Pipeline::load(path.as_ref()).unwrap();
+    let pins: Vec<(String, String, Vec<(String, String)>)> = pipelines
+        .iter()
+        .map(|p| {
+            let cases = p
+                .cases()
+                .into_iter()
+                .map(|c| (c.id.to_string(), c.label))
+                .collect();
+            (p.name.clone(), p.hash(), cases)
+        })
+        .collect();
+    let pinned = |name: &str, hash: &str, cases: &[(&str, &str)]| {
+        (
+            name.to_string(),
+            hash.to_string(),
+            cases
+                .iter()
+                .map(|(id, label)| (id.to_string(), label.to_string()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        pins,
+        [
+            pinned(
+                "pinned-defaults",
+                "d019fb6a11eaf251",
+                &[
+                    ("360b93e6b0f41a6d", "mlp[batch=1,fp32,eager]/forward"),
+                    ("0623a051516ff6b9", "mlp[batch=1,bf16,eager]/forward"),
+                    ("2e7ed6c468eedfd0", "mlp[batch=8,fp32,eager]/forward"),
+                    ("e15737324254bc38", "mlp[batch=8,bf16,eager]/forward"),
+                ]
+            ),
+            pinned(
+                "pinned-options",
+                "daf59456d6cfc875",
+                &[
+                    (
+                        "71ed1d1eec955891",
+                        "attention[batch=2,seq_len=16,fp32,eager]/forward"
+                    ),
+                    (
+                        "294ae3c8e3a1f605",
+                        "attention[batch=2,seq_len=16,fp32,eager]/backward"
+                    ),
+                    (
+                        "8438c1eed5e8b44e",
+                        "attention[batch=2,seq_len=16,fp32,default]/forward"
+                    ),
+                    (
+                        "845e6073cd610fb0",
+                        "attention[batch=2,seq_len=16,fp32,default]/backward"
+                    ),
+                    (
+                        "6fa529c7f6cf37c3",
+                        "attention[batch=2,seq_len=16,fp32,max-autotune]/forward"
+                    ),
+                    (
+                        "888f87b47dff3aeb",
+                        "attention[batch=2,seq_len=16,fp32,max-autotune]/backward"
+                    ),
+                    (
+                        "b9c1439dfd75f37f",
+                        "attention[batch=2,seq_len=32,fp32,eager]/forward"
+                    ),
+                    (
+                        "8b53d4b8cc7c57cf",
+                        "attention[batch=2,seq_len=32,fp32,eager]/backward"
+                    ),
+                    (
+                        "4cf1771603f2af58",
+                        "attention[batch=2,seq_len=32,fp32,default]/forward"
+                    ),
+                    (
+                        "0f32bc22e6a42c66",
+                        "attention[batch=2,seq_len=32,fp32,default]/backward"
+                    ),
+                    (
+                        "45c5104383c588cb",
+                        "attention[batch=4,seq_len=16,fp32,eager]/forward"
+                    ),
+                    (
+                        "c41923a9e5662383",
+                        "attention[batch=4,seq_len=16,fp32,eager]/backward"
+                    ),
+                ]
+            ),
+        ]
+    );
+    let gpu = fingerprint(&FingerprintKey {
+        cpu: "Intel(R) Xeon(R) Platinum 8480+",
+        gpu: Some("NVIDIA H200"),
+        gpu_count: 8,
+        torch: Some("2.11.0+cu128"),
+        cuda: Some("12.8"),
+        runner_label: Some("gpu-runner-a"),
+    });
+    assert_eq!(gpu.as_str(), "3a6ed7e48d051333");
+    let cpu = fingerprint(&FingerprintKey {
+        cpu: "AMD EPYC 7763 64-Core Processor",
+        gpu: None,
+        gpu_count: 0,
+        torch: Some("2.11.0"),
+        cuda: None,
+        runner_label: None,
+    });
+    assert_eq!(cpu.as_str(), "d881c4697380b723");
+}

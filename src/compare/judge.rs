@@ -156,6 +156,8 @@ pub(super) fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Rec
         let mut row = blank_row(pipeline, h, verdict, Some(note));
         row.base = b.summary(metric::LATENCY);
         row.head = h.summary(metric::LATENCY);
+        row.base_processes = b.latency_processes();
+        row.head_processes = h.latency_processes();
         if verdict == Verdict::Failed {
             row.failure = Some(h.failure());
         }

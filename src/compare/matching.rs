@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::id::{CaseId, Fingerprint};
 use crate::metric::{self, METRICS};
-use crate::record::{CaseRecord, CaseStatus, Record};
+use crate::record::{reason_in_one_line, CaseRecord, CaseStatus, Record};
 use crate::spec::CompareConfig;
 use crate::stats::Summary;
 
@@ -105,13 +105,14 @@ impl Pooled<'_> {
         self.status == CaseStatus::Ok && self.latency_processes() > 0
     }
 
-    /// `failed on head: <first line of the reason>`.
+    /// `failed on head: <reason in one line>`: its first line and, for a
+    /// traceback or a quoted stderr, its last (where the error is named).
     pub fn status_note(&self, side: &str) -> String {
         match &self.reason {
             Some(r) => format!(
                 "{} on {side}: {}",
                 self.status.as_str(),
-                r.lines().next().unwrap_or("")
+                reason_in_one_line(r)
             ),
             None => format!("{} on {side}", self.status.as_str()),
         }

@@ -414,4 +414,47 @@ mod tests {
         let note = row.note.as_deref().unwrap();
         assert!(note.contains("sample 1 is 0"), "{note}");
     }
+
+    /// The fixture with `recompiles` counts per process on its first case.
+    fn with_recompiles(counts: &[f64]) -> Record {
+        let mut r = fixture();
+        r.cases[0].metrics.insert(
+            crate::metric::RECOMPILES.to_string(),
+            crate::record::Metric {
+                unit: "count".into(),
+                samples: counts.iter().map(|c| vec![*c]).collect(),
+            },
+        );
+        r
+    }
+
+    fn recompile_rows(base: &[f64], head: &[f64]) -> Vec<Row> {
+        let c = compare(
+            &input(vec![with_recompiles(base)]),
+            &input(vec![with_recompiles(head)]),
+            &[],
+            &Selection::default(),
+        )
+        .unwrap();
+        c.rows
+            .into_iter()
+            .filter(|r| r.metric.name == crate::metric::RECOMPILES)
+            .collect()
+    }
+
+    #[test]
+    fn counters_are_compared_exactly_and_only_shown_when_they_change() {
+        assert!(recompile_rows(&[1.0, 1.0], &[1.0, 1.0]).is_empty());
+        let up = recompile_rows(&[0.0, 0.0], &[8.0, 8.0]);
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].verdict, Verdict::REGRESSED);
+        assert!(up[0].evidence.is_none() && up[0].q.is_none(), "no test");
+        let x = up[0].exact.unwrap();
+        assert_eq!((x.base_max, x.head_min), (0.0, 8.0));
+        assert_eq!(recompile_rows(&[3.0], &[1.0])[0].verdict, Verdict::IMPROVED);
+        // Processes that disagree with ranges that overlap: not a change.
+        let varies = recompile_rows(&[0.0, 1.0], &[1.0, 2.0]);
+        assert_eq!(varies[0].verdict, Verdict::INCONCLUSIVE);
+        assert!(varies[0].note.as_deref().unwrap().contains("varies"));
+    }
 }

@@ -17,8 +17,9 @@ const GREEN: Style = AnsiColor::Green.on_default().bold();
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 const CYAN: Style = AnsiColor::Cyan.on_default();
 
-/// Lines of a failure's reason shown under its first line (the rest is in
-/// the record and the JSON report).
+/// Lines of a failure's reason shown under its first line: the last ones,
+/// where a traceback names the exception (all of it is in the record and
+/// the JSON report).
 const FAILURE_LINES: usize = 8;
 
 /// A cell: text and an optional style.
@@ -112,10 +113,15 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
             "{RED}failed at head{RED:#} (measured at base, or new):\n"
         ));
         for f in &view.failures {
-            let mut lines = f.reason.lines().filter(|l| !l.trim().is_empty());
-            let first = lines.next().unwrap_or("");
+            let lines: Vec<&str> = f.reason.lines().filter(|l| !l.trim().is_empty()).collect();
+            let first = lines.first().copied().unwrap_or("");
             out.push_str(&format!("  {} ({}): {first}\n", f.label, f.pipeline));
-            for line in lines.take(FAILURE_LINES) {
+            let rest = lines.get(1..).unwrap_or_default();
+            let shown = rest.len().saturating_sub(FAILURE_LINES);
+            if shown > 0 {
+                out.push_str(&format!("{DIM}    … {shown} more line(s){DIM:#}\n"));
+            }
+            for line in &rest[shown..] {
                 out.push_str(&format!("{DIM}    {line}{DIM:#}\n"));
             }
         }

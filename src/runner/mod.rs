@@ -26,7 +26,7 @@ use crate::metric;
 use crate::spec::{BackendKind, Case, Pipeline};
 
 pub use env::{is_secret_name, scrubbed_env};
-pub use machine::{Fingerprint, Machine};
+pub use machine::{fingerprint, Fingerprint, FingerprintKey, Machine};
 pub use python::{interpreter, PYTHON_ENV};
 
 /// Set when the user asks regress to stop (Ctrl-C, SIGTERM); backends check

@@ -17,13 +17,16 @@ use super::{
     Phase, Pipeline, Precision, RunnerConfig, StringEnum, Warmup, DURATION_HINT, PIPELINE_VERSION,
 };
 
+mod matrix;
+mod model;
+
+use matrix::matrix;
+use model::model;
+
 type Result<T> = std::result::Result<T, Invalid>;
 
 /// Longest pipeline name: it becomes a directory name in the store.
 const MAX_NAME_LEN: usize = 64;
-
-/// Matrix keys that are not axes.
-const MATRIX_RESERVED: [&str; 2] = ["include", "exclude"];
 
 pub(crate) fn pipeline(raw: RawPipeline, path: &Path) -> Result<Pipeline> {
     let root = KeyPath::root();
@@ -243,165 +246,7 @@ fn percentage(v: &Value, key: &KeyPath, max: f64) -> Result<f64> {
     Ok(pct / 100.0)
 }
 
-fn model(raw: RawModel, backend: BackendKind, key: &KeyPath) -> Result<Model> {
-    let given = [
-        raw.builtin.is_some(),
-        raw.entrypoint.is_some(),
-        raw.command.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() > 1 {
-        let second = if raw.command.is_some() {
-            "command"
-        } else {
-            "entrypoint"
-        };
-        return Err(Invalid::new(
-            key.key(second),
-            "give one of `builtin`, `entrypoint` or `command`, not several",
-        ));
-    }
-    if raw.output.is_some() && raw.command.is_none() {
-        return Err(Invalid::new(
-            key.key("output"),
-            "`output` says what a `command` model prints; built-in and entrypoint models are measured by regress",
-        ));
-    }
-    if let Some(target) = raw.entrypoint {
-        return entrypoint(target, raw.args, backend, key);
-    }
-    match (raw.builtin, raw.command) {
-        (Some(_), Some(_)) => unreachable!("checked above"),
-        (None, None) => Err(Invalid::new(
-            key.clone(),
-            format!(
-                "no model: add `builtin: <name>` (one of {}), `entrypoint: \"models/file.py:factory\"` or `command: \"...\"`",
-                BuiltinModel::valid()
-            ),
-        )),
-        (None, Some(template)) => {
-            if backend != BackendKind::Command {
-                return Err(Invalid::new(
-                    key.key("command"),
-                    format!(
-                        "a command model needs `runner.backend: command` (the backend is `{backend}`)"
-                    ),
-                ));
-            }
-            if let Some(_args) = raw.args {
-                return Err(Invalid::new(
-                    key.key("args"),
-                    "a command model takes no args: put parameters in the matrix and write `{{ name }}` in the command",
-                ));
-            }
-            if template.trim().is_empty() {
-                return Err(Invalid::new(key.key("command"), "the command is empty"));
-            }
-            let output = parsed(
-                raw.output,
-                CommandOutput::Time,
-                "command output",
-                &key.key("output"),
-            )?;
-            Ok(Model::Command { template, output })
-        }
-        (Some(name), None) => {
-            let bkey = key.key("builtin");
-            let builtin = BuiltinModel::parse(&name).ok_or_else(|| {
-                Invalid::new(
-                    bkey.clone(),
-                    format!(
-                        "unknown built-in model `{name}`; valid: {}",
-                        BuiltinModel::valid()
-                    ),
-                )
-            })?;
-            if backend == BackendKind::Command {
-                return Err(Invalid::new(
-                    bkey,
-                    "the command backend runs `model.command`, not a built-in model; use `backend: python` or `native`",
-                ));
-            }
-            if !backend.builtins().contains(&builtin) {
-                let available: Vec<_> = backend.builtins().iter().map(|b| b.as_str()).collect();
-                return Err(Invalid::new(
-                    bkey,
-                    format!(
-                        "built-in model `{builtin}` is not available on the {backend} backend (available: {}); use `backend: python`",
-                        available.join(", ")
-                    ),
-                ));
-            }
-            let mut args = BTreeMap::new();
-            let akey = key.key("args");
-            for (k, v) in raw.args.unwrap_or_default() {
-                let name = key_name(&k, &akey)?;
-                let vkey = akey.key(&name);
-                if !builtin.params().contains(&name.as_str()) {
-                    return Err(Invalid::new(
-                        vkey,
-                        format!(
-                            "`{name}` is not a parameter of built-in model {builtin}; valid: {}",
-                            builtin.params().join(", ")
-                        ),
-                    ));
-                }
-                args.insert(name, scalar(&v, &vkey)?);
-            }
-            Ok(Model::Builtin {
-                name: builtin,
-                args,
-            })
-        }
-    }
-}
-
-/// `path/to/file.py:factory` or `package.module:factory`.
-fn entrypoint(
-    target: String,
-    raw_args: Option<Mapping>,
-    backend: BackendKind,
-    key: &KeyPath,
-) -> Result<Model> {
-    let ekey = key.key("entrypoint");
-    if !matches!(backend, BackendKind::Python | BackendKind::Mock) {
-        return Err(Invalid::new(
-            ekey,
-            format!("an entrypoint model is Python: it needs `runner.backend: python` (the backend is `{backend}`)"),
-        ));
-    }
-    let valid_ident = |s: &str| {
-        !s.is_empty()
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !s.starts_with(|c: char| c.is_ascii_digit())
-    };
-    let well_formed = match target.rsplit_once(':') {
-        Some((module, factory)) => {
-            let module_ok = if module.ends_with(".py") {
-                !module.trim().is_empty()
-            } else {
-                module.split('.').all(valid_ident)
-            };
-            module_ok && valid_ident(factory)
-        }
-        None => false,
-    };
-    if !well_formed {
-        return Err(Invalid::new(
-            ekey,
-            format!("`{target}` is not an entrypoint; write `path/to/file.py:factory` (relative to the repository root) or `package.module:factory`, where factory(params) returns (module, example_inputs)"),
-        ));
-    }
-    let mut args = BTreeMap::new();
-    let akey = key.key("args");
-    for (k, v) in raw_args.unwrap_or_default() {
-        let name = key_name(&k, &akey)?;
-        let vkey = akey.key(&name);
-        args.insert(name, scalar(&v, &vkey)?);
-    }
-    Ok(Model::Entrypoint { target, args })
-}
-
-fn key_name(k: &Value, parent: &KeyPath) -> Result<String> {
+pub(super) fn key_name(k: &Value, parent: &KeyPath) -> Result<String> {
     match k {
         Value::String(s) => Ok(s.clone()),
         other => Err(Invalid::new(
@@ -411,7 +256,7 @@ fn key_name(k: &Value, parent: &KeyPath) -> Result<String> {
     }
 }
 
-fn describe(v: &Value) -> &'static str {
+pub(super) fn describe(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -423,7 +268,7 @@ fn describe(v: &Value) -> &'static str {
     }
 }
 
-fn scalar(v: &Value, key: &KeyPath) -> Result<ParamValue> {
+pub(super) fn scalar(v: &Value, key: &KeyPath) -> Result<ParamValue> {
     match v {
         Value::Bool(b) => Ok(ParamValue::Bool(*b)),
         Value::Number(n) => Ok(match n.as_i64() {
@@ -442,196 +287,6 @@ fn scalar(v: &Value, key: &KeyPath) -> Result<ParamValue> {
 }
 
 /// Checks one value of a typed axis (`precision`, `compile`) wherever it appears.
-fn typed_value(axis: &str, value: &ParamValue, backend: BackendKind, key: &KeyPath) -> Result<()> {
-    if axis != "precision" && axis != "compile" {
-        return Ok(());
-    }
-    let text = match value {
-        ParamValue::Str(s) => s.as_str(),
-        other => {
-            return Err(Invalid::new(
-                key.clone(),
-                format!("`{other}` is not a {axis} name"),
-            ))
-        }
-    };
-    match axis {
-        "precision" => {
-            Precision::parse(text).ok_or_else(|| {
-                Invalid::new(
-                    key.clone(),
-                    format!("unknown precision `{text}`; valid: {}", Precision::valid()),
-                )
-            })?;
-        }
-        "compile" => {
-            let mode = CompileMode::parse(text).ok_or_else(|| {
-                Invalid::new(
-                    key.clone(),
-                    format!(
-                        "unknown compile mode `{text}`; valid: {}",
-                        CompileMode::valid()
-                    ),
-                )
-            })?;
-            if !backend.compile_modes().contains(&mode) {
-                let valid: Vec<_> = backend.compile_modes().iter().map(|m| m.as_str()).collect();
-                return Err(Invalid::new(
-                    key.clone(),
-                    format!(
-                        "the {backend} backend cannot run compile mode `{mode}` (it runs: {}); use `backend: python` for torch.compile",
-                        valid.join(", ")
-                    ),
-                ));
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn check_param_name(name: &str, model: &Model, key: &KeyPath) -> Result<()> {
-    if name == "precision" || name == "compile" {
-        return Ok(());
-    }
-    if let Model::Builtin { name: builtin, .. } = model {
-        if !builtin.params().contains(&name) {
-            return Err(Invalid::new(
-                key.clone(),
-                format!(
-                    "`{name}` is not a parameter of built-in model {builtin}; valid: {}, precision, compile",
-                    builtin.params().join(", ")
-                ),
-            ));
-        }
-    }
-    let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-    if !valid {
-        return Err(Invalid::new(
-            key.clone(),
-            format!("`{name}` is not a valid axis name; use letters, digits and '_'"),
-        ));
-    }
-    Ok(())
-}
-
-fn matrix(
-    raw: Option<Mapping>,
-    model: &Model,
-    backend: BackendKind,
-    key: &KeyPath,
-) -> Result<Matrix> {
-    let mut matrix = Matrix::default();
-    let Some(raw) = raw else {
-        return Ok(matrix);
-    };
-    for (k, v) in &raw {
-        let name = key_name(k, key)?;
-        let akey = key.key(&name);
-        if MATRIX_RESERVED.contains(&name.as_str()) {
-            continue;
-        }
-        check_param_name(&name, model, &akey)?;
-        let Value::Sequence(items) = v else {
-            return Err(Invalid::new(
-                akey,
-                format!(
-                    "an axis is a list of values, e.g. `{name}: [1, 8]`; found {}",
-                    describe(v)
-                ),
-            ));
-        };
-        if items.is_empty() {
-            return Err(Invalid::new(
-                akey,
-                format!("axis `{name}` has no values; give at least one, e.g. `{name}: [1, 8]`"),
-            ));
-        }
-        let mut values = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let ikey = akey.index(i);
-            let value = scalar(item, &ikey)?;
-            typed_value(&name, &value, backend, &ikey)?;
-            if values.contains(&value) {
-                return Err(Invalid::new(
-                    ikey,
-                    format!("`{value}` appears twice in axis `{name}`"),
-                ));
-            }
-            values.push(value);
-        }
-        matrix.axes.push((name, values));
-    }
-    for reserved in MATRIX_RESERVED {
-        let Some(v) = raw.get(reserved) else { continue };
-        let rkey = key.key(reserved);
-        let Value::Sequence(entries) = v else {
-            return Err(Invalid::new(
-                rkey,
-                format!(
-                    "`{reserved}` is a list of combinations, e.g. `- {{batch: 1, precision: bf16}}`"
-                ),
-            ));
-        };
-        let mut combos = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            let ekey = rkey.index(i);
-            let Value::Mapping(map) = entry else {
-                return Err(Invalid::new(
-                    ekey,
-                    format!(
-                        "each `{reserved}` entry is a map of axis to value, found {}",
-                        describe(entry)
-                    ),
-                ));
-            };
-            if map.is_empty() {
-                return Err(Invalid::new(ekey, format!("empty `{reserved}` entry")));
-            }
-            let mut combo = Vec::new();
-            for (k, v) in map {
-                let name = key_name(k, &ekey)?;
-                let vkey = ekey.key(&name);
-                let value = scalar(v, &vkey)?;
-                typed_value(&name, &value, backend, &vkey)?;
-                if reserved == "exclude" {
-                    let Some((_, values)) = matrix.axes.iter().find(|(a, _)| *a == name) else {
-                        let axes: Vec<_> = matrix.axes.iter().map(|(a, _)| a.as_str()).collect();
-                        return Err(Invalid::new(
-                            vkey,
-                            format!(
-                                "`{name}` is not a matrix axis, so excluding it matches nothing (axes: {})",
-                                if axes.is_empty() { "none".to_string() } else { axes.join(", ") }
-                            ),
-                        ));
-                    };
-                    if !values.contains(&value) {
-                        let listed: Vec<_> = values.iter().map(|v| v.to_string()).collect();
-                        return Err(Invalid::new(
-                            vkey,
-                            format!(
-                                "`{value}` is not a value of axis `{name}`, so this exclude matches nothing (values: {})",
-                                listed.join(", ")
-                            ),
-                        ));
-                    }
-                } else {
-                    check_param_name(&name, model, &vkey)?;
-                }
-                combo.push((name, value));
-            }
-            combos.push(combo);
-        }
-        if reserved == "include" {
-            matrix.include = combos;
-        } else {
-            matrix.exclude = combos;
-        }
-    }
-    Ok(matrix)
-}
-
 fn phases(raw: Option<Vec<String>>, backend: BackendKind, key: &KeyPath) -> Result<Vec<Phase>> {
     let Some(raw) = raw else {
         return Ok(defaults::PHASES.to_vec());
