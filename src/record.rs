@@ -77,7 +77,7 @@ impl CaseStatus {
 pub fn reason_in_one_line(reason: &str) -> String {
     let mut lines = reason.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or("");
-    match lines.last() {
+    match lines.next_back() {
         Some(last) => format!("{first} … {last}"),
         None => first.to_string(),
     }
