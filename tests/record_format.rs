@@ -73,7 +73,9 @@ fn hashes_ids_and_fingerprints_are_pinned() {
     use regress::spec::Pipeline;
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pinned.yaml");
     let pipelines = Pipeline::load(path.as_ref()).unwrap();
-    let pins: Vec<(String, String, Vec<(String, String)>)> = pipelines
+    // (pipeline name, pipeline hash, [(case id, label)])
+    type Pin = (String, String, Vec<(String, String)>);
+    let pins: Vec<Pin> = pipelines
         .iter()
         .map(|p| {
             let cases = p
