@@ -61,21 +61,36 @@ TIMER_SCRIPT = textwrap.dedent(
 )
 
 
+def measure_budget(budget):
+    """The stop rule as regress sends it: a fixed time (no early stop)."""
+    return {
+        "min_iters": 30, "min_time": budget, "max_time": budget, "target_rel_iqr": 0.0,
+        "check_growth": 1.25, "min_samples": 2, "min_iqr_samples": 4,
+    }
+
+
 def worker_median(python, name, params, budget):
+    sys.path.insert(0, WORKER_DIR)
+    import regress_worker  # imports no torch: only for the protocol version
+
     request = {
         "cmd": "run",
+        "protocol": regress_worker.PROTOCOL_VERSION,
         "model": {"kind": "builtin", "name": name},
         "args": {},
         "device": "cpu",
-        "case": {"params": params, "precision": "fp32", "compile": "eager", "phase": "forward"},
+        "case": {"id": "0" * 16, "label": name, "params": params, "precision": "fp32",
+                 "compile": "eager", "phase": "forward"},
+        "repeat": 0,
         "seed": 0,
+        "isa_checks": None,
         "warmup": {"min_iters": 10, "min_time": 0.1},
-        "measure": {"min_iters": 30, "min_time": budget, "max_time": budget, "target_rel_iqr": 0.0},
+        "measure": measure_budget(budget),
         "l2": "warm",
         "cast": "dtype",
         "fp8": "scaled_mm",
         "compile_options": {"fullgraph": False, "dynamic": None, "backend": "inductor", "scope": "model", "cache": "cold"},
-        "accuracy": {"check": True},
+        "accuracy": {"check": True, "rtol": 1.3e-6, "atol": 1e-5, "rmse": 1e-4},
     }
     out = subprocess.run(
         [python, os.path.join(WORKER_DIR, "regress_worker.py")],
@@ -108,7 +123,7 @@ def in_process(name, params, budget, rounds):
     regress_worker.torch = torch
     model, inputs = regress_zoo.build(name, params, 0)
     phase = regress_worker.Phase("forward", model, model, inputs, None)
-    budget = {"min_iters": 30, "min_time": budget, "max_time": budget, "target_rel_iqr": 0.0}
+    budget = measure_budget(budget)
     ours, theirs = [], []
     with torch.no_grad():
         for _ in range(10):
@@ -116,7 +131,7 @@ def in_process(name, params, budget, rounds):
         for round_ in range(rounds):
             for side in (("worker", "timer") if round_ % 2 == 0 else ("timer", "worker")):
                 if side == "worker":
-                    samples, _, batch = regress_worker.measure_host(phase, "cpu", budget, None, None)
+                    samples, _, batch, _ = regress_worker.measure_host(phase, "cpu", budget, None, None)
                     ours.append(statistics.median(samples))
                 else:
                     timer = benchmark.Timer(

@@ -60,14 +60,6 @@ MAX_CUDA_EVENTS = 200_000
 # Share of samples that may be dropped for recompiling before the case fails.
 MAX_DROPPED_SHARE = 0.5
 
-# The stop rule looks at the relative IQR again once the sample count has
-# grown by this factor (src/runner/sampling.rs, CHECK_GROWTH).
-CHECK_GROWTH = 1.25
-# Fewest samples a stop at max_time leaves, and fewest whose quartiles
-# count (src/runner/sampling.rs, MIN_SAMPLES and MIN_IQR_SAMPLES).
-MIN_SAMPLES = 2
-MIN_IQR_SAMPLES = 4
-
 torch = None  # imported by main() once the compile cache is set up
 _proto = None
 
@@ -664,11 +656,12 @@ def largest_cpu_cache():
     return best or 32 << 20
 
 
-def rel_iqr(samples):
-    """(p75 - p25) / median, quartiles by linear interpolation; inf when unknown."""
+def rel_iqr(samples, min_samples):
+    """(p75 - p25) / median, quartiles by linear interpolation; inf when unknown
+    (fewer than `min_samples`, or a median that is not positive)."""
     s = sorted(samples)
     n = len(s)
-    if n < MIN_IQR_SAMPLES:
+    if n < min_samples:
         return math.inf
 
     def q(p):
@@ -686,27 +679,26 @@ class StopRule:
 
     At least min_iters samples over min_time; then stop once the relative
     IQR is at or below target_rel_iqr, looked at on a geometric schedule;
-    in any case stop once max_time is spent with two samples or more. A
-    test in regress feeds this class and the Rust rule the same traces.
+    in any case stop once max_time is spent with min_samples or more. The
+    budget, constants included, comes from regress in the request; a test
+    in regress feeds this class and the Rust rule the same traces.
     """
 
     def __init__(self, budget):
-        self.min_iters = budget["min_iters"]
-        self.min_time = budget["min_time"]
-        self.max_time = budget["max_time"]
-        self.target = budget["target_rel_iqr"]
-        self.next_check = self.min_iters
+        self.budget = budget
+        self.next_check = budget["min_iters"]
 
     def done(self, n, elapsed, samples):
         """After each sample: None to go on, else why to stop. `samples` is
         called only when the spread is looked at."""
-        if n >= MIN_SAMPLES and elapsed >= self.max_time:
+        b = self.budget
+        if n >= b["min_samples"] and elapsed >= b["max_time"]:
             return "max_time"
-        if n < self.min_iters or elapsed < self.min_time or n < self.next_check:
+        if n < b["min_iters"] or elapsed < b["min_time"] or n < self.next_check:
             return None
-        if rel_iqr(samples()) <= self.target:
+        if rel_iqr(samples(), b["min_iqr_samples"]) <= b["target_rel_iqr"]:
             return "converged"
-        self.next_check = max(n + 1, int(n * CHECK_GROWTH))
+        self.next_check = max(n + 1, int(n * b["check_growth"]))
         return None
 
 
@@ -903,7 +895,8 @@ def run(req):
     diagnostics["stop"] = stop
     diagnostics["batch"] = batch
     diagnostics["dropped_compiling"] = dropped
-    diagnostics["rel_iqr"] = rel_iqr(samples) if len(samples) >= 4 else None
+    enough = req["measure"]["min_iqr_samples"]
+    diagnostics["rel_iqr"] = rel_iqr(samples, enough) if len(samples) >= enough else None
     if dropped > MAX_DROPPED_SHARE * (dropped + len(samples)):
         raise RuntimeError(
             f"the model compiled new graphs during {dropped} of {dropped + len(samples)} timed iterations; "

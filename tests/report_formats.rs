@@ -83,84 +83,50 @@ fn view() -> (CompareView, Gate) {
         m["graph_breaks"] = json!({"unit": "count", "samples": [[breaks], [breaks], [breaks]]});
         m
     };
+    // An fp32 eager case with 2 % noise and steady processes.
+    let steady = |batch, level| {
+        case(
+            batch,
+            "fp32",
+            "eager",
+            "ok",
+            latency(processes(level, 0.02, STEADY)),
+        )
+    };
+    let noisy = |level, shifts| {
+        case(
+            3,
+            "fp32",
+            "eager",
+            "ok",
+            latency(processes(level, 0.3, shifts)),
+        )
+    };
+    let skipped = || case(1, "fp8", "eager", "skipped", json!({}));
     let base = record(
         "1111111111111111111111111111111111111111",
         false,
         vec![
-            case(
-                1,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(1e-3, 0.02, STEADY)),
-            ),
+            steady(1, 1e-3),
             case(1, "fp32", "default", "ok", compiled(5e-4, 0.0)),
-            case(
-                2,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(2e-3, 0.02, STEADY)),
-            ),
-            case(
-                3,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(3e-3, 0.3, [-0.08, 0.0, 0.08])),
-            ),
-            case(
-                4,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(4e-3, 0.02, STEADY)),
-            ),
-            case(
-                6,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(6e-3, 0.02, STEADY)),
-            ),
-            case(1, "fp8", "eager", "skipped", json!({})),
+            steady(2, 2e-3),
+            noisy(3e-3, [-0.08, 0.0, 0.08]),
+            steady(4, 4e-3),
+            steady(6, 6e-3),
+            skipped(),
         ],
     );
     let head = record(
         "2222222222222222222222222222222222222222",
         true,
         vec![
-            case(
-                1,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(1.2e-3, 0.02, STEADY)),
-            ),
+            steady(1, 1.2e-3),
             case(1, "fp32", "default", "ok", compiled(4e-4, 2.0)),
-            case(
-                2,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(2e-3, 0.02, STEADY)),
-            ),
-            case(
-                3,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(3.1e-3, 0.3, [0.08, -0.08, 0.0])),
-            ),
+            steady(2, 2e-3),
+            noisy(3.1e-3, [0.08, -0.08, 0.0]),
             case(4, "fp32", "eager", "failed", json!({})),
-            case(
-                5,
-                "fp32",
-                "eager",
-                "ok",
-                latency(processes(5e-3, 0.02, STEADY)),
-            ),
-            case(1, "fp8", "eager", "skipped", json!({})),
+            steady(5, 5e-3),
+            skipped(),
         ],
     );
     let side = |rev: &str, r: Record| SideInput::exact(rev, r.commit.clone(), vec![r]);

@@ -66,13 +66,33 @@ pub struct WarmupSpec {
     pub min_time: f64,
 }
 
-/// The stop rule (`runner::sampling`), in seconds.
+/// The stop rule (`runner::sampling`), times in seconds, with the rule's
+/// own constants so the worker keeps no copy of them.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct MeasureSpec {
     pub min_iters: u64,
     pub min_time: f64,
     pub max_time: f64,
     pub target_rel_iqr: f64,
+    pub check_growth: f64,
+    pub min_samples: usize,
+    pub min_iqr_samples: usize,
+}
+
+impl MeasureSpec {
+    /// The spec of a stop rule.
+    pub fn of(rule: &super::sampling::StopRule) -> MeasureSpec {
+        use super::sampling::{CHECK_GROWTH, MIN_IQR_SAMPLES, MIN_SAMPLES};
+        MeasureSpec {
+            min_iters: rule.min_iters,
+            min_time: rule.min_time.as_secs_f64(),
+            max_time: rule.max_time.as_secs_f64(),
+            target_rel_iqr: rule.target_rel_iqr,
+            check_growth: CHECK_GROWTH,
+            min_samples: MIN_SAMPLES,
+            min_iqr_samples: MIN_IQR_SAMPLES,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

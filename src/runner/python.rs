@@ -14,6 +14,7 @@ use super::protocol::{
     parse_line, AccuracySpec, CaseSpec, CompileSpec, MeasureSpec, Message, ModelSpec, ProbeRequest,
     ProtocolError, Request, RunRequest, RunResult, WarmupSpec, PROTOCOL_VERSION,
 };
+use super::sampling::StopRule;
 use super::{
     scrubbed_env, Backend, Environment, FailureKind, Outcome, ProcessSamples, RunContext,
     RunnerError,
@@ -145,12 +146,7 @@ impl PythonBackend {
                 min_iters: r.warmup.min_iters,
                 min_time: r.warmup.min_time.as_secs_f64(),
             },
-            measure: MeasureSpec {
-                min_iters: r.measure.min_iters,
-                min_time: r.measure.min_time.as_secs_f64(),
-                max_time: r.measure.max_time.as_secs_f64(),
-                target_rel_iqr: r.measure.target_rel_iqr,
-            },
+            measure: MeasureSpec::of(&StopRule::from(&r.measure)),
             l2: r.l2.as_str(),
             cast: r.cast.as_str(),
             fp8: r.fp8.as_str(),
@@ -268,15 +264,6 @@ fn process_samples(r: RunResult) -> ProcessSamples {
         }
     }
     if let Some(c) = r.compile {
-        for (name, value) in [
-            (metric::GRAPH_BREAKS, c.graph_breaks),
-            (metric::UNIQUE_GRAPHS, c.unique_graphs),
-            (metric::RECOMPILES, c.recompiles),
-        ] {
-            if let Some(v) = value {
-                samples.push_once(name, v);
-            }
-        }
         let mut compile = c.details;
         for (name, value) in [
             (metric::GRAPH_BREAKS, c.graph_breaks),
@@ -284,6 +271,7 @@ fn process_samples(r: RunResult) -> ProcessSamples {
             (metric::RECOMPILES, c.recompiles),
         ] {
             if let Some(v) = value {
+                samples.push_once(name, v);
                 compile.insert(name.into(), v.into());
             }
         }

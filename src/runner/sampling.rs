@@ -8,8 +8,9 @@
 //! then each time the count has grown by a quarter), so the rule costs
 //! O(n log n) however long a case runs, and a CUDA backend only has to
 //! synchronise at those points. The python worker implements the same rule
-//! in `StopRule` (python/regress_worker.py); a test feeds both the same
-//! traces and checks that they stop on the same sample.
+//! in `StopRule` (python/regress_worker.py), with the constants below sent
+//! in each request; a test feeds both the same traces and checks that they
+//! stop on the same sample.
 //!
 //! Time comes from a `Clock`, so tests drive the rule, and each backend's
 //! loop, on a synthetic clock.
@@ -19,11 +20,11 @@ use std::time::{Duration, Instant};
 use crate::spec::{Measure, Warmup};
 
 /// Growth of the sample count between two looks at the relative IQR.
-const CHECK_GROWTH: f64 = 1.25;
+pub const CHECK_GROWTH: f64 = 1.25;
 /// Fewest samples a stop at `max_time` leaves: one spread needs two.
-const MIN_SAMPLES: usize = 2;
+pub const MIN_SAMPLES: usize = 2;
 /// Fewest samples whose quartiles mean anything; below, the IQR is unknown.
-const MIN_IQR_SAMPLES: usize = 4;
+pub const MIN_IQR_SAMPLES: usize = 4;
 
 /// The measuring budget of one process, from the pipeline's `runner.measure`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::protocol::MeasureSpec;
 use super::sampling::tests::{rule, stop_on, trace};
 use super::sampling::{Sampler, StepClock, Stop, StopRule};
 use super::{Backend, Outcome, RunContext, StopFlag};
@@ -64,19 +65,35 @@ fn first_case(p: &Pipeline) -> Case {
     p.cases().remove(0)
 }
 
+/// Drives a backend made by `make` (with the synthetic clock set) through
+/// both budgets and checks it stops where the rule predicts.
+fn stops_by_the_rule(model: &str, backend: &str, make: impl Fn(&Pipeline) -> Box<dyn Backend>) {
+    for target in TARGETS {
+        let p = pipeline(model, backend, target);
+        let (n, stop) = measured(make(&p).run_process(&first_case(&p), 0));
+        let (want, why) = predicted(target);
+        assert_eq!(
+            (n, stop.as_str()),
+            (want, why.as_str()),
+            "{backend}, target {target}"
+        );
+    }
+}
+
+fn synthetic() -> Box<StepClock> {
+    Box::new(StepClock {
+        now: Duration::ZERO,
+        step: TICK,
+    })
+}
+
 #[test]
 fn the_command_backend_stops_by_the_rule() {
-    for target in TARGETS {
-        let p = pipeline("{command: \"true\"}", "command", target);
-        let mut backend = super::command::CommandBackend::new(&p, ctx());
-        backend.set_clock(Box::new(StepClock {
-            now: Duration::ZERO,
-            step: TICK,
-        }));
-        let (n, stop) = measured(backend.run_process(&first_case(&p), 0));
-        let (want, why) = predicted(target);
-        assert_eq!((n, stop.as_str()), (want, why.as_str()), "target {target}");
-    }
+    stops_by_the_rule("{command: \"true\"}", "command", |p| {
+        let mut b = super::command::CommandBackend::new(p, ctx());
+        b.set_clock(synthetic());
+        Box::new(b)
+    });
     // The two budgets end differently: at max_time and at the first look.
     assert_eq!(predicted(0.0), (10, Stop::MaxTime));
     assert_eq!(predicted(f64::INFINITY), (5, Stop::Converged));
@@ -85,21 +102,15 @@ fn the_command_backend_stops_by_the_rule() {
 #[cfg(feature = "native")]
 #[test]
 fn the_native_backend_stops_by_the_rule() {
-    for target in TARGETS {
-        let p = pipeline(
-            "{builtin: mlp, args: {dim: 8, hidden: 16}}",
-            "native",
-            target,
-        );
-        let mut backend = super::native::NativeBackend::new(&p, ctx());
-        backend.set_clock(Box::new(StepClock {
-            now: Duration::ZERO,
-            step: TICK,
-        }));
-        let (n, stop) = measured(backend.run_process(&first_case(&p), 0));
-        let (want, why) = predicted(target);
-        assert_eq!((n, stop.as_str()), (want, why.as_str()), "target {target}");
-    }
+    stops_by_the_rule(
+        "{builtin: mlp, args: {dim: 8, hidden: 16}}",
+        "native",
+        |p| {
+            let mut b = super::native::NativeBackend::new(p, ctx());
+            b.set_clock(synthetic());
+            Box::new(b)
+        },
+    );
 }
 
 #[test]
@@ -148,12 +159,7 @@ print(json.dumps(out))
         .iter()
         .map(|(r, t)| {
             json!({
-                "rule": {
-                    "min_iters": r.min_iters,
-                    "min_time": r.min_time.as_secs_f64(),
-                    "max_time": r.max_time.as_secs_f64(),
-                    "target_rel_iqr": r.target_rel_iqr,
-                },
+                "rule": MeasureSpec::of(r),
                 "trace": t.iter().map(|(x, e)| json!([x, e.as_secs_f64()])).collect::<Vec<_>>(),
             })
         })

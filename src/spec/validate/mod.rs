@@ -13,8 +13,8 @@ use super::locate::KeyPath;
 use super::raw::{RawAccuracy, RawCompare, RawCompileOptions, RawModel, RawPipeline, RawRunner};
 use super::{
     parse_duration, AccuracyConfig, BackendKind, BuiltinModel, CommandOutput, CompareConfig,
-    CompileMode, CompileOptions, CompileScope, DeviceChoice, Matrix, Measure, Model, ParamValue,
-    Phase, Pipeline, Precision, RunnerConfig, StringEnum, Warmup, DURATION_HINT, PIPELINE_VERSION,
+    CompileMode, CompileOptions, CompileScope, Matrix, Measure, Model, ParamValue, Phase, Pipeline,
+    Precision, RunnerConfig, StringEnum, Warmup, DURATION_HINT, PIPELINE_VERSION,
 };
 
 mod matrix;
@@ -92,24 +92,13 @@ fn check_name(name: &str, key: &KeyPath) -> Result<()> {
 }
 
 fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
-    let backend = match raw.backend {
-        None => defaults::BACKEND,
-        Some(text) => BackendKind::parse(&text).ok_or_else(|| {
-            Invalid::new(
-                key.key("backend"),
-                format!("unknown backend `{text}`; valid: {}", BackendKind::valid()),
-            )
-        })?,
-    };
-    let device = match raw.device {
-        None => defaults::DEVICE,
-        Some(text) => DeviceChoice::parse(&text).ok_or_else(|| {
-            Invalid::new(
-                key.key("device"),
-                format!("unknown device `{text}`; valid: {}", DeviceChoice::valid()),
-            )
-        })?,
-    };
+    let backend = parsed(
+        raw.backend,
+        defaults::BACKEND,
+        "backend",
+        &key.key("backend"),
+    )?;
+    let device = parsed(raw.device, defaults::DEVICE, "device", &key.key("device"))?;
     let l2 = parsed(raw.l2, defaults::L2, "L2 policy", &key.key("l2"))?;
     let cast = parsed(raw.cast, defaults::CAST, "cast mode", &key.key("cast"))?;
     let fp8 = parsed(raw.fp8, defaults::FP8, "fp8 recipe", &key.key("fp8"))?;
