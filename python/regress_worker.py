@@ -718,6 +718,15 @@ def host_batch(phase, device):
     return min(MAX_BATCH, math.ceil(MIN_HOST_SAMPLE_S / max(typical, 1e-9)))
 
 
+def recompiling(dropped, kept, elapsed, budget):
+    """"recompiling" once max_time is spent with most iterations dropped for
+    compiling: such a model has no steady state, and the stop rule alone
+    would wait for samples that never come (run() then fails the case)."""
+    if elapsed >= budget["max_time"] and dropped > MAX_DROPPED_SHARE * (dropped + kept):
+        return "recompiling"
+    return None
+
+
 def measure_host(phase, device, budget, flush, watch):
     """Per-iteration seconds by perf_counter, batched when one call is too short."""
     batch = 1 if flush is not None else host_batch(phase, device)
@@ -740,7 +749,8 @@ def measure_host(phase, device, budget, flush, watch):
             dropped += 1
         else:
             samples.append(dt / batch)
-        stop = rule.done(len(samples), time.perf_counter() - start, lambda: samples)
+        elapsed = time.perf_counter() - start
+        stop = rule.done(len(samples), elapsed, lambda: samples) or recompiling(dropped, len(samples), elapsed, budget)
         if stop:
             return samples, dropped, batch, stop
 
@@ -772,7 +782,9 @@ def measure_cuda(phase, budget, flush, watch):
             dropped += 1
         else:
             events.append((begin, end))
-        stop = rule.done(len(events), time.perf_counter() - start, resolved) if events else None
+        elapsed = time.perf_counter() - start
+        stop = rule.done(len(events), elapsed, resolved) if events else None
+        stop = stop or recompiling(dropped, len(events), elapsed, budget)
         if stop is None and len(events) >= MAX_CUDA_EVENTS:
             stop = "max_events"
         if stop:

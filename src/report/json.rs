@@ -69,12 +69,7 @@ impl<'a> JsonReport<'a> {
             }),
             failures: &view.failures,
             rows: view.rows.iter().map(|r| &r.data).collect(),
-            speedups: view
-                .sections
-                .iter()
-                .flat_map(|s| &s.speedups)
-                .map(|s| &s.data)
-                .collect(),
+            speedups: view.speedups.iter().map(|s| &s.data).collect(),
             notes: &view.notes,
         }
     }

@@ -297,6 +297,8 @@ pub struct CompareView {
     pub failures: Vec<FailureView>,
     /// Every row (also in `sections`), for templates that want one table.
     pub rows: Vec<RowView>,
+    /// Every speed-up (also in `sections`).
+    pub speedups: Vec<SpeedupView>,
     pub notes: Vec<String>,
     /// Threshold and alpha of the first row, for the legend.
     pub threshold_pct: Option<f64>,
@@ -503,6 +505,7 @@ impl CompareView {
             threshold_pct: c.rows.first().map(|r| r.compare.threshold * 100.0),
             alpha: c.rows.first().map(|r| r.compare.alpha),
             rows,
+            speedups,
             notes: c.notes.clone(),
         }
     }

@@ -235,3 +235,49 @@ fn a_sampler_never_looks_before_the_minimums() {
         assert!(!looked.get(), "looked at {n} samples before 50 ms");
     }
 }
+
+#[test]
+fn the_worker_stops_at_max_time_when_every_iteration_recompiles() {
+    // A fake phase whose every call compiles a new graph: no sample is ever
+    // kept, so the stop rule alone would never stop.
+    let script = r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import regress_worker as w
+
+class Watch:
+    n = 0
+    def graphs(self):
+        return self.n
+
+watch = Watch()
+
+class Phase:
+    prepare = None
+    def body(self):
+        watch.n += 1
+
+budget = json.loads(sys.argv[2])
+samples, dropped, batch, stop = w.measure_host(Phase(), "cpu", budget, None, watch)
+print(json.dumps([len(samples), dropped > 0, stop]))
+"#;
+    let spec = serde_json::to_string(&MeasureSpec::of(&rule(3, 10, 50, 0.02))).unwrap();
+    let python_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
+    let out = match Command::new("python3")
+        .args(["-c", script, python_dir, &spec])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: no python3 ({e})");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, json!([0, true, "recompiling"]));
+}
