@@ -65,32 +65,7 @@ impl DirStore {
 impl Store for DirStore {
     fn save(&self, record: &Record) -> Result<(), StoreError> {
         self.ensure_root()?;
-        let path = self.path_of(record);
-        let dir = path
-            .parent()
-            .expect("record paths have a parent")
-            .to_path_buf();
-        let werr = |source| StoreError::Write {
-            path: path.clone(),
-            source,
-        };
-        fs::create_dir_all(&dir).map_err(werr)?;
-        let bytes = serde_json::to_vec_pretty(record).expect("records serialise");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(".partial")
-            .tempfile_in(&dir)
-            .map_err(werr)?;
-        tmp.write_all(&bytes).map_err(werr)?;
-        tmp.write_all(b"\n").map_err(werr)?;
-        tmp.as_file().sync_all().map_err(werr)?;
-        tmp.persist(&path).map_err(|e| werr(e.error))?;
-        // Make the rename itself durable.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        remove_stale_temps(&dir);
-        Ok(())
+        write_record_file(&self.path_of(record), record)
     }
 
     fn location(&self, record: &Record) -> String {
@@ -120,7 +95,7 @@ impl Store for DirStore {
 }
 
 /// Best effort: a leftover we cannot remove does no harm, readers skip it.
-fn remove_stale_temps(dir: &Path) {
+pub(super) fn remove_stale_temps(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -141,12 +116,12 @@ fn remove_stale_temps(dir: &Path) {
     }
 }
 
-fn is_hidden(path: &Path) -> bool {
+pub(super) fn is_hidden(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+pub(super) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let rerr = |source| StoreError::Read {
         path: dir.to_path_buf(),
         source,
@@ -160,42 +135,80 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(paths)
 }
 
+/// Writes `record` to `path` atomically: a hidden temporary file in the same
+/// directory, flushed, then renamed over the final name.
+pub(super) fn write_record_file(path: &Path, record: &Record) -> Result<(), StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(record).expect("records serialise");
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new
+/// one, never a mix; creates the directory. Leftovers of killed writers
+/// older than `STALE_TEMP_AGE` are removed on the way.
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path
+        .parent()
+        .expect("record paths have a parent")
+        .to_path_buf();
+    let werr = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(&dir).map_err(werr)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(werr)?;
+    tmp.write_all(bytes).map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    tmp.persist(path).map_err(|e| werr(e.error))?;
+    // Make the rename itself durable.
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    remove_stale_temps(&dir);
+    Ok(())
+}
+
 /// Reads and checks one record file.
 pub fn read_record(path: &Path) -> Result<Record, StoreError> {
     let text = fs::read_to_string(path).map_err(|source| StoreError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    parse_record(&text, path)
+}
+
+/// Checks and parses a record's text; `origin` names where it came from
+/// (a file, or `<ref>:<path>` for a record in the git store) in errors.
+pub fn parse_record(text: &str, origin: &Path) -> Result<Record, StoreError> {
     #[derive(serde::Deserialize)]
     struct Version {
         schema_version: u32,
     }
-    let version: Version = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: origin.to_path_buf(),
+        message,
+    };
+    let version: Version = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
     if version.schema_version > RECORD_SCHEMA_VERSION {
         return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
+            path: origin.to_path_buf(),
             found: version.schema_version,
             supported: RECORD_SCHEMA_VERSION,
         });
     }
-    let record: Record = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let record: Record = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
     // Settings the statistics rely on are checked again: a record may have
     // been edited or written by another tool.
     let c = record.pipeline.compare;
     if !(c.alpha > 0.0 && c.alpha <= 0.5 && c.threshold.is_finite() && c.threshold >= 0.0) {
-        return Err(StoreError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!(
-                "pipeline.compare has alpha {} and threshold {}; alpha must be in (0, 0.5] and the threshold a fraction ≥ 0",
-                c.alpha, c.threshold
-            ),
-        });
+        return Err(corrupt(format!(
+            "pipeline.compare has alpha {} and threshold {}; alpha must be in (0, 0.5] and the threshold a fraction ≥ 0",
+            c.alpha, c.threshold
+        )));
     }
     Ok(record)
 }
