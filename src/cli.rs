@@ -28,6 +28,10 @@ pub enum Command {
     Compare(CompareArgs),
     /// Run pipelines at two revisions on this machine, interleaved, and compare.
     Ab(AbArgs),
+    /// Share the results kept in git (`--store git`): push, pull, or list
+    /// what a commit has.
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 #[derive(Debug, Args)]
@@ -51,9 +55,72 @@ pub struct RunArgs {
     /// Only cases whose label or pipeline name contains this text.
     #[arg(long)]
     pub filter: Option<String>,
-    /// Store directory [default: .regress at the repository root].
-    #[arg(long)]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Where records are kept; shared by `run`, `compare` and `ab`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// `dir` (`.regress` at the repository root, the default), `git` (a
+    /// ref of the repository, shared with `regress store push`), or a
+    /// directory (write one named `git` or `dir` as `./git`). Without the
+    /// flag, $REGRESS_STORE.
+    #[arg(long, value_name = "git|dir|DIR")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub store_ref: StoreRefArg,
+}
+
+/// The ref of the git store.
+#[derive(Debug, Args)]
+pub struct StoreRefArg {
+    /// The ref the git store keeps results in. Without the flag,
+    /// $REGRESS_STORE_REF [default: refs/regress/results].
+    #[arg(long, value_name = "REF")]
+    pub store_ref: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Send this clone's results to a remote: fetch, merge by union of
+    /// paths, push without force; retry while other pushes land first.
+    /// Exit status 3 when the remote cannot be reached or refuses.
+    Push(StorePushArgs),
+    /// Fetch a remote's results and merge them into this clone's.
+    Pull(StorePullArgs),
+    /// Show what is stored for a commit: pipelines, machines, runs.
+    Ls(StoreLsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StorePushArgs {
+    /// The remote to push to.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+    /// How long to keep retrying while other pushes land first (500ms, 30s, 3m…).
+    #[arg(long, default_value = "3m")]
+    pub timeout: String,
+    #[command(flatten)]
+    pub store_ref: StoreRefArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StorePullArgs {
+    /// The remote to fetch from.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+    #[command(flatten)]
+    pub store_ref: StoreRefArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreLsArgs {
+    /// The commit whose results to show: branch, tag, sha or expression.
+    #[arg(default_value = "HEAD")]
+    pub rev: String,
+    #[command(flatten)]
+    pub store_ref: StoreRefArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,9 +189,8 @@ pub struct CompareArgs {
     /// Compare two record files instead of two commits (no git needed).
     #[arg(long, num_args = 2, value_names = ["BASE_JSON", "HEAD_JSON"], conflicts_with_all = ["base", "exact"])]
     pub records: Option<Vec<PathBuf>>,
-    /// Store directory [default: .regress at the repository root].
-    #[arg(long)]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Only this pipeline (by name).
     #[arg(long)]
     pub pipeline: Option<String>,

@@ -13,18 +13,22 @@ pub enum Exit {
     Failed,
     /// Input was invalid (already reported).
     Invalid,
+    /// A remote could not be reached, or did not take the results after
+    /// every retry (already reported); nothing local was lost.
+    Remote,
     /// The user stopped a run; what finished is stored.
     Interrupted,
 }
 
 impl Exit {
-    /// The process exit status: 0, 1 (regressed or failed), 2, or 130
-    /// (killed by SIGINT, by convention).
+    /// The process exit status: 0, 1 (regressed or failed), 2, 3 (remote),
+    /// or 130 (killed by SIGINT, by convention).
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
             Exit::Regressed | Exit::Failed => 1,
             Exit::Invalid => 2,
+            Exit::Remote => 3,
             Exit::Interrupted => 130,
         }
     }

@@ -66,7 +66,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
         .iter()
         .map(|p| repo_relative(&repo, p))
         .collect::<anyhow::Result<_>>()?;
-    let store = store_for(&repo, args.run.store.as_deref());
+    let store = store_for(&repo, &args.run.store)?;
     // Only a stop flag: a second Ctrl-C must still clean the worktrees up.
     let stop = install_stop_handler(false)?;
 

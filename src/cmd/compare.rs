@@ -27,7 +27,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
         .as_deref()
         .expect("clap requires base without --records");
     let repo = current_repo()?;
-    let store = store_for(&repo, args.store.as_deref());
+    let store = store_for(&repo, &args.store)?;
     let head = repo.resolve(&args.head)?;
     let request = Request {
         base_rev,

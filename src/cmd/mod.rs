@@ -6,6 +6,7 @@ mod ab;
 mod compare;
 mod list;
 mod run;
+mod store;
 mod validate;
 
 use std::io::Write;
@@ -13,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::cli::{Command, FailOnArg, Format, ReportArgs};
+use crate::cli::{Command, FailOnArg, Format, ReportArgs, StoreArgs, StoreRefArg};
 use crate::compare::{Comparison, FailOn, Gate};
 use crate::exit::Exit;
 use crate::git::Repo;
 use crate::report::{render_compare_terminal, render_json, CompareView, TemplateFormat, Templates};
 use crate::spec::{Case, Pipeline};
-use crate::store::{DirStore, DEFAULT_STORE_DIR};
+use crate::store::{DirStore, GitStore, ResultsRef, Store, DEFAULT_RESULTS_REF, DEFAULT_STORE_DIR};
 
 /// Runs one command line.
 pub fn dispatch(command: Command) -> anyhow::Result<Exit> {
@@ -29,6 +30,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&args),
         Command::Compare(args) => compare::compare(&args),
         Command::Ab(args) => ab::ab(&args),
+        Command::Store(command) => store::store(&command),
     }
 }
 
@@ -46,9 +48,39 @@ fn current_repo() -> anyhow::Result<Repo> {
     Ok(Repo::discover(&cwd)?)
 }
 
-/// The directory store: `--store`, else `.regress` at the repository root.
-fn store_for(repo: &Repo, store: Option<&Path>) -> DirStore {
-    DirStore::new(store.map_or_else(|| repo.workdir().join(DEFAULT_STORE_DIR), Path::to_path_buf))
+/// Where `--store` falls back to when it is not given.
+const STORE_ENV: &str = "REGRESS_STORE";
+/// Where `--store-ref` falls back to when it is not given.
+const STORE_REF_ENV: &str = "REGRESS_STORE_REF";
+
+/// A variable's value, unless it is unset or empty.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The store `--store` (else `$REGRESS_STORE`) names: `dir` or nothing for
+/// `.regress` at the repository root, `git` for the results ref, anything
+/// else a directory. The one place a store is chosen.
+fn store_for(repo: &Repo, args: &StoreArgs) -> anyhow::Result<Box<dyn Store>> {
+    let choice = args.store.clone().or_else(|| env_value(STORE_ENV));
+    Ok(match choice.as_deref() {
+        None | Some("" | "dir") => Box::new(DirStore::new(repo.workdir().join(DEFAULT_STORE_DIR))),
+        Some("git") => Box::new(git_store(repo, &args.store_ref)?),
+        Some(dir) => Box::new(DirStore::new(dir)),
+    })
+}
+
+/// The git store on the ref `--store-ref` (else `$REGRESS_STORE_REF`) names.
+fn git_store(repo: &Repo, arg: &StoreRefArg) -> anyhow::Result<GitStore> {
+    let name = arg
+        .store_ref
+        .clone()
+        .or_else(|| env_value(STORE_REF_ENV))
+        .unwrap_or_else(|| DEFAULT_RESULTS_REF.to_string());
+    Ok(GitStore::open(
+        &repo.workdir(),
+        ResultsRef::try_from(name.as_str())?,
+    )?)
 }
 
 /// The cases whose label, or whose pipeline's name, contains `filter`.

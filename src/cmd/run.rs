@@ -16,7 +16,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
     let selected = select(load_pipelines(&args.pipelines)?, args.filter.as_deref())?;
     let repo = current_repo()?;
     let commit = repo.head()?;
-    let store = store_for(&repo, args.store.as_deref());
+    let store = store_for(&repo, &args.store)?;
     let stop = install_stop_handler(true)?;
     let ctx = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
         .context("cannot create a temporary directory")?;

@@ -1,16 +1,23 @@
 //! Where records live, keyed by commit. One trait so the directory store,
-//! the in-memory store of tests and (later) the git-ref store are
-//! interchangeable; every implementation makes a write all-or-nothing, so
-//! a killed run never leaves a broken record.
+//! the git-ref store and the in-memory store of tests are interchangeable;
+//! every implementation makes a write all-or-nothing, so a killed run never
+//! leaves a broken record. `sync` moves the git store's ref to and from a
+//! remote.
 
 mod dir;
+mod git;
 mod mem;
+pub mod sync;
 
 use std::path::PathBuf;
 
 use crate::record::{CommitSha, Record};
 
-pub use dir::{read_record, DirStore};
+pub use dir::{parse_record, read_record, DirStore};
+pub use git::{
+    Abandoned, GitStore, GitStoreError, Location, MergeOutcome, ResultsRef, Stored,
+    DEFAULT_RESULTS_REF,
+};
 pub use mem::MemStore;
 
 /// Default store directory, at the repository root.
@@ -37,6 +44,8 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
+    #[error(transparent)]
+    Git(#[from] GitStoreError),
 }
 
 /// Keeps records by commit.
@@ -49,4 +58,19 @@ pub trait Store {
 
     /// Where a record is (or will be) kept, for messages to the user.
     fn location(&self, record: &Record) -> String;
+}
+
+/// A boxed store is a store: commands choose one at run time.
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn save(&self, record: &Record) -> Result<(), StoreError> {
+        (**self).save(record)
+    }
+
+    fn load(&self, sha: &CommitSha) -> Result<Vec<Record>, StoreError> {
+        (**self).load(sha)
+    }
+
+    fn location(&self, record: &Record) -> String {
+        (**self).location(record)
+    }
 }
