@@ -93,6 +93,15 @@ pub enum GitStoreError {
         theirs: String,
         theirs_blob: Oid,
     },
+    #[error("{path} (blob {blob}) is in {kept} but {changed} {what} it; nothing was written\n  stored records are never changed or removed: find out how {changed} was rewritten, and restore the record")]
+    Rewritten {
+        path: String,
+        blob: Oid,
+        kept: String,
+        changed: String,
+        /// `changed` or `removed`.
+        what: &'static str,
+    },
     #[error("git store {reference}: gave up updating it after {attempts} attempts, other writers kept moving it; try again")]
     Contended { reference: String, attempts: u32 },
 }
@@ -188,6 +197,26 @@ pub enum MergeOutcome {
     FastForward(Oid),
     /// A merge commit with both as parents holds the union of both trees.
     Merged(Oid),
+}
+
+/// A merge worked out but not applied: the results ref is where it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergePlan {
+    /// Where the results ref pointed when the plan was made.
+    pub ours: Option<Oid>,
+    pub outcome: MergeOutcome,
+}
+
+impl MergePlan {
+    /// The commit that holds both sides; None when neither exists.
+    pub fn result(&self) -> Option<Oid> {
+        match self.outcome {
+            MergeOutcome::FastForward(oid) | MergeOutcome::Merged(oid) => Some(oid),
+            MergeOutcome::NothingToMerge | MergeOutcome::UpToDate | MergeOutcome::Ahead => {
+                self.ours
+            }
+        }
+    }
 }
 
 /// What committing one blob at a path found.
@@ -500,85 +529,151 @@ impl GitStore {
     }
 
     /// Merges ref `other` (`other_label` names it in messages) into the
-    /// results ref: nothing when it is contained, a fast-forward when the
-    /// results ref is behind, else a commit with both parents whose tree is
-    /// the union of both trees. The same path with different blobs is a
-    /// `Conflict` and nothing is written.
+    /// results ref; see `merge_commit`.
     pub fn merge_from(
         &self,
         other: &str,
         other_label: &str,
     ) -> Result<MergeOutcome, GitStoreError> {
         let repo = self.repo()?;
-        let name = self.results.as_str();
-        let read = |what: &str| self.git_error(format!("read {what}"));
-        let signature = signature().map_err(self.git_error("make a signature"))?;
+        match ref_target(&repo, other).map_err(self.git_error(format!("read {other}")))? {
+            Some(theirs) => self.merge_commit(theirs, other_label),
+            None => Ok(MergeOutcome::NothingToMerge),
+        }
+    }
+
+    /// Merges commit `theirs` into the results ref and moves the ref
+    /// (compare-and-swap, again while other writers move it first).
+    pub fn merge_commit(
+        &self,
+        theirs: Oid,
+        other_label: &str,
+    ) -> Result<MergeOutcome, GitStoreError> {
+        let repo = self.repo()?;
         for _ in 0..MAX_SWAP_ATTEMPTS {
-            let Some(theirs) = ref_target(&repo, other).map_err(read(other))? else {
-                return Ok(MergeOutcome::NothingToMerge);
-            };
-            let ours = ref_target(&repo, name).map_err(read(name))?;
-            let outcome = match ours {
-                None => MergeOutcome::FastForward(theirs),
-                Some(ours) if ours == theirs => return Ok(MergeOutcome::UpToDate),
-                Some(ours) => {
-                    let descends =
-                        |a, b| repo.graph_descendant_of(a, b).map_err(read("the history"));
-                    if descends(ours, theirs)? {
-                        return Ok(MergeOutcome::Ahead);
-                    }
-                    if descends(theirs, ours)? {
-                        MergeOutcome::FastForward(theirs)
-                    } else {
-                        let (ours_c, theirs_c) = (
-                            repo.find_commit(ours).map_err(read("our commit"))?,
-                            repo.find_commit(theirs).map_err(read("their commit"))?,
-                        );
-                        let sides = Sides {
-                            ours: format!("{name} (local)"),
-                            theirs: other_label.to_string(),
-                        };
-                        let tree = union_trees(
-                            &repo,
-                            &ours_c.tree().map_err(read("our tree"))?,
-                            &theirs_c.tree().map_err(read("their tree"))?,
-                            "",
-                            &sides,
-                        )?;
-                        let tree = repo.find_tree(tree).map_err(read("the merged tree"))?;
-                        let message = format!("regress: merge {other_label}");
-                        let commit = repo
-                            .commit(
-                                None,
-                                &signature,
-                                &signature,
-                                &message,
-                                &tree,
-                                &[&ours_c, &theirs_c],
-                            )
-                            .map_err(self.git_error("write the merge commit"))?;
-                        MergeOutcome::Merged(commit)
-                    }
-                }
-            };
-            let new = match outcome {
+            let plan = self.plan_in(&repo, theirs, other_label)?;
+            let new = match plan.outcome {
                 MergeOutcome::FastForward(oid) | MergeOutcome::Merged(oid) => oid,
-                _ => unreachable!("only moves reach the swap"),
+                other => return Ok(other),
             };
-            if self.swap(
-                &repo,
-                name,
-                new,
-                ours,
-                &format!("regress: merge {other_label}"),
-            )? {
-                return Ok(outcome);
+            let message = format!("regress: merge {other_label}");
+            if self.swap(&repo, self.results.as_str(), new, plan.ours, &message)? {
+                return Ok(plan.outcome);
             }
         }
         Err(GitStoreError::Contended {
-            reference: name.to_string(),
+            reference: self.results.to_string(),
             attempts: MAX_SWAP_ATTEMPTS,
         })
+    }
+
+    /// Works out merging commit `theirs` into the results ref without
+    /// moving the ref: nothing when it is contained, a fast-forward when
+    /// the results ref is behind, else a new commit with both parents whose
+    /// tree is the union of both trees. The same path with different blobs
+    /// is a `Conflict`, a path that one side changed or removed on the way
+    /// to the other is `Rewritten`; then nothing is written.
+    pub fn plan_merge(&self, theirs: Oid, other_label: &str) -> Result<MergePlan, GitStoreError> {
+        self.plan_in(&self.repo()?, theirs, other_label)
+    }
+
+    fn plan_in(
+        &self,
+        repo: &Repository,
+        theirs: Oid,
+        other_label: &str,
+    ) -> Result<MergePlan, GitStoreError> {
+        let name = self.results.as_str();
+        let read = |what: &str| self.git_error(format!("read {what}"));
+        let ours = ref_target(repo, name).map_err(read(name))?;
+        let plan = |outcome| MergePlan { ours, outcome };
+        let Some(ours) = ours else {
+            return Ok(plan(MergeOutcome::FastForward(theirs)));
+        };
+        if ours == theirs {
+            return Ok(plan(MergeOutcome::UpToDate));
+        }
+        let descends = |a, b| repo.graph_descendant_of(a, b).map_err(read("the history"));
+        let local = format!("{name} (local)");
+        if descends(ours, theirs)? {
+            // What a push would send must only add to theirs.
+            self.check_adds_only(repo, theirs, ours, other_label, &local)?;
+            return Ok(plan(MergeOutcome::Ahead));
+        }
+        if descends(theirs, ours)? {
+            self.check_adds_only(repo, ours, theirs, &local, other_label)?;
+            return Ok(plan(MergeOutcome::FastForward(theirs)));
+        }
+        let (ours_c, theirs_c) = (
+            repo.find_commit(ours).map_err(read("our commit"))?,
+            repo.find_commit(theirs).map_err(read("their commit"))?,
+        );
+        let sides = Sides {
+            ours: local,
+            theirs: other_label.to_string(),
+        };
+        let tree = union_trees(
+            repo,
+            &ours_c.tree().map_err(read("our tree"))?,
+            &theirs_c.tree().map_err(read("their tree"))?,
+            "",
+            &sides,
+        )?;
+        let tree = repo.find_tree(tree).map_err(read("the merged tree"))?;
+        let signature = signature().map_err(self.git_error("make a signature"))?;
+        let commit = repo
+            .commit(
+                None,
+                &signature,
+                &signature,
+                &format!("regress: merge {other_label}"),
+                &tree,
+                &[&ours_c, &theirs_c],
+            )
+            .map_err(self.git_error("write the merge commit"))?;
+        Ok(plan(MergeOutcome::Merged(commit)))
+    }
+
+    /// Checks that commit `new` (of side `new_label`) only adds paths to
+    /// commit `old` (of `old_label`): a fast-forward takes no union, so a
+    /// record changed or removed by rewriting one side would otherwise pass
+    /// as an overwrite.
+    fn check_adds_only(
+        &self,
+        repo: &Repository,
+        old: Oid,
+        new: Oid,
+        old_label: &str,
+        new_label: &str,
+    ) -> Result<(), GitStoreError> {
+        let read = |what: String| self.git_error(format!("read {what}"));
+        let tree = |oid: Oid| {
+            repo.find_commit(oid)
+                .and_then(|c| c.tree())
+                .map_err(read(format!("commit {oid}")))
+        };
+        let (old_tree, new_tree) = (tree(old)?, tree(new)?);
+        let diff = repo
+            .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), None)
+            .map_err(read(format!("the changes from {old} to {new}")))?;
+        for delta in diff.deltas() {
+            let what = match delta.status() {
+                git2::Delta::Added => continue,
+                git2::Delta::Deleted => "removed",
+                _ => "changed",
+            };
+            let file = delta.old_file();
+            return Err(GitStoreError::Rewritten {
+                path: file
+                    .path()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                blob: file.id(),
+                kept: old_label.to_string(),
+                changed: new_label.to_string(),
+                what,
+            });
+        }
+        Ok(())
     }
 
     /// Commits, as they are, the pending records of runs whose process is
@@ -1073,6 +1168,61 @@ mod tests {
             store.merge_from("refs/regress/none", "o").unwrap(),
             MergeOutcome::NothingToMerge
         );
+    }
+
+    #[test]
+    fn a_fast_forward_that_changes_or_removes_a_record_is_refused() {
+        let (_dir, store) = scratch();
+        let base = commit_files(&store, THEIRS, &[("v1/a.json", "a"), ("v1/b.json", "b")]);
+        assert_eq!(
+            store.merge_from(THEIRS, "o").unwrap(),
+            MergeOutcome::FastForward(base)
+        );
+        // The local ref, rewritten on top: a push would overwrite v1/a.json.
+        commit_files(
+            &store,
+            DEFAULT_RESULTS_REF,
+            &[("v1/a.json", "A"), ("v1/c.json", "c")],
+        );
+        let local = store.tip().unwrap();
+        let err = store
+            .merge_from(THEIRS, "origin's copy")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("v1/a.json") && err.contains("changed"),
+            "{err}"
+        );
+        assert!(
+            err.contains("origin's copy") && err.contains("(local)"),
+            "{err}"
+        );
+        // The remote, rewritten to drop a record: a pull would lose it.
+        let repo = store.repo().unwrap();
+        repo.reference(DEFAULT_RESULTS_REF, base, true, "reset")
+            .unwrap();
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        update.remove("v1/b.json");
+        let base_tree = repo.find_commit(base).unwrap().tree().unwrap();
+        let tree = repo
+            .find_tree(update.create_updated(&repo, &base_tree).unwrap())
+            .unwrap();
+        let sig = signature().unwrap();
+        let parent = repo.find_commit(base).unwrap();
+        let dropped = repo
+            .commit(None, &sig, &sig, "drop", &tree, &[&parent])
+            .unwrap();
+        repo.reference(THEIRS, dropped, true, "test").unwrap();
+        let err = store
+            .merge_from(THEIRS, "origin's copy")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("v1/b.json") && err.contains("removed"),
+            "{err}"
+        );
+        assert_eq!(store.tip().unwrap(), Some(base), "nothing moved");
+        assert_ne!(local, Some(base));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::record::{CommitSha, Record};
 
 pub use dir::{parse_record, read_record, DirStore};
 pub use git::{
-    Abandoned, GitStore, GitStoreError, Location, MergeOutcome, ResultsRef, Stored,
+    Abandoned, GitStore, GitStoreError, Location, MergeOutcome, MergePlan, ResultsRef, Stored,
     DEFAULT_RESULTS_REF,
 };
 pub use mem::MemStore;
