@@ -1,5 +1,6 @@
 //! The integration tests, as one binary so that libtorch is linked once:
-//! the CLI on scratch git repositories, the store under kills, the torch
+//! the CLI on scratch git repositories, the store under kills, the git
+//! store between clones and a bare remote, the torch
 //! backends and seed pipelines (skipped without torch), the statistics'
 //! properties, and the pinned formats.
 
@@ -7,6 +8,7 @@ mod common;
 
 mod baseline_resolution;
 mod compare_flow;
+mod git_store;
 mod record_format;
 mod report_formats;
 mod seed_pipelines;

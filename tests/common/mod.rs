@@ -15,16 +15,43 @@ pub struct Repo {
 
 impl Repo {
     pub fn new() -> Repo {
+        let repo = Repo::empty_dir();
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.configure();
+        repo
+    }
+
+    /// A clone of `url` (a path or URL; `args` go to `git clone`, e.g.
+    /// `--depth 1`).
+    pub fn clone_of(url: &str, args: &[&str]) -> Repo {
+        let repo = Repo::empty_dir();
+        let mut cmd = Command::new("git");
+        cmd.args(["clone", "-q"])
+            .args(args)
+            .arg(url)
+            .arg(repo.path());
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "git clone {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        repo.configure();
+        repo
+    }
+
+    fn empty_dir() -> Repo {
         let dir = tempfile::Builder::new()
             .prefix("regress-test-")
             .tempdir()
             .unwrap();
-        let repo = Repo { dir };
-        repo.git(&["init", "-q", "-b", "main"]);
-        repo.git(&["config", "user.email", "test@example.com"]);
-        repo.git(&["config", "user.name", "regress test"]);
-        repo.git(&["config", "commit.gpgsign", "false"]);
-        repo
+        Repo { dir }
+    }
+
+    fn configure(&self) {
+        self.git(&["config", "user.email", "test@example.com"]);
+        self.git(&["config", "user.name", "regress test"]);
+        self.git(&["config", "commit.gpgsign", "false"]);
     }
 
     pub fn path(&self) -> &Path {
@@ -66,10 +93,15 @@ impl Repo {
         self.git(&["rev-parse", "HEAD"])
     }
 
-    /// `regress` with its working directory in this repository.
+    /// `regress` with its working directory in this repository, and none
+    /// of the variables that choose a store or hold a token.
     pub fn regress(&self) -> Command {
         let mut cmd = Command::cargo_bin("regress").unwrap();
-        cmd.current_dir(self.path()).env("NO_COLOR", "1");
+        cmd.current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("REGRESS_STORE")
+            .env_remove("REGRESS_STORE_REF")
+            .env_remove("GITHUB_TOKEN");
         cmd
     }
 
@@ -92,6 +124,40 @@ impl Repo {
         }
         out.sort();
         out
+    }
+}
+
+/// A bare repository in a temporary directory, as a remote: `url()` is its path.
+pub struct Bare {
+    pub dir: tempfile::TempDir,
+}
+
+impl Bare {
+    /// An empty bare repository whose HEAD names `main`.
+    pub fn new() -> Bare {
+        let dir = tempfile::Builder::new()
+            .prefix("regress-origin-")
+            .tempdir()
+            .unwrap();
+        let out = Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Bare { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        self.path().display().to_string()
     }
 }
 
