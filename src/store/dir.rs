@@ -75,7 +75,7 @@ impl Store for DirStore {
             source,
         };
         fs::create_dir_all(&dir).map_err(werr)?;
-        let bytes = serde_json::to_vec_pretty(record).expect("records serialise");
+        let bytes = serde_json::to_vec(record).expect("records serialise");
         let mut tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .suffix(".partial")
