@@ -3,16 +3,19 @@
 //!
 //! Modules are listed in flow order: each may use the types of those
 //! before it, never of those after. `id`, `metric` and `exit` are the
-//! vocabulary every later module speaks; then pipelines become cases
-//! (`spec`), cases become samples (`runner`), samples become records
-//! (`record`), records are kept under commits (`git`, `store`), measured in
-//! sessions (`session`), gathered for a comparison (`resolve`), judged
-//! (`stats`, `compare`) and reported (`report`). Only `cmd` wires them
-//! together for the command line.
+//! vocabulary every later module speaks, and `stats` the pure functions
+//! over samples that records and comparisons both use; then pipelines
+//! become cases (`spec`), cases become samples (`runner`), samples become
+//! compact records (`record`), records are kept under commits (`git`,
+//! `store`), measured in sessions (`session`), gathered for a comparison
+//! (`resolve`), judged (`compare`) and reported (`report`). Only `cmd`
+//! wires them together for the command line.
 
 pub mod exit;
 pub mod id;
 pub mod metric;
+
+pub mod stats;
 
 pub mod spec;
 
@@ -27,8 +30,6 @@ pub mod store;
 pub mod session;
 
 pub mod resolve;
-
-pub mod stats;
 
 pub mod compare;
 

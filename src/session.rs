@@ -351,6 +351,6 @@ mod tests {
             .find(|r| r.run_id == lanes[1].record.run_id)
             .unwrap();
         assert_eq!(b.cases[1].status, CaseStatus::Failed);
-        assert_eq!(b.cases[0].metrics["latency"].samples.len(), 2);
+        assert_eq!(b.cases[0].metrics["latency"].processes.len(), 2);
     }
 }

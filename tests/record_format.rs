@@ -1,13 +1,15 @@
 //! The record format is versioned and read back: a record written by schema
-//! version 1 must stay readable by every later build.
+//! version 1 (every sample) must stay readable by every later build, and
+//! reads into the compact form of version 2, which writes and reads back
+//! unchanged.
 
-use regress::record::{metric, CaseStatus, RunState, RECORD_SCHEMA_VERSION};
+use regress::record::{metric, CaseStatus, Record, RunState, Sketch, RECORD_SCHEMA_VERSION};
 use regress::store::{read_record, StoreError};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/record-v1.json");
 
 #[test]
-fn version_1_record_reads_back_unchanged() {
+fn version_1_record_reads_into_version_2() {
     let record = read_record(FIXTURE.as_ref()).unwrap();
     assert_eq!(record.schema_version, 1);
     assert_eq!(record.state, RunState::Complete);
@@ -22,17 +24,38 @@ fn version_1_record_reads_back_unchanged() {
     assert_eq!(ok.status, CaseStatus::Ok);
     let latency = &ok.metrics[metric::LATENCY];
     assert_eq!(latency.unit, "s");
-    assert_eq!(latency.samples.len(), 2, "one list per process");
-    assert!(latency.samples.iter().all(|p| p.len() == 3));
+    assert_eq!(latency.processes.len(), 2, "one summary per process");
+    assert!(latency.processes.iter().all(|p| p.n == 3));
     let skipped = &record.cases[1];
     assert_eq!(skipped.status, CaseStatus::Skipped);
     assert!(skipped.reason.as_deref().unwrap().contains("fp8"));
 
-    // Writing it again gives the same document.
+    // Every sample of a short process is kept, and its summary is exact.
     let original: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
-    let again = serde_json::to_value(&record).unwrap();
-    assert_eq!(original, again);
+    let samples: Vec<f64> = original["cases"][0]["metrics"]["latency"]["samples"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let first = &latency.processes[0];
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(first.sketch, Sketch::All(sorted.clone()));
+    assert_eq!(
+        (first.min, first.median, first.max),
+        (sorted[0], sorted[1], sorted[2])
+    );
+
+    // Written again (as version 2), it reads back the same.
+    let again: Record = serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+    assert_eq!(again, record);
+    assert!(
+        serde_json::to_value(&record).unwrap()["cases"][0]["metrics"]["latency"]
+            .get("processes")
+            .is_some()
+    );
 }
 
 #[test]
@@ -46,7 +69,10 @@ fn newer_schema_is_refused_with_advice() {
     let path = dir.path().join("r.json");
     std::fs::write(&path, text).unwrap();
     let err = read_record(&path).unwrap_err();
-    assert!(matches!(err, StoreError::TooNew { found: 2, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::TooNew { found, .. } if found == RECORD_SCHEMA_VERSION + 1),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade regress"));
 }
 
@@ -183,4 +209,25 @@ fn hashes_ids_and_fingerprints_are_pinned() {
         runner_label: None,
     });
     assert_eq!(cpu.as_str(), "d881c4697380b723");
+}
+
+#[test]
+fn a_version_1_record_compares_with_a_version_2_one() {
+    use regress::compare::{compare, FailOn, Gate, SideInput};
+    use regress::resolve::Selection;
+    let v1 = read_record(FIXTURE.as_ref()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.json");
+    std::fs::write(&path, serde_json::to_string(&v1).unwrap()).unwrap();
+    let v2 = read_record(&path).unwrap();
+    let side = |r: Record| SideInput::exact("rev", r.commit.clone(), vec![r]);
+    let c = compare(&side(v1), &side(v2), &[], &Selection::default()).unwrap();
+    assert_eq!(c.gate(FailOn::ANY), Gate::Pass);
+    let judged = c
+        .rows
+        .iter()
+        .filter(|r| r.evidence.is_some() && r.verdict.decision().is_some())
+        .count();
+    assert_eq!(judged, 2, "{:?}", c.rows);
+    assert!(c.rows.iter().all(|r| r.ratio().is_none_or(|x| x == 1.0)));
 }

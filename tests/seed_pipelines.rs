@@ -66,7 +66,7 @@ fn run_seed(file: &str) {
             }
             let latency = &case.metrics[metric::LATENCY];
             assert!(
-                latency.samples.iter().all(|s| s.len() >= 2),
+                latency.processes.iter().all(|p| p.n >= 2),
                 "{}: raw samples per process",
                 case.label
             );

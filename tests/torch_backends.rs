@@ -69,8 +69,8 @@ fn python_backend_runs_stores_and_compares() {
     let by_label = |l: &str| record.cases.iter().find(|c| c.label == l).unwrap();
     let compiled = by_label("mlp[batch=4,fp32,default]/forward");
     assert_eq!(compiled.status, CaseStatus::Ok, "{:?}", compiled.reason);
-    assert!(compiled.metrics[metric::LATENCY].samples[0].len() >= 20);
-    let compile_time = compiled.metrics[metric::COMPILE_TIME].samples[0][0];
+    assert!(compiled.metrics[metric::LATENCY].processes[0].n >= 20);
+    let compile_time = compiled.metrics[metric::COMPILE_TIME].processes[0].min;
     let latency = compiled.metrics[metric::LATENCY].pooled();
     let median = regress::stats::Summary::of(&latency).unwrap().median;
     assert!(
@@ -174,7 +174,7 @@ fn native_backend_runs_the_mlp() {
     let fp32 = &record.cases[0];
     assert_eq!(fp32.status, CaseStatus::Ok, "{:?}", fp32.reason);
     assert_eq!(
-        fp32.metrics[metric::LATENCY].samples.len(),
+        fp32.metrics[metric::LATENCY].processes.len(),
         2,
         "one sample list per process"
     );
@@ -293,7 +293,7 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
             .find(|c| c.label == format!("diag[kind={kind},fp32,default]/forward"))
             .unwrap()
     };
-    let count = |kind: &str, metric: &str| case(kind).metrics[metric].samples[0][0];
+    let count = |kind: &str, metric: &str| case(kind).metrics[metric].processes[0].min;
     let compile_report = |kind: &str| case(kind).diagnostics[0]["compile"].clone();
 
     let aborted = case("abort");

@@ -3,16 +3,13 @@
 //! of earlier runs where there are any), counters compared exactly. The
 //! p-values of a whole comparison are adjusted together (`adjust`).
 
-use std::borrow::Cow;
-
 use super::matching::{is_failure, Pooled};
 use super::{ExactChange, Row, Verdict};
 use crate::id::CaseId;
 use crate::metric::{self, Direction, MetricDef, MetricKind, METRICS};
-use crate::record::{CaseStatus, Record};
+use crate::record::{CaseStatus, ProcessSummary, Record};
 use crate::stats::{
-    bh_qvalues, check_positive, decide, evidence, process_location, run_to_run_variance, Decision,
-    Method, StatsError,
+    bh_qvalues, decide, evidence_of, run_to_run_variance, Decision, Method, Process, StatsError,
 };
 
 /// A row for `p` with no numbers yet: latency, the given verdict and note.
@@ -76,29 +73,17 @@ pub(super) fn new_case(pipeline: &str, h: &Pooled) -> Row {
     one_sided(pipeline, h, Verdict::New, None, true)
 }
 
-/// Samples as the statistics take them: times and sizes as they are
-/// (borrowed), rates (higher is better) as time per item, so that the slow
-/// end of every metric is its high end. Rates are checked before they are
-/// inverted, so an error names the stored value.
-fn oriented(
-    processes: &[Vec<f64>],
-    direction: Direction,
-) -> Result<Cow<'_, [Vec<f64>]>, StatsError> {
-    match direction {
-        Direction::LowerIsBetter => Ok(Cow::Borrowed(processes)),
-        Direction::HigherIsBetter => processes
-            .iter()
-            .map(|p| {
-                check_positive(p)?;
-                Ok(p.iter().map(|x| 1.0 / x).collect())
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Cow::Owned),
-    }
+/// The processes of one side as the statistics take them, oriented so that
+/// slow is high (rates as time per item, so the trimmed location still
+/// drops the slow iterations). An error names a stored value that is not
+/// positive.
+fn oriented(processes: &[&ProcessSummary], m: &MetricDef) -> Result<Vec<Process>, StatsError> {
+    processes.iter().map(|p| p.process(m.direction)).collect()
 }
 
 /// Groups of per-process locations of one case and metric, one group per
-/// earlier commit, from history records.
+/// earlier commit, from history records (the exact locations they stored,
+/// already oriented).
 fn history_groups(history: &[&Record], id: &CaseId, m: &MetricDef) -> Vec<Vec<f64>> {
     let mut by_commit: Vec<(String, Vec<f64>)> = Vec::new();
     for r in history {
@@ -113,12 +98,9 @@ fn history_groups(history: &[&Record], id: &CaseId, m: &MetricDef) -> Vec<Vec<f6
             continue;
         };
         let locations: Vec<f64> = values
-            .samples
+            .processes
             .iter()
-            .filter_map(|s| {
-                let s = oriented(std::slice::from_ref(s), m.direction).ok()?;
-                process_location(&s[0]).ok()
-            })
+            .filter_map(|p| p.location.map(|l| l.mean))
             .collect();
         let sha = r.commit.sha.to_string();
         match by_commit.iter_mut().find(|(s, _)| *s == sha) {
@@ -193,8 +175,8 @@ pub(super) fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Rec
         }
         let groups = history_groups(history, &h.first.id, m);
         let prior = run_to_run_variance(&groups);
-        let tested = oriented(bp, m.direction)
-            .and_then(|b| evidence(&b, &oriented(hp, m.direction)?, prior, h.compare.alpha));
+        let tested = oriented(bp, m)
+            .and_then(|b| evidence_of(&b, &oriented(hp, m)?, prior, h.compare.alpha));
         let mut row = blank_row(pipeline, h, Verdict::INCONCLUSIVE, None);
         row.metric = m;
         match tested {
@@ -229,13 +211,15 @@ fn counter_row(
     pipeline: &str,
     h: &Pooled,
     m: &'static MetricDef,
-    base: &[Vec<f64>],
-    head: &[Vec<f64>],
+    base: &[&ProcessSummary],
+    head: &[&ProcessSummary],
 ) -> Option<Row> {
-    let range = |side: &[Vec<f64>]| {
-        let all = side.iter().flatten().copied().filter(|x| x.is_finite());
-        all.fold(None, |r: Option<(f64, f64)>, x| {
-            Some(r.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
+    let range = |side: &[&ProcessSummary]| {
+        let all = side
+            .iter()
+            .filter(|p| p.min.is_finite() && p.max.is_finite());
+        all.fold(None, |r: Option<(f64, f64)>, p| {
+            Some(r.map_or((p.min, p.max), |(lo, hi)| (lo.min(p.min), hi.max(p.max))))
         })
     };
     let (Some((base_min, base_max)), Some((head_min, head_max))) = (range(base), range(head))

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::id::{CaseId, Fingerprint};
 use crate::metric::{self, METRICS};
-use crate::record::{reason_in_one_line, CaseRecord, CaseStatus, Record};
+use crate::record::{
+    reason_in_one_line, summary_of, CaseRecord, CaseStatus, ProcessSummary, Record,
+};
 use crate::spec::CompareConfig;
 use crate::stats::Summary;
 
@@ -17,8 +19,8 @@ pub(super) struct Pooled<'a> {
     pub first: &'a CaseRecord,
     pub status: CaseStatus,
     pub reason: Option<String>,
-    /// Per compared metric: one sample list per process, over every run.
-    pub processes: BTreeMap<&'static str, Vec<Vec<f64>>>,
+    /// Per compared metric: every process of every run.
+    pub processes: BTreeMap<&'static str, Vec<&'a ProcessSummary>>,
     pub hash: &'a str,
     pub compare: CompareConfig,
 }
@@ -72,7 +74,7 @@ pub(super) fn pool<'a>(records: &[&'a Record]) -> (Vec<CaseId>, BTreeMap<CaseId,
                             .processes
                             .entry(m.name)
                             .or_default()
-                            .extend(values.samples.iter().filter(|s| !s.is_empty()).cloned());
+                            .extend(values.processes.iter().filter(|p| p.n > 0));
                     }
                 }
                 entry.status = CaseStatus::Ok;
@@ -90,14 +92,7 @@ impl Pooled<'_> {
 
     /// Summary of every sample of a metric, over all processes.
     pub fn summary(&self, name: &str) -> Option<Summary> {
-        let all: Vec<f64> = self
-            .processes
-            .get(name)?
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
-        Summary::of(&all).ok()
+        summary_of(self.processes.get(name)?)
     }
 
     /// Whether the case was measured (ok, with latency samples).

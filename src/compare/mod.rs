@@ -321,6 +321,18 @@ mod tests {
         serde_json::from_str(include_str!("../../tests/fixtures/record-v1.json")).unwrap()
     }
 
+    /// A metric with one process per list of samples.
+    fn metric(name: &str, unit: &str, lists: &[Vec<f64>]) -> crate::record::Metric {
+        let mut m = crate::record::Metric {
+            unit: unit.into(),
+            processes: Vec::new(),
+        };
+        for l in lists {
+            m.push(name, l);
+        }
+        m
+    }
+
     fn input(records: Vec<Record>) -> SideInput {
         SideInput {
             rev: "rev".into(),
@@ -389,10 +401,7 @@ mod tests {
             let mut r = fixture();
             r.cases[0].metrics.insert(
                 crate::metric::THROUGHPUT.to_string(),
-                crate::record::Metric {
-                    unit: "1/s".into(),
-                    samples: vec![values],
-                },
+                metric(crate::metric::THROUGHPUT, "1/s", &[values]),
             );
             r
         };
@@ -411,8 +420,10 @@ mod tests {
             .find(|r| r.metric.name == crate::metric::THROUGHPUT)
             .unwrap();
         assert_eq!(row.verdict, Verdict::NotComparable);
+        // Named as stored (0), not as its reciprocal (inf). Stored samples
+        // are kept in ascending order, so the index is the sorted one.
         let note = row.note.as_deref().unwrap();
-        assert!(note.contains("sample 1 is 0"), "{note}");
+        assert!(note.contains("sample 0 is 0"), "{note}");
     }
 
     /// The fixture with `recompiles` counts per process on its first case.
@@ -420,10 +431,11 @@ mod tests {
         let mut r = fixture();
         r.cases[0].metrics.insert(
             crate::metric::RECOMPILES.to_string(),
-            crate::record::Metric {
-                unit: "count".into(),
-                samples: counts.iter().map(|c| vec![*c]).collect(),
-            },
+            metric(
+                crate::metric::RECOMPILES,
+                "count",
+                &counts.iter().map(|c| vec![*c]).collect::<Vec<_>>(),
+            ),
         );
         r
     }

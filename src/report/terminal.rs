@@ -8,7 +8,7 @@ use super::{format_duration, CompareView};
 use crate::compare::Verdict;
 use crate::metric;
 use crate::record::{CaseStatus, Record};
-use crate::stats::{Decision, Summary};
+use crate::stats::Decision;
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -234,21 +234,16 @@ pub fn render_record_terminal(record: &Record) -> String {
     };
     let mut reasons = Vec::new();
     for case in &record.cases {
-        let latency = case
-            .metrics
-            .get(metric::LATENCY)
-            .map(|m| m.pooled())
-            .unwrap_or_default();
-        let summary = Summary::of(&latency).ok();
+        let summary = case.metrics.get(metric::LATENCY).and_then(|m| m.summary());
         let compile = case
             .metrics
             .get(metric::COMPILE_TIME)
-            .and_then(|m| Summary::of(&m.pooled()).ok())
+            .and_then(|m| m.summary())
             .map_or(String::new(), |s| format_duration(s.median));
         let processes = case
             .metrics
             .get(metric::LATENCY)
-            .map_or(0, |m| m.samples.len());
+            .map_or(0, |m| m.processes.len());
         table.rows.push(vec![
             (case.label.clone(), Style::new()),
             (case.status.as_str().to_string(), status_style(case.status)),

@@ -7,8 +7,8 @@ use statrs::distribution::{ContinuousCDF, FisherSnedecor, Normal};
 
 use super::welch::mean_var;
 use super::{
-    check_positive, hodges_lehmann, mann_whitney_u, pooled_t, student_t, PriorVariance, StatsError,
-    Summary,
+    check_positive, hodges_lehmann_points, mann_whitney_points, pooled_t, student_t, Points,
+    PriorVariance, StatsError,
 };
 
 /// Power at which the minimal detectable change is stated (the usual 80 %).
@@ -143,12 +143,40 @@ pub fn process_estimate(samples: &[f64]) -> Result<ProcessEstimate, StatsError> 
     })
 }
 
-fn estimates(processes: &[Vec<f64>]) -> Result<Vec<ProcessEstimate>, StatsError> {
-    processes
-        .iter()
+/// One process as the tests take it: its location with that location's
+/// variance (exact, from every sample), and its samples as points (every
+/// sample, or order statistics standing for them; see `Points`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Process {
+    pub estimate: ProcessEstimate,
+    pub points: Points,
+}
+
+impl Process {
+    /// A process from all its samples, which must be positive.
+    pub fn of(samples: &[f64]) -> Result<Process, StatsError> {
+        Ok(Process {
+            estimate: process_estimate(samples)?,
+            points: Points::exact(samples)?,
+        })
+    }
+}
+
+/// The processes of one side, empty ones left out.
+fn processes(side: &[Vec<f64>]) -> Result<Vec<Process>, StatsError> {
+    side.iter()
         .filter(|p| !p.is_empty())
-        .map(|p| process_estimate(p))
+        .map(|p| Process::of(p))
         .collect()
+}
+
+/// Every iteration of a side on the log scale, as points.
+fn log_points(side: &[Process]) -> Result<Points, StatsError> {
+    for p in side {
+        check_positive(p.points.values())?;
+    }
+    let logged: Vec<Points> = side.iter().map(|p| p.points.map(f64::ln)).collect();
+    Ok(Points::union(&logged))
 }
 
 /// Level of the preliminary test that decides whether the spread inside
@@ -226,8 +254,20 @@ pub fn evidence(
     prior: Option<PriorVariance>,
     alpha: f64,
 ) -> Result<Evidence, StatsError> {
-    let be = estimates(base)?;
-    let he = estimates(head)?;
+    evidence_of(&processes(base)?, &processes(head)?, prior, alpha)
+}
+
+/// `evidence` on processes whose samples may be kept as points standing
+/// for more samples (a record's compact form): the process-level tests use
+/// the exact locations and variances, the rank tests the true counts.
+pub fn evidence_of(
+    base: &[Process],
+    head: &[Process],
+    prior: Option<PriorVariance>,
+    alpha: f64,
+) -> Result<Evidence, StatsError> {
+    let be: Vec<ProcessEstimate> = base.iter().map(|p| p.estimate).collect();
+    let he: Vec<ProcessEstimate> = head.iter().map(|p| p.estimate).collect();
     let bm: Vec<f64> = be.iter().map(|e| e.location).collect();
     let hm: Vec<f64> = he.iter().map(|e| e.location).collect();
     if bm.is_empty() || hm.is_empty() {
@@ -245,16 +285,16 @@ pub fn evidence(
             unobserved_spread: 0.0,
         }
     };
-    let b: Vec<f64> = logs(&base.iter().flatten().copied().collect::<Vec<_>>())?;
-    let h: Vec<f64> = logs(&head.iter().flatten().copied().collect::<Vec<_>>())?;
+    let (b, h) = (log_points(base)?, log_points(head)?);
+    let (m, n) = (b.total(), h.total());
     // A process-level test must also be borne out by the iterations: p is
     // the larger of the two (an intersection–union test, Berger 1982), so a
     // single disturbed process cannot pass for a change.
     // Only where processes hold several samples each: metrics with one value
     // per process (compile time, peak memory) have no iterations to ask.
     let corroborated = |mut e: Evidence| -> Result<Evidence, StatsError> {
-        if b.len() > bm.len() && h.len() > hm.len() {
-            e.p = e.p.max(mann_whitney_u(&b, &h)?.p);
+        if m > bm.len() as f64 && n > hm.len() as f64 {
+            e.p = e.p.max(mann_whitney_points(&b, &h)?.p);
         }
         Ok(e)
     };
@@ -277,7 +317,7 @@ pub fn evidence(
         }
         return corroborated(t_evidence(t, Method::PooledProcesses));
     }
-    if b.len() < 2 || h.len() < 2 {
+    if m < 2.0 || n < 2.0 {
         return Ok(Evidence {
             method: Method::None,
             log_ratio: hm.iter().sum::<f64>() / hm.len() as f64
@@ -289,13 +329,12 @@ pub fn evidence(
             unobserved_spread: 0.0,
         });
     }
-    let u = mann_whitney_u(&b, &h)?;
-    let shift = hodges_lehmann(&b, &h, alpha)?;
-    let (sb, sh) = (Summary::of(&b)?, Summary::of(&h)?);
-    let (iqr_b, iqr_h) = (sb.p75 - sb.p25, sh.p75 - sh.p25);
+    let u = mann_whitney_points(&b, &h)?;
+    let shift = hodges_lehmann_points(&b, &h, alpha)?;
+    let iqr = |p: &Points| p.quantile(0.75) - p.quantile(0.25);
+    let (iqr_b, iqr_h) = (iqr(&b), iqr(&h));
     // Robust SD of the log samples (IQR / 1.349 under normality).
     let sd = (iqr_b + iqr_h) / 2.0 / 1.349;
-    let (m, n) = (b.len() as f64, h.len() as f64);
     let spread = iqr_b.max(iqr_h);
     let mde = ((z(1.0 - alpha / 2.0) + z(MDE_POWER)) * sd * (1.0 / m + 1.0 / n).sqrt()).max(spread);
     Ok(Evidence {

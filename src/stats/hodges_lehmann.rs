@@ -14,7 +14,7 @@ use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::mann_whitney::exact_counts;
-use super::{check_finite, StatsError, EXACT_MAX_N};
+use super::{check_finite, Points, StatsError, EXACT_MAX_N};
 
 /// Bisection steps: each halves the bracket, 200 reach f64 resolution.
 const BISECTION_STEPS: usize = 200;
@@ -113,6 +113,79 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], alpha: f64) -> Result<Shift, StatsEr
     let lo = kth_difference(&xs, &ys, c);
     let hi = kth_difference(&xs, &ys, total + 1 - c);
     Ok(Shift { estimate, lo, hi })
+}
+
+/// Weight of the pairs with y_j − x_i ≤ t (each pair weighs w_i·w_j), for
+/// ascending x and y.
+fn weighted_count_le(x: &Points, y: &Points, t: f64) -> f64 {
+    let (xs, wx) = (x.values(), x.weights());
+    // suffix[i]: the weight of x_i and every x after it.
+    let mut suffix = vec![0.0; xs.len() + 1];
+    for i in (0..xs.len()).rev() {
+        suffix[i] = suffix[i + 1] + wx[i];
+    }
+    let mut count = 0.0;
+    let mut i = 0;
+    for (&yj, &wj) in y.values().iter().zip(y.weights()) {
+        while i < xs.len() && xs[i] < yj - t {
+            i += 1;
+        }
+        count += wj * suffix[i];
+    }
+    count
+}
+
+/// The smallest difference t whose pairs weigh at least `k`.
+fn weighted_kth_difference(x: &Points, y: &Points, k: f64) -> f64 {
+    let (xs, ys) = (x.values(), y.values());
+    let (mut lo, mut hi) = (ys[0] - xs[xs.len() - 1], ys[ys.len() - 1] - xs[0]);
+    if weighted_count_le(x, y, lo) >= k {
+        return lo;
+    }
+    for _ in 0..BISECTION_STEPS {
+        let mid = lo + (hi - lo) / 2.0;
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if weighted_count_le(x, y, mid) >= k {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
+/// The Hodges–Lehmann shift on points that may stand for more samples
+/// (`Points`): with every sample present, [`hodges_lehmann`]; otherwise
+/// each pair of points weighs as the pairs of samples it stands for, and
+/// the interval's ranks come from the true counts.
+pub fn hodges_lehmann_points(x: &Points, y: &Points, alpha: f64) -> Result<Shift, StatsError> {
+    if x.is_exact() && y.is_exact() {
+        return hodges_lehmann(x.values(), y.values(), alpha);
+    }
+    if x.is_empty() || y.is_empty() {
+        return Err(StatsError::Empty);
+    }
+    let (m, n) = (x.total(), y.total());
+    let total = m * n;
+    let estimate = weighted_kth_difference(x, y, total / 2.0);
+    let z = Normal::standard().inverse_cdf(1.0 - alpha / 2.0);
+    let c = (total / 2.0 - z * (total * (m + n + 1.0) / 12.0).sqrt())
+        .floor()
+        .max(0.0);
+    if c < 1.0 {
+        return Ok(Shift {
+            estimate,
+            lo: f64::NEG_INFINITY,
+            hi: f64::INFINITY,
+        });
+    }
+    Ok(Shift {
+        estimate,
+        lo: weighted_kth_difference(x, y, c),
+        hi: weighted_kth_difference(x, y, total + 1.0 - c),
+    })
 }
 
 #[cfg(test)]

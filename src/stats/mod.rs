@@ -8,17 +8,20 @@ mod evidence;
 mod history;
 mod hodges_lehmann;
 mod mann_whitney;
+mod points;
 mod summary;
 mod welch;
 
 pub use bh::bh_qvalues;
 pub use decision::{decide, Decision, Direction};
 pub use evidence::{
-    evidence, process_estimate, process_location, Evidence, Method, ProcessEstimate, MDE_POWER,
+    evidence, evidence_of, process_estimate, process_location, Evidence, Method, Process,
+    ProcessEstimate, MDE_POWER,
 };
 pub use history::run_to_run_variance;
-pub use hodges_lehmann::{hodges_lehmann, Shift};
-pub use mann_whitney::{mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
+pub use hodges_lehmann::{hodges_lehmann, hodges_lehmann_points, Shift};
+pub use mann_whitney::{mann_whitney_points, mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
+pub use points::Points;
 pub use summary::{quantile, Summary, NOISY_REL_IQR};
 pub use welch::{mean_interval, pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
 

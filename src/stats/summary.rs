@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{check_finite, StatsError};
+use super::{check_finite, Points, StatsError};
 
 /// Relative IQR above which a case is flagged as noisy.
 pub const NOISY_REL_IQR: f64 = 0.10;
@@ -50,6 +50,47 @@ impl Summary {
             p75,
             min: sorted[0],
             max: sorted[sorted.len() - 1],
+            rel_iqr: if median != 0.0 {
+                (p75 - p25) / median.abs()
+            } else {
+                0.0
+            },
+        })
+    }
+
+    /// Summarises points that may stand for more samples (`Points`): n is
+    /// the true count, quantiles are taken on the ranks the points stand
+    /// for, outliers are the samples the points beyond the fences stand
+    /// for. With every sample present this equals `of`.
+    pub fn of_points(points: &Points) -> Result<Summary, StatsError> {
+        if points.is_exact() {
+            return Summary::of(points.values());
+        }
+        if points.is_empty() {
+            return Err(StatsError::Empty);
+        }
+        let (p25, median, p75) = (
+            points.quantile(0.25),
+            points.quantile(0.5),
+            points.quantile(0.75),
+        );
+        let fence = TUKEY_FENCE * (p75 - p25);
+        let outliers: f64 = points
+            .values()
+            .iter()
+            .zip(points.weights())
+            .filter(|(x, _)| **x < p25 - fence || **x > p75 + fence)
+            .map(|(_, w)| w)
+            .sum();
+        let values = points.values();
+        Ok(Summary {
+            outliers: outliers.round() as usize,
+            n: points.total().round() as usize,
+            median,
+            p25,
+            p75,
+            min: values[0],
+            max: values[values.len() - 1],
             rel_iqr: if median != 0.0 {
                 (p75 - p25) / median.abs()
             } else {

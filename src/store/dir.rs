@@ -138,9 +138,15 @@ pub(super) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 /// Writes `record` to `path` atomically: a hidden temporary file in the same
 /// directory, flushed, then renamed over the final name.
 pub(super) fn write_record_file(path: &Path, record: &Record) -> Result<(), StoreError> {
-    let mut bytes = serde_json::to_vec_pretty(record).expect("records serialise");
+    write_atomic(path, &record_bytes(record))
+}
+
+/// A record as stored: compact JSON and a newline, the same bytes in
+/// every store (the git store relies on it: same record, same blob).
+pub(super) fn record_bytes(record: &Record) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(record).expect("records serialise");
     bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    bytes
 }
 
 /// Writes `bytes` to `path` so that readers see the old file or the new

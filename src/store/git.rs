@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use git2::{ErrorCode, FileMode, ObjectType, Oid, Repository};
 
-use super::dir::{is_hidden, parse_record, read_dir_sorted, read_record, write_atomic};
+use super::dir::{
+    is_hidden, parse_record, read_dir_sorted, read_record, record_bytes, write_atomic,
+};
 use super::{Store, StoreError};
 use crate::record::{CommitSha, Record, RunId, RunState};
 
@@ -739,8 +741,7 @@ impl Store for GitStore {
             return super::dir::write_record_file(&pending, record);
         }
         let repo = self.repo()?;
-        let mut bytes = serde_json::to_vec_pretty(record).expect("records serialise");
-        bytes.push(b'\n');
+        let bytes = record_bytes(record);
         let blob = repo.blob(&bytes).map_err(self.git_error("write a blob"))?;
         let path = Self::path_of(record);
         match self.commit_blob(&repo, &path, blob, &commit_message(record))? {

@@ -1,6 +1,10 @@
-//! A record: one run of one pipeline on one machine at one commit, with the
-//! raw samples of every case so any statistic can be recomputed later.
-//! Records are the only thing the store keeps; their format is versioned.
+//! A record: one run of one pipeline on one machine at one commit, with
+//! the samples of every case kept compactly (`samples`): exact summaries
+//! and locations, and order statistics from which any threshold can be
+//! recomputed later. Records are the only thing the store keeps; their
+//! format is versioned, and every earlier version still reads.
+
+mod samples;
 
 use std::collections::BTreeMap;
 
@@ -13,8 +17,11 @@ use crate::spec::{
     BackendKind, Case, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision,
 };
 
-/// Version of the record format written by this build; readers reject newer ones.
-pub const RECORD_SCHEMA_VERSION: u32 = 1;
+/// Version of the record format written by this build; readers take it and
+/// every earlier one, and reject newer ones. 2: samples kept compactly.
+pub const RECORD_SCHEMA_VERSION: u32 = 2;
+
+pub use samples::{summary_of, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS};
 
 /// The metric table: names, units, directions and kinds.
 pub use crate::metric;
@@ -94,18 +101,18 @@ pub struct PipelineInfo {
     pub compare: CompareConfig,
 }
 
-/// Raw samples of one metric: one list per process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metric {
-    pub unit: String,
-    pub samples: Vec<Vec<f64>>,
-}
-
-impl Metric {
-    /// Every sample of every process, in order.
-    pub fn pooled(&self) -> Vec<f64> {
-        self.samples.iter().flatten().copied().collect()
-    }
+/// Metrics as read: each summarised with the direction its name gives.
+fn named_metrics<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Metric>, D::Error> {
+    let raw = BTreeMap::<String, samples::UnnamedMetric>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(name, m)| {
+            let metric = m.named(&name);
+            (name, metric)
+        })
+        .collect())
 }
 
 /// One case of a record.
@@ -121,6 +128,7 @@ pub struct CaseRecord {
     pub phase: Phase,
     pub status: CaseStatus,
     pub reason: Option<String>,
+    #[serde(deserialize_with = "named_metrics")]
     pub metrics: BTreeMap<String, Metric>,
     /// Per-process diagnostics from the backend (device, warm-up iterations, ...).
     pub diagnostics: Vec<serde_json::Map<String, serde_json::Value>>,
@@ -190,18 +198,20 @@ impl Record {
         let case = &mut self.cases[index];
         match outcome {
             Outcome::Measured(s) => {
-                let mut push = |name: &'static str, values: Vec<f64>| {
+                let mut push = |name: &'static str, values: &[f64]| {
+                    if values.is_empty() {
+                        return;
+                    }
                     case.metrics
                         .entry(name.to_string())
                         .or_insert_with(|| Metric {
                             unit: metric::get(name).unit.to_string(),
-                            samples: Vec::new(),
+                            processes: Vec::new(),
                         })
-                        .samples
-                        .push(values);
+                        .push(name, values);
                 };
-                push(metric::LATENCY, s.latency);
-                for (name, values) in s.extra {
+                push(metric::LATENCY, &s.latency);
+                for (name, values) in &s.extra {
                     push(name, values);
                 }
                 case.diagnostics.push(s.diagnostics);
