@@ -162,6 +162,10 @@ fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
 
 #[test]
 fn native_backend_runs_the_mlp() {
+    if !cfg!(feature = "native") {
+        eprintln!("skipped: built without the `native` feature (libtorch)");
+        return;
+    }
     let repo = Repo::new();
     repo.write(
         "p.yaml",
