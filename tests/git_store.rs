@@ -1,7 +1,8 @@
 //! The git store between clones and a bare `origin` on disk: sixteen clones
 //! pushing at once lose and overwrite nothing, a push killed at any moment
 //! leaves every ref whole, a record rewritten on one side is refused by
-//! path, an unreachable remote loses nothing, the token is never printed,
+//! path, an unreachable remote loses nothing, a killed run is pushed as it
+//! was, the token is never printed,
 //! and no store command touches the work tree, the index or HEAD.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -524,4 +525,55 @@ fn the_token_never_appears_in_output() {
             );
         }
     }
+}
+
+/// A run killed mid-way leaves its record pending in this clone: `store
+/// ls` shows it, and the next push commits it as it was (still `running`,
+/// with the cases that finished) instead of losing it.
+#[test]
+fn a_killed_run_is_pushed_as_it_was() {
+    let (origin, _) = origin_with_pipelines(1);
+    let c = Repo::clone_of(&origin.url(), &[]);
+    let pending = git_dir(&c).join("regress/pending");
+    let mut child = c
+        .regress()
+        .args(["run", &pipeline_file(0), "--store", "git"])
+        .env("REGRESS_MOCK_DELAY_MS", "400")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the first case is saved: the record says `1 ok`.
+    let started = Instant::now();
+    while !output(c.regress().args(["store", "ls"])).1.contains("1 ok") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no case finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (code, stdout, _) = output(c.regress().args(["store", "ls"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("running") && stdout.contains("pending"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = push(&c);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("1 new record(s)"), "{stdout}");
+    assert!(stderr.contains("killed before they finished"), "{stderr}");
+    let remote = stored(origin.path());
+    let (_, record) = remote.values().next().expect("the killed run was pushed");
+    assert_eq!(record.state, regress::record::RunState::Running);
+    assert!(record
+        .cases
+        .iter()
+        .any(|case| case.status == regress::record::CaseStatus::Ok));
+    assert!(
+        std::fs::read_dir(&pending).map_or(true, |mut d| d.next().is_none()),
+        "nothing is left pending"
+    );
 }
