@@ -2,8 +2,8 @@
 //! pushing at once lose and overwrite nothing, a push killed at any moment
 //! leaves every ref whole, a record rewritten on one side is refused by
 //! path, an unreachable remote loses nothing, a killed run is pushed as it
-//! was, the token is never printed,
-//! and no store command touches the work tree, the index or HEAD.
+//! was, the token is never printed, and no store command touches the work
+//! tree, the index or HEAD.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
