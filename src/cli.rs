@@ -98,9 +98,10 @@ pub struct StorePushArgs {
     /// The remote to push to.
     #[arg(long, default_value = "origin")]
     pub remote: String,
-    /// How long to keep retrying while other pushes land first (500ms, 30s, 3m…).
-    #[arg(long, default_value = "3m")]
-    pub timeout: String,
+    /// How long to keep retrying while other pushes land first (500ms,
+    /// 30s, 3m…) [default: 3m].
+    #[arg(long)]
+    pub timeout: Option<String>,
     #[command(flatten)]
     pub store_ref: StoreRefArg,
 }

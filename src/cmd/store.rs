@@ -22,12 +22,12 @@ pub fn store(command: &StoreCommand) -> anyhow::Result<Exit> {
 }
 
 fn push(args: &StorePushArgs) -> anyhow::Result<Exit> {
-    let timeout = parse_duration(&args.timeout).ok_or_else(|| {
-        anyhow!(
-            "--timeout `{}` is not a duration; write {DURATION_HINT}",
-            args.timeout
-        )
-    })?;
+    let timeout = match &args.timeout {
+        None => sync::DEFAULT_TIMEOUT,
+        Some(text) => parse_duration(text).ok_or_else(|| {
+            anyhow!("--timeout `{text}` is not a duration; write {DURATION_HINT}")
+        })?,
+    };
     let repo = current_repo()?;
     let store = git_store(&repo, &args.store_ref)?;
     let mut progress = |line: &str| anstream::eprintln!("{line}");

@@ -389,11 +389,17 @@ impl GitStore {
             Ok(entry) if entry.kind() == Some(ObjectType::Tree) => repo
                 .find_tree(entry.id())
                 .map_err(self.git_error(format!("read {dir}")))?,
-            _ => return Ok(Vec::new()),
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.git_error(format!("read {dir}"))(e).into()),
         };
         let mut out = Vec::new();
-        for pipeline in subtrees(repo, &commit_tree) {
-            for machine in subtrees(repo, &pipeline.1) {
+        let subtrees = |tree: &git2::Tree<'_>, at: &str| {
+            subtrees(repo, tree).map_err(self.git_error(format!("read {at}")))
+        };
+        for pipeline in subtrees(&commit_tree, &dir)? {
+            let at = format!("{dir}/{}", pipeline.0);
+            for machine in subtrees(&pipeline.1, &at)? {
                 for file in machine.1.iter() {
                     let Some(name) = file.name().ok().filter(|n| n.ends_with(".json")) else {
                         continue;
@@ -721,11 +727,28 @@ impl GitStore {
                 })?;
                 let blob = repo.blob(&bytes).map_err(self.git_error("write a blob"))?;
                 let message = format!("{} (abandoned while running)", commit_message(&record));
-                match self.commit_blob(&repo, &Self::path_of(&record), blob, &message)? {
+                let path = Self::path_of(&record);
+                match self.commit_blob(&repo, &path, blob, &message)? {
                     Committed::New => done.committed.push(record.run_id.clone()),
+                    Committed::Same => {}
                     // The run finished and was committed, then was killed
                     // before it removed this older snapshot.
-                    Committed::Same | Committed::Other(_) => {}
+                    Committed::Other(_) if record.state == RunState::Running => {}
+                    // A finished record kept here because the ref holds
+                    // another at its path (see `save`): never dropped.
+                    Committed::Other(theirs_blob) => {
+                        done.warnings.push(
+                            GitStoreError::Conflict {
+                                path,
+                                ours: format!("{} (pending)", file.display()),
+                                ours_blob: blob,
+                                theirs: self.results.to_string(),
+                                theirs_blob,
+                            }
+                            .to_string(),
+                        );
+                        continue;
+                    }
                 }
                 remove_pending(&file);
             }
@@ -810,11 +833,18 @@ fn empty_tree(repo: &Repository) -> Result<git2::Tree<'_>, git2::Error> {
     repo.find_tree(oid)
 }
 
-/// The entries of `tree` that are trees, with their names.
-fn subtrees<'r>(repo: &'r Repository, tree: &git2::Tree<'_>) -> Vec<(String, git2::Tree<'r>)> {
+/// The entries of `tree` that are trees, with their names; other entries
+/// are not part of the layout and are skipped, like unknown files in `.regress`.
+fn subtrees<'r>(
+    repo: &'r Repository,
+    tree: &git2::Tree<'_>,
+) -> Result<Vec<(String, git2::Tree<'r>)>, git2::Error> {
     tree.iter()
         .filter(|e| e.kind() == Some(ObjectType::Tree))
-        .filter_map(|e| Some((e.name().ok()?.to_string(), repo.find_tree(e.id()).ok()?)))
+        .map(|e| {
+            let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
+            Ok((name, repo.find_tree(e.id())?))
+        })
         .collect()
 }
 
@@ -1030,7 +1060,7 @@ mod tests {
     #[test]
     fn running_records_wait_in_the_pending_area_finished_ones_are_committed() {
         let (dir, store) = scratch();
-        let mut r = record("20261122T020631.537Z-1-aa", RunState::Running);
+        let mut r = record("20261122T020631.537Z-2147483646-aa", RunState::Running);
         store.save(&r).unwrap();
         assert_eq!(
             store.tip().unwrap(),
@@ -1066,13 +1096,22 @@ mod tests {
         store.save(&r).unwrap();
         assert_eq!(store.tip().unwrap(), tip);
 
-        // Another content at the same path is refused and kept pending.
+        // Another content at the same path is refused and kept pending,
+        // also by the sweep of abandoned records before a push.
         let mut other = r.clone();
         other.cases.clear();
         let err = store.save(&other).unwrap_err().to_string();
         assert!(err.contains(&GitStore::path_of(&r)), "{err}");
         assert_eq!(store.tip().unwrap(), tip);
         assert!(store.pending_path(&other).exists());
+        let swept = store.commit_abandoned().unwrap();
+        assert!(swept.committed.is_empty());
+        assert!(
+            swept.warnings[0].contains(&GitStore::path_of(&r)),
+            "{swept:?}"
+        );
+        assert!(store.pending_path(&other).exists(), "never dropped");
+        assert_eq!(store.tip().unwrap(), tip);
 
         // The commit is regress's, with a message naming the record.
         let repo = Repository::open(dir.path()).unwrap();

@@ -50,7 +50,8 @@ pub enum StoreError {
 
 /// Keeps records by commit.
 pub trait Store {
-    /// Writes (or replaces, for the same run) a record atomically.
+    /// Writes a record atomically; saving the same run again replaces it
+    /// while it is running (the git store keeps a finished record forever).
     fn save(&self, record: &Record) -> Result<(), StoreError>;
 
     /// Every record stored under a commit, oldest run first.

@@ -32,9 +32,10 @@ use wait_timeout::ChildExt;
 use super::git::ref_target;
 use super::{GitStore, GitStoreError, MergeOutcome, MergePlan, StoreError};
 
-/// How long `regress store push` keeps retrying by default: long enough
-/// for a few dozen matrix jobs finishing together to take turns.
-pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long `regress store push` keeps retrying by default (and `pull`
+/// always): long enough for a few dozen matrix jobs finishing together to
+/// take turns.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The first back-off wait's upper bound: about one fetch-merge-push round
 /// trip to a remote nearby. Doubling reaches a hosted remote's round trip
@@ -102,8 +103,10 @@ pub enum SyncError {
         reference: String,
         reason: String,
     },
-    #[error("gave up pushing {reference} to `{remote}` after {attempts} attempts in {elapsed_s:.0} s: {last}\n  other pushes kept landing first; nothing is lost: run `regress store push` again, or allow more time with --timeout")]
+    #[error("gave up {action} {reference} (remote `{remote}`) after {attempts} attempts in {elapsed_s:.0} s; the last: {last}\n  nothing is lost: run it again later (`regress store push --timeout` allows more time)")]
     GaveUp {
+        /// `pushing` or `pulling`.
+        action: &'static str,
         remote: String,
         reference: String,
         attempts: u32,
@@ -243,6 +246,7 @@ pub fn push(
         let wait = backoff.next_wait();
         if Instant::now() + wait >= deadline {
             return Err(SyncError::GaveUp {
+                action: "pushing",
                 remote: remote.name.clone(),
                 reference: store.results_ref().to_string(),
                 attempts,
@@ -265,7 +269,7 @@ pub fn pull(store: &GitStore, remote: &str) -> Result<PullOutcome, SyncError> {
     let remote = Remote::find(store, remote)?;
     let git = Git::new(store, &remote);
     let started = Instant::now();
-    let deadline = started + DEFAULT_PUSH_TIMEOUT;
+    let deadline = started + DEFAULT_TIMEOUT;
     let mut backoff = Backoff::new();
     let mut attempts = 0;
     loop {
@@ -280,6 +284,7 @@ pub fn pull(store: &GitStore, remote: &str) -> Result<PullOutcome, SyncError> {
                 let wait = backoff.next_wait();
                 if Instant::now() + wait >= deadline {
                     return Err(SyncError::GaveUp {
+                        action: "pulling",
                         remote: remote.name.clone(),
                         reference: store.results_ref().to_string(),
                         attempts,
@@ -358,14 +363,17 @@ fn push_once(
                 // (merged again if another local run committed meanwhile).
                 store.merge_commit(new, &format!("{} as pushed", remote.name))?;
             }
-            let records = store.count_records(Some(new))? - store.count_records(theirs)?;
+            // `new` holds everything `theirs` does.
+            let records = store
+                .count_records(Some(new))?
+                .saturating_sub(store.count_records(theirs)?);
             Ok(Step::Done(PushOutcome::Pushed {
                 from: theirs,
                 to: new,
                 records,
             }))
         }
-        Some(Verdict::Retry(reason)) => Ok(Step::Retry(reason)),
+        Some(Verdict::Retry(reason)) => Ok(Step::Retry(scrub(&reason))),
         Some(Verdict::Refused(reason)) => Err(SyncError::Refused {
             remote: remote.name.clone(),
             url: remote.shown_url(),
