@@ -1,16 +1,13 @@
 //! The whole flow in scratch repositories: run at two commits, compare,
 //! gate on regressions.
 
-use std::sync::Mutex;
-
 use crate::common::{mock_pipeline, output, Repo};
 
 /// The sleep-based tests measure wall time: every test of this file takes
-/// this lock, so no other test of it loads the machine while one measures.
-static TIMING: Mutex<()> = Mutex::new(());
-
+/// the machine lock, so no other test of it (nor a test that loads the
+/// machine, such as the git store's) runs while one measures.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    TIMING.lock().unwrap_or_else(|e| e.into_inner())
+    crate::common::machine_lock()
 }
 
 const SLEEP_PIPELINE: &str = "version: 1

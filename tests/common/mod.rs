@@ -161,6 +161,17 @@ impl Bare {
     }
 }
 
+/// Held by tests that measure wall time and by tests that load every
+/// core (many processes at once), so that the load never lands inside a
+/// measurement.
+static MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the machine lock (see `MACHINE`); a test that panicked while
+/// holding it leaves it usable.
+pub fn machine_lock() -> std::sync::MutexGuard<'static, ()> {
+    MACHINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs a command and returns (exit code, stdout, stderr).
 pub fn output(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
