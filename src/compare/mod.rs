@@ -19,7 +19,7 @@ pub use crate::resolve::{Selection, SideInput};
 use crate::spec::{CompareConfig, CompileMode};
 use crate::stats::{Evidence, Method, Summary};
 
-use judge::{adjust, both_sides, new_case, one_sided};
+use judge::{adjust, both_sides, new_case, one_sided, HistoryIndex};
 use matching::{group, pool, Key};
 pub use speedup::{GeoMean, Speedup};
 pub use verdict::{FailOn, Gate, Verdict};
@@ -211,6 +211,7 @@ pub fn compare(
                                 .is_some_and(|b| b.pipeline.hash == r.pipeline.hash)
                         })
                         .collect();
+                    let hist = HistoryIndex::new(&hist);
                     for id in &horder {
                         match bpool.get(id) {
                             Some(b) => rows.extend(both_sides(name, b, &hpool[id], &hist)),

@@ -21,7 +21,9 @@ use crate::spec::{
 /// every earlier one, and reject newer ones. 2: samples kept compactly.
 pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
-pub use samples::{summary_of, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS};
+pub use samples::{
+    summary_of, Diagnostics, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS,
+};
 
 /// The metric table: names, units, directions and kinds.
 pub use crate::metric;
@@ -130,8 +132,9 @@ pub struct CaseRecord {
     pub reason: Option<String>,
     #[serde(deserialize_with = "named_metrics")]
     pub metrics: BTreeMap<String, Metric>,
-    /// Per-process diagnostics from the backend (device, warm-up iterations, ...).
-    pub diagnostics: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Per-process diagnostics from the backend (device, warm-up
+    /// iterations, ...), parsed when asked (`Diagnostics::maps`).
+    pub diagnostics: Diagnostics,
 }
 
 /// One run of one pipeline on one machine at one commit.
@@ -187,7 +190,7 @@ impl Record {
                     status: CaseStatus::Pending,
                     reason: None,
                     metrics: BTreeMap::new(),
-                    diagnostics: Vec::new(),
+                    diagnostics: Diagnostics::default(),
                 })
                 .collect(),
         }
