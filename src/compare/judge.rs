@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use crate::id::{CaseId, CommitSha};
 use crate::metric::{self, Direction, MetricDef, MetricKind, METRICS};
 use crate::record::{CaseRecord, CaseStatus, ProcessSummary, Record};
+use crate::spec::{PlannedCase, Shard};
 use crate::stats::{
     bh_qvalues, decide, evidence_of, run_to_run_variance, Decision, Method, Process, StatsError,
 };
@@ -57,6 +58,44 @@ pub(super) fn one_sided(
         row.base_processes = p.latency_processes();
     }
     row
+}
+
+/// A case whose head shard never arrived: missing, with the base's numbers
+/// when the base measured it.
+pub(super) fn missing_row(
+    pipeline: &str,
+    planned: &PlannedCase,
+    shard: Shard,
+    base: Option<&Pooled>,
+) -> Row {
+    let note = Some(format!("shard {shard} did not arrive"));
+    let latency = metric::get(metric::LATENCY);
+    match base {
+        Some(b) => one_sided(pipeline, b, Verdict::Missing, note, false),
+        None => Row {
+            pipeline: pipeline.to_string(),
+            id: planned.id.clone(),
+            label: planned.label.clone(),
+            group: planned.label.clone(),
+            compile: None,
+            metric: latency,
+            base: None,
+            head: None,
+            base_processes: 0,
+            head_processes: 0,
+            evidence: None,
+            exact: None,
+            q: None,
+            history_commits: 0,
+            verdict: Verdict::Missing,
+            note,
+            failure: None,
+            compare: crate::spec::CompareConfig {
+                threshold: crate::spec::defaults::THRESHOLD,
+                alpha: crate::spec::defaults::ALPHA,
+            },
+        },
+    }
 }
 
 /// A case only at head: new, or failed when it fails.

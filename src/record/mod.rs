@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::id::{CaseId, CommitSha, RunId};
 use crate::runner::{FailureKind, Machine, Outcome};
 use crate::spec::{
-    BackendKind, Case, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision,
+    BackendKind, Case, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision, ShardPlan,
 };
 
 /// Version of the record format written by this build; readers take it and
@@ -148,16 +148,22 @@ pub struct Record {
     pub machine: Machine,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// For a run of one shard (`run --shard i/n`): which shard, and where
+    /// every case of the pipeline runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardPlan>,
     pub cases: Vec<CaseRecord>,
 }
 
 impl Record {
-    /// A new, running record with every case pending.
+    /// A new, running record with every case pending (`shard`: the share
+    /// of a sharded run these cases are).
     pub fn begin(
         pipeline: &Pipeline,
         cases: &[Case],
         commit: CommitInfo,
         machine: Machine,
+        shard: Option<ShardPlan>,
     ) -> Record {
         let started_at = Utc::now();
         let run_id = RunId::new(started_at);
@@ -177,6 +183,7 @@ impl Record {
             machine,
             started_at,
             finished_at: None,
+            shard,
             cases: cases
                 .iter()
                 .map(|c| CaseRecord {
