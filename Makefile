@@ -15,7 +15,7 @@ export VIRTUAL_ENV          := $(CURDIR)/$(VENV)
 export PATH                 := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
-.PHONY: demo test build venv lint bench-timer
+.PHONY: demo test build venv lint bench-timer bench-compare
 
 # The marker file makes the venv step re-run if torch is missing or changes.
 venv: $(VENV)/.torch-$(TORCH_VERSION)
@@ -42,3 +42,11 @@ test: lint
 # CPU workloads (see the script's docstring).
 bench-timer: venv
 	$(PYTHON) benches/timer_agreement.py
+
+# Not a test: `regress compare` over 500 cases, base + head + 30 commits of
+# history, at record format 2's sizes, on one core (time and peak memory).
+bench-compare: venv
+	$(CARGO) build --release --locked --bin regress --example compare_scale
+	rm -rf target/bench-compare
+	target/release/examples/compare_scale target/bench-compare
+	cd target/bench-compare && /usr/bin/time -v taskset -c 0 ../release/regress compare HEAD~1 HEAD --format json 2>&1 >/dev/null | grep -E "Elapsed|Maximum resident"

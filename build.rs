@@ -1,13 +1,17 @@
-//! Link-time setup for the `native` backend.
+//! Link-time setup for `regress-native`, the native backend's worker and
+//! the only binary that links libtorch (`regress` itself does not load it).
 //!
 //! libtorch lives inside the Python environment's `torch/lib`. Embedding that
-//! directory as an rpath lets `regress` start without `LD_LIBRARY_PATH`, and
+//! directory as an rpath lets the worker start without `LD_LIBRARY_PATH`, and
 //! `--no-as-needed` keeps `libtorch_cuda.so` in the dynamic section even though
 //! no symbol of it is referenced directly: without it CUDA is silently absent
 //! at run time on a GPU runner.
 
 use std::env;
 use std::path::Path;
+
+/// The binary that links libtorch.
+const WORKER: &str = "regress-native";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -19,14 +23,15 @@ fn main() {
         println!("cargo:warning=DEP_TCH_LIBTORCH_LIB is unset: the binary will need LD_LIBRARY_PATH to find libtorch");
         return;
     };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    let arg = |flag: &str| println!("cargo:rustc-link-arg-bin={WORKER}={flag}");
+    arg(&format!("-Wl,-rpath,{lib_dir}"));
+    arg("-Wl,--no-as-needed");
     for lib in ["torch_cuda", "torch_cpu", "torch", "c10"] {
         if Path::new(&lib_dir).join(format!("lib{lib}.so")).exists() {
-            println!("cargo:rustc-link-arg=-l{lib}");
+            arg(&format!("-l{lib}"));
         }
     }
-    println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    arg("-Wl,--as-needed");
     // torch/version.py sits beside torch/lib; record the version the binary
     // was linked against so records can name it without a Python probe.
     let version_py = Path::new(&lib_dir).join("../version.py");

@@ -9,13 +9,21 @@
 //! history of 30 earlier baseline runs on the same machine.
 //!
 //!     cargo run --release --example verdict_quality
+//!     cargo run --release --example verdict_quality -- compact
+//!
+//! The second form compares, on the same simulated samples, the verdicts
+//! from every sample with those from the compact form records keep
+//! (record format 2: exact locations, 64 order statistics per process),
+//! for processes long enough to be compacted.
 //!
 //! Samples are latencies around 1 ms; noise is multiplicative. Rows named
 //! `stress:` go past ordinary runner noise to show where three processes
 //! without history stop being able to tell noise from a change.
 
+use regress::record::ProcessSummary;
 use regress::stats::{
-    bh_qvalues, decide, evidence, process_location, run_to_run_variance, Decision, Direction,
+    bh_qvalues, decide, evidence, evidence_of, process_location, run_to_run_variance, Decision,
+    Direction, Evidence, Process,
 };
 
 /// The pipeline defaults: 3 % threshold, alpha 0.01.
@@ -188,7 +196,133 @@ fn suite(scenario: &Scenario, rng: &mut Rng, history: bool) -> (f64, f64) {
     )
 }
 
+/// Single-case trials per scenario and effect in the compact comparison.
+const COMPACT_TRIALS: usize = 500;
+
+/// The processes of a side as a record of format 2 keeps them.
+fn compacted(side: &[Vec<f64>]) -> Vec<Process> {
+    side.iter()
+        .map(|p| {
+            ProcessSummary::of(p, Direction::LowerIsBetter)
+                .process(Direction::LowerIsBetter)
+                .expect("positive samples")
+        })
+        .collect()
+}
+
+/// Verdicts from every sample against verdicts from the compact form, on
+/// the same samples: the share that differ, per scenario and true change,
+/// and in 500-case runs with Benjamini–Hochberg.
+fn compact_agreement(rng: &mut Rng) {
+    let scenarios = [
+        Scenario {
+            name: "log-normal CV 5%, 3×1000",
+            noise: Noise::LogNormal(0.05),
+            processes: 3,
+            samples: 1000,
+        },
+        Scenario {
+            name: "log-normal CV 30%, 3×5000",
+            noise: Noise::LogNormal(0.30),
+            processes: 3,
+            samples: 5000,
+        },
+        Scenario {
+            name: "log-normal CV 5%, 1×2000",
+            noise: Noise::LogNormal(0.05),
+            processes: 1,
+            samples: 2000,
+        },
+        Scenario {
+            name: "5% outliers 1.5-3x, 3×2000",
+            noise: Noise::Outliers(0.05),
+            processes: 3,
+            samples: 2000,
+        },
+        Scenario {
+            name: "bimodal clock, 3×2000",
+            noise: Noise::Bimodal,
+            processes: 3,
+            samples: 2000,
+        },
+        Scenario {
+            name: "run shift ±2%, 3×2000",
+            noise: Noise::RunShift {
+                shift: 0.02,
+                within: 0.01,
+            },
+            processes: 3,
+            samples: 2000,
+        },
+    ];
+    let changes = [0.0, 0.02, 0.03, 0.05];
+    println!(
+        "{:<30} {:>9} {:>9} {:>9} {:>9} {:>16}",
+        "compact vs every sample", "Δ@0%", "Δ@2%", "Δ@3%", "Δ@5%", "Δ/500 cases"
+    );
+    for s in &scenarios {
+        let mut cells = Vec::new();
+        for &change in &changes {
+            let mut differ = 0;
+            for _ in 0..COMPACT_TRIALS {
+                let base = s.side(rng, 1.0);
+                let head = s.side(rng, 1.0 + change);
+                let full = evidence(&base, &head, None, ALPHA).expect("positive");
+                let compact = evidence_of(&compacted(&base), &compacted(&head), None, ALPHA)
+                    .expect("positive");
+                let verdict =
+                    |e: &Evidence| decide(e, e.p, THRESHOLD, ALPHA, Direction::LowerIsBetter);
+                if verdict(&full) != verdict(&compact) {
+                    differ += 1;
+                }
+            }
+            cells.push(differ as f64 / COMPACT_TRIALS as f64);
+        }
+        // Runs of 500 cases (10 of them 5 % slower), BH across each run.
+        let mut differ_in_runs = 0;
+        let runs = 4;
+        for _ in 0..runs {
+            let (mut full, mut compact) = (Vec::new(), Vec::new());
+            for i in 0..SUITE_CASES {
+                let base = s.side(rng, 1.0);
+                let head = s.side(rng, if i < SUITE_SLOWER { 1.05 } else { 1.0 });
+                full.push(evidence(&base, &head, None, ALPHA).expect("positive"));
+                compact.push(
+                    evidence_of(&compacted(&base), &compacted(&head), None, ALPHA)
+                        .expect("positive"),
+                );
+            }
+            let verdicts = |ev: &[Evidence]| -> Vec<Decision> {
+                let qs =
+                    bh_qvalues(&ev.iter().map(|e| e.p).collect::<Vec<_>>()).expect("p in [0, 1]");
+                ev.iter()
+                    .zip(qs)
+                    .map(|(e, q)| decide(e, q, THRESHOLD, ALPHA, Direction::LowerIsBetter))
+                    .collect()
+            };
+            differ_in_runs += verdicts(&full)
+                .iter()
+                .zip(verdicts(&compact))
+                .filter(|(a, b)| **a != *b)
+                .count();
+        }
+        println!(
+            "{:<30} {:>8.2}% {:>8.2}% {:>8.2}% {:>8.2}% {:>16.2}",
+            s.name,
+            cells[0] * 100.0,
+            cells[1] * 100.0,
+            cells[2] * 100.0,
+            cells[3] * 100.0,
+            differ_in_runs as f64 / runs as f64
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("compact") {
+        compact_agreement(&mut Rng(0xc0de));
+        return;
+    }
     let scenarios = [
         Scenario {
             name: "log-normal CV 1%, 3×30",

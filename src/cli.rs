@@ -23,7 +23,7 @@ pub enum Command {
     /// List the cases a pipeline expands to, with their ids.
     List(ListArgs),
     /// Run pipelines and store the results under the checked-out commit.
-    Run(RunArgs),
+    Run(RunCommand),
     /// Compare the stored results of two commits and report per case.
     Compare(CompareArgs),
     /// Run pipelines at two revisions on this machine, interleaved, and compare.
@@ -122,6 +122,18 @@ pub struct StoreLsArgs {
     pub rev: String,
     #[command(flatten)]
     pub store_ref: StoreRefArg,
+}
+
+/// `regress run`: what to run, and which share of it.
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Run only shard I of N (e.g. 3/16), a deterministic share of the
+    /// cases; eager and compiled cases of one point stay together. Each
+    /// shard's record names its shard, and `compare` merges them.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::spec::Shard>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -193,6 +193,19 @@ impl<'a> Candidates<'a> {
         }
     }
 
+    /// The records of pipeline `name` at `sha`, moved out: each commit's
+    /// records of one pipeline serve once (as a base or as history), so
+    /// they are not copied.
+    fn take(&mut self, sha: &CommitSha, name: &str) -> Vec<Record> {
+        self.at(sha);
+        let all = self.loaded.get_mut(sha).expect("just loaded");
+        let (mine, rest) = std::mem::take(all)
+            .into_iter()
+            .partition(|r| r.pipeline.name == name);
+        *all = rest;
+        mine
+    }
+
     fn at(&mut self, sha: &CommitSha) -> &[Record] {
         let (store, warnings) = (self.store, &mut self.warnings);
         self.loaded.entry(sha.clone()).or_insert_with(|| {
@@ -215,12 +228,7 @@ fn history(
     let mut out = Vec::new();
     let mut commits = 0;
     for c in graph.first_parents(&base.sha, HISTORY_WALK)? {
-        let records: Vec<Record> = candidates
-            .at(&c.sha)
-            .iter()
-            .filter(|r| r.pipeline.name == name)
-            .cloned()
-            .collect();
+        let records = candidates.take(&c.sha, name);
         if !records.is_empty() {
             out.extend(records);
             commits += 1;
@@ -294,16 +302,15 @@ fn resolve_base(
     let mut history_records = Vec::new();
     for (name, base) in names.iter().zip(bases) {
         let (commit, distance) = base.unwrap_or_else(|| (start.commit.clone(), 0));
-        let at = if commit.sha == start.commit.sha {
-            &start_records[..]
+        let records: Vec<Record> = if commit.sha == start.commit.sha {
+            start_records
+                .iter()
+                .filter(|r| r.pipeline.name == *name)
+                .cloned()
+                .collect()
         } else {
-            candidates.at(&commit.sha)
+            candidates.take(&commit.sha, name)
         };
-        let records: Vec<Record> = at
-            .iter()
-            .filter(|r| r.pipeline.name == *name)
-            .cloned()
-            .collect();
         if records.is_empty() {
             continue;
         }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::exit::Exit;
 use crate::record::{CommitInfo, Record, RunState};
 use crate::runner::{self, Machine, RunContext, RunnerError, StopFlag};
-use crate::spec::{Case, Pipeline};
+use crate::spec::{Case, Pipeline, ShardPlan};
 use crate::store::{Store, StoreError};
 
 /// Seed for weights and inputs; fixed so every process measures the same numbers.
@@ -58,10 +58,11 @@ pub struct Lane {
 
 impl Lane {
     /// Starts the pipeline's backend, probes the machine and saves the
-    /// record with every case pending.
+    /// record with every case pending (`shard`: the share of a sharded run).
     pub fn new(
         pipeline: &Pipeline,
         cases: Vec<Case>,
+        shard: Option<ShardPlan>,
         commit: CommitInfo,
         ctx: RunContext,
         store: &dyn Store,
@@ -73,19 +74,20 @@ impl Lane {
         };
         let mut backend = runner::select(pipeline, ctx).map_err(backend_error)?;
         let env = backend.environment().map_err(backend_error)?;
-        Lane::with_backend(pipeline, cases, commit, backend, &env, store)
+        Lane::with_backend(pipeline, cases, shard, commit, backend, &env, store)
     }
 
     /// A lane on a backend already chosen (tests pass their own).
     pub fn with_backend(
         pipeline: &Pipeline,
         cases: Vec<Case>,
+        shard: Option<ShardPlan>,
         commit: CommitInfo,
         backend: Box<dyn runner::Backend>,
         env: &runner::Environment,
         store: &dyn Store,
     ) -> Result<Lane, SessionError> {
-        let record = Record::begin(pipeline, &cases, commit, Machine::detect(env));
+        let record = Record::begin(pipeline, &cases, commit, Machine::detect(env), shard);
         store.save(&record)?;
         Ok(Lane {
             backend,
@@ -321,7 +323,7 @@ mod tests {
                 fail,
             });
             let env = Environment::default();
-            Lane::with_backend(&p, cases.clone(), commit(), backend, &env, &store).unwrap()
+            Lane::with_backend(&p, cases.clone(), None, commit(), backend, &env, &store).unwrap()
         };
         let mut lanes = vec![lane("A", None), lane("B", Some("batch=2"))];
         let schedule = ab_schedule(&cases, &cases);

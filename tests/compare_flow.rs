@@ -419,3 +419,68 @@ fn a_case_that_crashes_at_head_fails_the_gate_and_is_named_first() {
     assert_eq!(v["gate"]["failed"], true);
     assert_eq!(v["failures"][0]["label"], "crashy[n=2]/forward");
 }
+
+#[test]
+fn shards_merge_into_one_comparison_and_a_missing_shard_is_named() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("sharded", 5, 2));
+    repo.commit("base");
+    run_at(&repo, "p.yaml");
+    repo.write("README", "change\n");
+    repo.commit("head");
+    for i in 1..=3 {
+        let shard = format!("{i}/3");
+        let (code, stdout, stderr) =
+            output(repo.regress().args(["run", "p.yaml", "--shard", &shard]));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+    }
+    // Three shards at head: every case compared once, none new or removed.
+    let json = |repo: &Repo| -> serde_json::Value {
+        let (code, out, err) = output(
+            repo.regress()
+                .args(["compare", "HEAD~1", "HEAD", "--format", "json"]),
+        );
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let v = json(&repo);
+    assert_eq!(v["counts"]["total"], 10, "{v}");
+    assert_eq!(v["counts"]["new"], 0, "{v}");
+    assert_eq!(v["counts"]["removed"], 0, "{v}");
+    assert_eq!(v["counts"]["missing"], 0, "{v}");
+
+    // Without shard 2 its cases are missing, named by shard, and gate the job.
+    let store = repo.path().join(".regress/records");
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let shard_two = std::fs::read_dir(store.join(&head).join("sharded"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let r = regress::store::read_record(p).unwrap();
+            r.shard.unwrap().shard.index == 2
+        })
+        .unwrap();
+    std::fs::remove_file(shard_two).unwrap();
+    let v = json(&repo);
+    assert_eq!(
+        v["counts"]["missing"], 3,
+        "ten cases dealt over three shards: 4, 3, 3: {v}"
+    );
+    assert_eq!(v["counts"]["removed"], 0, "{v}");
+    assert_eq!(v["gate"]["failed"], true);
+    assert!(
+        v["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("shard 2/3 of `HEAD` did not arrive")),
+        "{v}"
+    );
+    let (code, stdout, _) =
+        output(
+            repo.regress()
+                .args(["compare", "HEAD~1", "HEAD", "--fail-on", "failure"]),
+        );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("missing"), "{stdout}");
+}

@@ -83,7 +83,7 @@ fn run_seed(file: &str) {
             }
             let reduced = case.precision.is_some_and(|p| p.as_str() != "fp32");
             if compiled || reduced {
-                for d in &case.diagnostics {
+                for d in &case.diagnostics.maps() {
                     assert_eq!(
                         d.get("accuracy").and_then(|a| a.get("passed")),
                         Some(&serde_json::Value::Bool(true)),

@@ -298,7 +298,7 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
             .unwrap()
     };
     let count = |kind: &str, metric: &str| case(kind).metrics[metric].processes[0].min;
-    let compile_report = |kind: &str| case(kind).diagnostics[0]["compile"].clone();
+    let compile_report = |kind: &str| case(kind).diagnostics.maps()[0]["compile"].clone();
 
     let aborted = case("abort");
     assert_eq!(aborted.status, CaseStatus::Failed);
@@ -327,7 +327,8 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
         "the guard that failed: {reasons}"
     );
     assert_eq!(
-        recompiled.diagnostics[0]["dropped_compiling"], 0,
+        recompiled.diagnostics.maps()[0]["dropped_compiling"],
+        0,
         "the recompile happened in warm-up, not among the samples"
     );
 
@@ -381,7 +382,7 @@ fn warm_compile_cache_and_cold_l2() {
     let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
     let case = &record.cases[0];
     assert_eq!(case.status, CaseStatus::Ok, "{:?}", case.reason);
-    let d = &case.diagnostics[0];
+    let d = &case.diagnostics.maps()[0];
     assert!(
         d["compile"]["fx_graph_cache_hits"].as_u64().unwrap() >= 1,
         "the timed compile hit the cache the first one filled: {d:?}"
@@ -432,7 +433,7 @@ phases: [forward, backward, step]
             case.label,
             case.reason
         );
-        let accuracy = case.diagnostics[0].get("accuracy");
+        let accuracy = case.diagnostics.maps()[0].get("accuracy").cloned();
         if case.precision == Some(regress::spec::Precision::Bf16) {
             let accuracy = accuracy.expect("reduced precision is checked");
             assert_eq!(accuracy["passed"], true, "{}: {accuracy}", case.label);
@@ -542,7 +543,7 @@ fn native_and_python_mlp_compute_the_same_function() {
             let record = regress::store::read_record(f).unwrap();
             let case = &record.cases[0];
             assert_eq!(case.status, CaseStatus::Ok, "{:?}", case.reason);
-            let d = &case.diagnostics[0]["output_digest"];
+            let d = &case.diagnostics.maps()[0]["output_digest"];
             (d["sum"].as_f64().unwrap(), d["abs_sum"].as_f64().unwrap())
         })
         .collect();

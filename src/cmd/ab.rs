@@ -122,6 +122,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
             Lane::new(
                 bp,
                 base_cases,
+                None,
                 base_commit.clone(),
                 ctx(&guard.trees[0]),
                 &store,
@@ -129,6 +130,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
             Lane::new(
                 hp,
                 head_cases.clone(),
+                None,
                 head_commit.clone(),
                 ctx(&guard.trees[1]),
                 &store,

@@ -4,16 +4,25 @@
 use anyhow::Context;
 
 use super::{current_repo, load_pipelines, out, select, store_for};
-use crate::cli::RunArgs;
+use crate::cli::RunCommand;
 use crate::exit::Exit;
 use crate::report::render_record_terminal;
 use crate::runner::RunContext;
 use crate::session::{compile_groups, install_stop_handler, run_schedule, Lane, SEED};
+use crate::spec::split_shards;
 use crate::store::Store;
 
-pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
+pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
+    let args = &command.run;
     // Validate everything before measuring anything.
     let selected = select(load_pipelines(&args.pipelines)?, args.filter.as_deref())?;
+    let shares: Vec<_> = match command.shard {
+        Some(shard) => split_shards(&selected, shard)
+            .into_iter()
+            .map(|(cases, plan)| (cases, Some(plan)))
+            .collect(),
+        None => selected.iter().map(|(_, c)| (c.clone(), None)).collect(),
+    };
     let repo = current_repo()?;
     let commit = repo.head()?;
     let store = store_for(&repo, &args.store)?;
@@ -26,8 +35,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
             commit.sha.short()
         );
     }
-    for (pipeline, cases) in &selected {
-        let lane = Lane::new(pipeline, cases.clone(), commit.clone(), ctx.clone(), &store)?;
+    for ((pipeline, _), (cases, plan)) in selected.iter().zip(shares) {
+        if cases.is_empty() {
+            let shard = command.shard.expect("only a shard can have no cases");
+            anstream::eprintln!(
+                "pipeline {}: shard {shard} has none of its cases",
+                pipeline.name
+            );
+            continue;
+        }
+        let lane = Lane::new(pipeline, cases, plan, commit.clone(), ctx.clone(), &store)?;
         let schedule = compile_groups(pipeline, &lane.cases);
         let mut lanes = vec![lane];
         let interrupted = run_schedule(&mut lanes, &schedule, &store, &stop, &pipeline.name)?;

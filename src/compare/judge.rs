@@ -5,9 +5,12 @@
 
 use super::matching::{is_failure, Pooled};
 use super::{ExactChange, Row, Verdict};
-use crate::id::CaseId;
+use std::collections::HashMap;
+
+use crate::id::{CaseId, CommitSha};
 use crate::metric::{self, Direction, MetricDef, MetricKind, METRICS};
-use crate::record::{CaseStatus, ProcessSummary, Record};
+use crate::record::{CaseRecord, CaseStatus, ProcessSummary, Record};
+use crate::spec::{PlannedCase, Shard};
 use crate::stats::{
     bh_qvalues, decide, evidence_of, run_to_run_variance, Decision, Method, Process, StatsError,
 };
@@ -57,6 +60,44 @@ pub(super) fn one_sided(
     row
 }
 
+/// A case whose head shard never arrived: missing, with the base's numbers
+/// when the base measured it.
+pub(super) fn missing_row(
+    pipeline: &str,
+    planned: &PlannedCase,
+    shard: Shard,
+    base: Option<&Pooled>,
+) -> Row {
+    let note = Some(format!("shard {shard} did not arrive"));
+    let latency = metric::get(metric::LATENCY);
+    match base {
+        Some(b) => one_sided(pipeline, b, Verdict::Missing, note, false),
+        None => Row {
+            pipeline: pipeline.to_string(),
+            id: planned.id.clone(),
+            label: planned.label.clone(),
+            group: planned.label.clone(),
+            compile: None,
+            metric: latency,
+            base: None,
+            head: None,
+            base_processes: 0,
+            head_processes: 0,
+            evidence: None,
+            exact: None,
+            q: None,
+            history_commits: 0,
+            verdict: Verdict::Missing,
+            note,
+            failure: None,
+            compare: crate::spec::CompareConfig {
+                threshold: crate::spec::defaults::THRESHOLD,
+                alpha: crate::spec::defaults::ALPHA,
+            },
+        },
+    }
+}
+
 /// A case only at head: new, or failed when it fails.
 pub(super) fn new_case(pipeline: &str, h: &Pooled) -> Row {
     if is_failure(h.status) {
@@ -81,38 +122,48 @@ fn oriented(processes: &[&ProcessSummary], m: &MetricDef) -> Result<Vec<Process>
     processes.iter().map(|p| p.process(m.direction)).collect()
 }
 
-/// Groups of per-process locations of one case and metric, one group per
-/// earlier commit, from history records (the exact locations they stored,
-/// already oriented).
-fn history_groups(history: &[&Record], id: &CaseId, m: &MetricDef) -> Vec<Vec<f64>> {
-    let mut by_commit: Vec<(String, Vec<f64>)> = Vec::new();
-    for r in history {
-        let Some(case) = r
-            .cases
-            .iter()
-            .find(|c| &c.id == id && c.status == CaseStatus::Ok)
-        else {
-            continue;
-        };
-        let Some(values) = case.metrics.get(m.name) else {
-            continue;
-        };
-        let locations: Vec<f64> = values
-            .processes
-            .iter()
-            .filter_map(|p| p.location.map(|l| l.mean))
-            .collect();
-        let sha = r.commit.sha.to_string();
-        match by_commit.iter_mut().find(|(s, _)| *s == sha) {
-            Some((_, g)) => g.extend(locations),
-            None => by_commit.push((sha, locations)),
+/// The measured cases of earlier commits (the history), by case id, in
+/// the order of the history records (nearest commit first): built once per
+/// comparison so each case finds its own runs without a scan.
+pub(super) struct HistoryIndex<'a> {
+    cases: HashMap<&'a CaseId, Vec<(&'a CommitSha, &'a CaseRecord)>>,
+}
+
+impl<'a> HistoryIndex<'a> {
+    pub fn new(history: &[&'a Record]) -> HistoryIndex<'a> {
+        let mut cases: HashMap<&CaseId, Vec<(&CommitSha, &CaseRecord)>> = HashMap::new();
+        for r in history {
+            for c in r.cases.iter().filter(|c| c.status == CaseStatus::Ok) {
+                cases.entry(&c.id).or_default().push((&r.commit.sha, c));
+            }
         }
+        HistoryIndex { cases }
     }
-    by_commit
-        .into_iter()
-        .map(|(_, g)| g)
-        .filter(|g| !g.is_empty())
-        .collect()
+
+    /// Groups of per-process locations of one case and metric, one group
+    /// per earlier commit (the exact locations the records stored, already
+    /// oriented).
+    fn groups(&self, id: &CaseId, m: &MetricDef) -> Vec<Vec<f64>> {
+        let mut by_commit: Vec<(&CommitSha, Vec<f64>)> = Vec::new();
+        for (sha, case) in self.cases.get(id).into_iter().flatten() {
+            let Some(values) = case.metrics.get(m.name) else {
+                continue;
+            };
+            let locations = values
+                .processes
+                .iter()
+                .filter_map(|p| p.location.map(|l| l.mean));
+            match by_commit.iter_mut().find(|(s, _)| s == sha) {
+                Some((_, g)) => g.extend(locations),
+                None => by_commit.push((sha, locations.collect())),
+            }
+        }
+        by_commit
+            .into_iter()
+            .map(|(_, g)| g)
+            .filter(|g| !g.is_empty())
+            .collect()
+    }
 }
 
 /// The verdict of a case that was not measured on both sides.
@@ -132,7 +183,12 @@ fn lifecycle(b: &Pooled, h: &Pooled) -> Verdict {
 }
 
 /// The rows of a case present on both sides.
-pub(super) fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Record]) -> Vec<Row> {
+pub(super) fn both_sides(
+    pipeline: &str,
+    b: &Pooled,
+    h: &Pooled,
+    history: &HistoryIndex,
+) -> Vec<Row> {
     // A latency row with both summaries but no test, for cases not judged.
     let unjudged = |verdict, note: String| {
         let mut row = blank_row(pipeline, h, verdict, Some(note));
@@ -173,7 +229,7 @@ pub(super) fn both_sides(pipeline: &str, b: &Pooled, h: &Pooled, history: &[&Rec
             rows.extend(counter_row(pipeline, h, m, bp, hp));
             continue;
         }
-        let groups = history_groups(history, &h.first.id, m);
+        let groups = history.groups(&h.first.id, m);
         let prior = run_to_run_variance(&groups);
         let tested = oriented(bp, m)
             .and_then(|b| evidence_of(&b, &oriented(hp, m)?, prior, h.compare.alpha));

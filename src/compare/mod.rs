@@ -7,6 +7,7 @@
 
 mod judge;
 mod matching;
+mod shards;
 mod speedup;
 mod verdict;
 
@@ -19,7 +20,7 @@ pub use crate::resolve::{Selection, SideInput};
 use crate::spec::{CompareConfig, CompileMode};
 use crate::stats::{Evidence, Method, Summary};
 
-use judge::{adjust, both_sides, new_case, one_sided};
+use judge::{adjust, both_sides, missing_row, new_case, one_sided, HistoryIndex};
 use matching::{group, pool, Key};
 pub use speedup::{GeoMean, Speedup};
 pub use verdict::{FailOn, Gate, Verdict};
@@ -199,9 +200,23 @@ pub fn compare(
             } else {
                 None
             };
+            let hgaps = shards::gaps(&hmap[&key]);
+            for s in &hgaps.missing {
+                notes.push(format!(
+                    "pipeline {name}: shard {s} of `{}` did not arrive; its cases are listed as missing",
+                    head.rev
+                ));
+            }
             match base_key {
                 Some(bkey) => {
                     let (_, bpool) = pool(&bmap[&bkey]);
+                    let bgaps = shards::gaps(&bmap[&bkey]);
+                    for s in &bgaps.missing {
+                        notes.push(format!(
+                            "pipeline {name}: shard {s} of `{}` did not arrive; the cases it ran at head are not comparable",
+                            base.rev
+                        ));
+                    }
                     let hist: Vec<&Record> = history
                         .iter()
                         .filter(|r| r.pipeline.name == *name && r.machine.fingerprint == bkey.1)
@@ -211,13 +226,32 @@ pub fn compare(
                                 .is_some_and(|b| b.pipeline.hash == r.pipeline.hash)
                         })
                         .collect();
+                    let hist = HistoryIndex::new(&hist);
                     for id in &horder {
-                        match bpool.get(id) {
-                            Some(b) => rows.extend(both_sides(name, b, &hpool[id], &hist)),
-                            None => rows.push(new_case(name, &hpool[id])),
+                        match (bpool.get(id), bgaps.shard_of(id)) {
+                            (Some(b), _) => rows.extend(both_sides(name, b, &hpool[id], &hist)),
+                            (None, Some(s)) => rows.push(one_sided(
+                                name,
+                                &hpool[id],
+                                Verdict::NotComparable,
+                                Some(format!("base shard {s} did not arrive")),
+                                true,
+                            )),
+                            (None, None) => rows.push(new_case(name, &hpool[id])),
                         }
                     }
-                    matched.entry(bkey).or_default().extend(horder);
+                    for (planned, s) in hgaps
+                        .cases
+                        .iter()
+                        .filter(|(c, _)| !hpool.contains_key(&c.id))
+                    {
+                        rows.push(missing_row(name, planned, *s, bpool.get(&planned.id)));
+                    }
+                    let missing = hgaps.cases.iter().map(|(c, _)| c.id.clone());
+                    matched
+                        .entry(bkey)
+                        .or_default()
+                        .extend(horder.into_iter().chain(missing));
                 }
                 None if !bfps.is_empty() => {
                     let other: Vec<_> = bfps.iter().map(|f| f.as_str()).collect();
@@ -239,6 +273,13 @@ pub fn compare(
                 None => {
                     for id in &horder {
                         rows.push(new_case(name, &hpool[id]));
+                    }
+                    for (planned, s) in hgaps
+                        .cases
+                        .iter()
+                        .filter(|(c, _)| !hpool.contains_key(&c.id))
+                    {
+                        rows.push(missing_row(name, planned, *s, None));
                     }
                 }
             }

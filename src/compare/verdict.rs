@@ -20,6 +20,8 @@ pub enum Verdict {
     StillFailing,
     /// Failed at base, measured at head.
     Fixed,
+    /// Planned for a shard of head's run that never arrived.
+    Missing,
     /// Skipped on either side (cannot run on this machine).
     Skipped,
     /// Measured on different machines, with a different definition, or
@@ -46,6 +48,7 @@ impl Verdict {
             Verdict::Failed => "failed",
             Verdict::StillFailing => "still_failing",
             Verdict::Fixed => "fixed",
+            Verdict::Missing => "missing",
             Verdict::Skipped => "skipped",
             Verdict::NotComparable => "not_comparable",
         }
@@ -73,7 +76,8 @@ pub enum Gate {
     Pass,
     /// A case regressed.
     Regressed,
-    /// A case fails at head that did not fail at base.
+    /// A case fails at head that did not fail at base, or a shard of
+    /// head's run never arrived.
     Failed,
 }
 
@@ -104,7 +108,7 @@ impl Gate {
     pub fn of(verdicts: impl IntoIterator<Item = Verdict>, on: FailOn) -> Gate {
         let (mut failed, mut regressed) = (false, false);
         for v in verdicts {
-            failed |= v == Verdict::Failed;
+            failed |= matches!(v, Verdict::Failed | Verdict::Missing);
             regressed |= v == Verdict::REGRESSED;
         }
         if on.failure && failed {

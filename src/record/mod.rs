@@ -14,14 +14,16 @@ use serde::{Deserialize, Serialize};
 pub use crate::id::{CaseId, CommitSha, RunId};
 use crate::runner::{FailureKind, Machine, Outcome};
 use crate::spec::{
-    BackendKind, Case, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision,
+    BackendKind, Case, CompareConfig, CompileMode, Params, Phase, Pipeline, Precision, ShardPlan,
 };
 
 /// Version of the record format written by this build; readers take it and
 /// every earlier one, and reject newer ones. 2: samples kept compactly.
 pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
-pub use samples::{summary_of, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS};
+pub use samples::{
+    summary_of, Diagnostics, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS,
+};
 
 /// The metric table: names, units, directions and kinds.
 pub use crate::metric;
@@ -130,8 +132,9 @@ pub struct CaseRecord {
     pub reason: Option<String>,
     #[serde(deserialize_with = "named_metrics")]
     pub metrics: BTreeMap<String, Metric>,
-    /// Per-process diagnostics from the backend (device, warm-up iterations, ...).
-    pub diagnostics: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Per-process diagnostics from the backend (device, warm-up
+    /// iterations, ...), parsed when asked (`Diagnostics::maps`).
+    pub diagnostics: Diagnostics,
 }
 
 /// One run of one pipeline on one machine at one commit.
@@ -145,16 +148,22 @@ pub struct Record {
     pub machine: Machine,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// For a run of one shard (`run --shard i/n`): which shard, and where
+    /// every case of the pipeline runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardPlan>,
     pub cases: Vec<CaseRecord>,
 }
 
 impl Record {
-    /// A new, running record with every case pending.
+    /// A new, running record with every case pending (`shard`: the share
+    /// of a sharded run these cases are).
     pub fn begin(
         pipeline: &Pipeline,
         cases: &[Case],
         commit: CommitInfo,
         machine: Machine,
+        shard: Option<ShardPlan>,
     ) -> Record {
         let started_at = Utc::now();
         let run_id = RunId::new(started_at);
@@ -174,6 +183,7 @@ impl Record {
             machine,
             started_at,
             finished_at: None,
+            shard,
             cases: cases
                 .iter()
                 .map(|c| CaseRecord {
@@ -187,7 +197,7 @@ impl Record {
                     status: CaseStatus::Pending,
                     reason: None,
                     metrics: BTreeMap::new(),
-                    diagnostics: Vec::new(),
+                    diagnostics: Diagnostics::default(),
                 })
                 .collect(),
         }

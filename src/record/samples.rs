@@ -304,6 +304,112 @@ mod sketch_codec {
     }
 }
 
+/// Per-process diagnostics of a case (device, settings, warm-up, accuracy,
+/// compile reasons, ...), kept as the JSON text they are stored as and
+/// parsed only when asked: a comparison reads thousands of cases and needs
+/// none of them. On disk what every process shares is written once:
+/// `{"common": {...}, "processes": [{...}, ...]}`; format 1 and a single
+/// process use a plain list of objects, which reads too.
+#[derive(Debug, Clone)]
+pub struct Diagnostics(Box<serde_json::value::RawValue>);
+
+/// Equal when they say the same, however the JSON was laid out.
+impl PartialEq for Diagnostics {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get() || self.maps() == other.maps()
+    }
+}
+
+type DiagnosticsMap = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawDiagnostics {
+    Factored {
+        common: DiagnosticsMap,
+        processes: Vec<DiagnosticsMap>,
+    },
+    List(Vec<DiagnosticsMap>),
+}
+
+impl Default for Diagnostics {
+    fn default() -> Self {
+        Diagnostics::from_maps(&[])
+    }
+}
+
+impl Diagnostics {
+    /// The diagnostics of these processes, factored.
+    pub fn from_maps(processes: &[DiagnosticsMap]) -> Diagnostics {
+        let raw = if processes.len() < 2 {
+            RawDiagnostics::List(processes.to_vec())
+        } else {
+            let common: DiagnosticsMap = processes[0]
+                .iter()
+                .filter(|(k, v)| processes[1..].iter().all(|p| p.get(*k) == Some(*v)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let own = processes
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .filter(|(k, _)| !common.contains_key(*k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .collect();
+            RawDiagnostics::Factored {
+                common,
+                processes: own,
+            }
+        };
+        let text = serde_json::to_string(&raw).expect("diagnostics serialise");
+        Diagnostics(serde_json::value::RawValue::from_string(text).expect("valid JSON"))
+    }
+
+    /// Every process's diagnostics, parsed.
+    pub fn maps(&self) -> Vec<DiagnosticsMap> {
+        match serde_json::from_str(self.0.get()) {
+            Ok(RawDiagnostics::List(list)) => list,
+            Ok(RawDiagnostics::Factored { common, processes }) => processes
+                .into_iter()
+                .map(|own| {
+                    let mut all = common.clone();
+                    all.extend(own);
+                    all
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Adds one process's diagnostics.
+    pub fn push(&mut self, process: DiagnosticsMap) {
+        let mut all = self.maps();
+        all.push(process);
+        *self = Diagnostics::from_maps(&all);
+    }
+}
+
+impl Serialize for Diagnostics {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Diagnostics {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get().trim_start();
+        if !(text.starts_with('[') || text.starts_with('{')) {
+            return Err(serde::de::Error::custom(
+                "diagnostics are a list of objects or {\"common\", \"processes\"}",
+            ));
+        }
+        Ok(Diagnostics(raw))
+    }
+}
+
 /// One metric of one case: one summary per process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
@@ -510,6 +616,33 @@ mod tests {
     }
 
     #[test]
+    fn diagnostics_shared_by_every_process_are_written_once() {
+        let process = |iters: u64| {
+            serde_json::json!({"settings": {"threads": 2}, "warmup_iters": iters})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        let mut d = Diagnostics::default();
+        d.push(process(10));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"[{"settings":{"threads":2},"warmup_iters":10}]"#
+        );
+        d.push(process(12));
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(
+            json,
+            r#"{"common":{"settings":{"threads":2}},"processes":[{"warmup_iters":10},{"warmup_iters":12}]}"#
+        );
+        let back: Diagnostics = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.maps(), vec![process(10), process(12)]);
+        let v1: Diagnostics = serde_json::from_str(r#"[{"a": 1}, {}]"#).unwrap();
+        assert_eq!(v1.maps().len(), 2);
+        assert!(serde_json::from_str::<Diagnostics>("3").is_err());
+    }
+
+    #[test]
     fn metrics_read_every_format() {
         let v1: UnnamedMetric =
             serde_json::from_str(r#"{"unit": "s", "samples": [[0.001, 0.002], [0.003]]}"#).unwrap();
@@ -533,5 +666,57 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(both.contains("exactly one of"), "{both}");
+    }
+}
+
+#[cfg(test)]
+mod rank_tests {
+    use super::*;
+    use crate::stats::{
+        hodges_lehmann, hodges_lehmann_points, mann_whitney_points, mann_whitney_u,
+    };
+
+    /// Log-normal samples, 5 % spread, scaled by `level`.
+    fn side(n: usize, seed: u64, level: f64) -> Vec<f64> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                let mut u = 0.0;
+                for _ in 0..12 {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    u += (state >> 11) as f64 / (1u64 << 53) as f64;
+                }
+                level * 1e-3 * (0.05 * (u - 6.0)).exp()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rank_tests_on_the_compact_form_follow_every_sample() {
+        for (shift, seed) in [(1.0, 1), (1.003, 2), (1.01, 3), (1.05, 4)] {
+            let (a, b) = (side(4000, seed, 1.0), side(3000, seed + 10, shift));
+            let compact = |xs: &[f64]| {
+                ProcessSummary::of(xs, Direction::LowerIsBetter)
+                    .process(Direction::LowerIsBetter)
+                    .unwrap()
+                    .points
+            };
+            let (pa, pb) = (compact(&a), compact(&b));
+            assert!(!pa.is_exact(), "the weighted path is what is tested");
+            let full = mann_whitney_u(&a, &b).unwrap().p;
+            let kept = mann_whitney_points(&pa, &pb).unwrap().p;
+            // Same conclusion at any alpha that matters, and close p-values.
+            assert!(
+                (full.ln() - kept.ln()).abs() < 0.25 * full.ln().abs().max(1.0),
+                "shift {shift}: p {full} from every sample, {kept} from the compact form"
+            );
+            let hl = hodges_lehmann(&a, &b, 0.01).unwrap();
+            let hk = hodges_lehmann_points(&pa, &pb, 0.01).unwrap();
+            for (x, y) in [(hl.estimate, hk.estimate), (hl.lo, hk.lo), (hl.hi, hk.hi)] {
+                assert!((x - y).abs() < 2e-6, "shift {shift}: {hl:?} vs {hk:?}");
+            }
+        }
     }
 }

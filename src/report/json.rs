@@ -26,7 +26,8 @@ pub struct JsonGeoMean {
 pub struct JsonGate {
     /// A case regressed.
     pub regressed: bool,
-    /// A case fails at head that did not fail at base.
+    /// A case fails at head that did not fail at base, or a shard of
+    /// head's run never arrived.
     pub failed: bool,
 }
 
@@ -59,7 +60,7 @@ impl<'a> JsonReport<'a> {
             counts: &view.counts,
             gate: JsonGate {
                 regressed: view.counts.regressed > 0,
-                failed: view.counts.failed > 0,
+                failed: view.counts.failed + view.counts.missing > 0,
             },
             geomean: view.geomean.as_ref().map(|g| JsonGeoMean {
                 ratio: g.ratio,

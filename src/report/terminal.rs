@@ -72,7 +72,7 @@ impl Table {
 
 fn verdict_style(v: Verdict) -> Style {
     match v {
-        Verdict::Judged(Decision::Regressed) | Verdict::Failed => RED,
+        Verdict::Judged(Decision::Regressed) | Verdict::Failed | Verdict::Missing => RED,
         Verdict::Judged(Decision::Improved) | Verdict::Fixed => GREEN,
         Verdict::Judged(Decision::Unchanged) => Style::new(),
         Verdict::Judged(Decision::Inconclusive) => DIM,

@@ -190,6 +190,7 @@ pub struct Counts {
     pub failed: usize,
     pub still_failing: usize,
     pub fixed: usize,
+    pub missing: usize,
     pub skipped: usize,
     pub not_comparable: usize,
     pub total: usize,
@@ -218,6 +219,7 @@ impl Counts {
             Verdict::Failed => &mut self.failed,
             Verdict::StillFailing => &mut self.still_failing,
             Verdict::Fixed => &mut self.fixed,
+            Verdict::Missing => &mut self.missing,
             Verdict::Skipped => &mut self.skipped,
             Verdict::NotComparable => &mut self.not_comparable,
         }
@@ -227,6 +229,7 @@ impl Counts {
     fn phrase(&self) -> String {
         let parts: Vec<String> = [
             (self.failed, "failed"),
+            (self.missing, "missing"),
             (self.regressed, "regressed"),
             (self.improved, "improved"),
             (self.unchanged, "unchanged"),

@@ -7,14 +7,14 @@ mod command;
 mod env;
 mod machine;
 mod mock;
-#[cfg_attr(not(feature = "native"), path = "native_disabled.rs")]
 mod native;
 mod process;
-mod protocol;
+pub mod protocol;
 mod python;
 pub mod sampling;
 #[cfg(test)]
 mod stop_tests;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +27,7 @@ use crate::spec::{BackendKind, Case, Pipeline};
 
 pub use env::{is_secret_name, scrubbed_env};
 pub use machine::{fingerprint, Fingerprint, FingerprintKey, Machine};
+pub use native::NATIVE_WORKER_ENV;
 pub use python::{interpreter, PYTHON_ENV};
 
 /// Set when the user asks regress to stop (Ctrl-C, SIGTERM); backends check
@@ -155,10 +156,19 @@ pub enum RunnerError {
     },
     #[error("`{python}` has no torch ({detail})\n  install it: `{python} -m pip install torch==2.11.0` (or run `make venv`), or point regress at a Python that has it with `runner.python` or {PYTHON_ENV}=.venv/bin/python")]
     NoTorch { python: String, detail: String },
-    #[error("the python worker (`{python}`) did not answer the probe: {detail}")]
-    Probe { python: String, detail: String },
+    #[error("the {kind} worker (`{worker}`) did not answer the probe: {detail}")]
+    Probe {
+        kind: &'static str,
+        worker: String,
+        detail: String,
+    },
     #[error("cannot prepare the python worker: {0}")]
     Worker(std::io::Error),
+    #[error("cannot start the native worker `{worker}`: {source}\n  it is built with regress (`cargo build`, feature `native`) and must sit beside the `regress` binary, or be named by {NATIVE_WORKER_ENV}")]
+    NativeMissing {
+        worker: String,
+        source: std::io::Error,
+    },
 }
 
 /// One way of executing cases.

@@ -5,19 +5,25 @@
 //! error naming both versions, and a line that does not parse is an error
 //! quoting it, never silently dropped.
 //!
-//! The worker's side is `python/regress_worker.py`; `PROTOCOL_VERSION` there
-//! must equal the one here (a test checks).
+//! The workers are `python/regress_worker.py` (the torch.compile backend)
+//! and the `regress-native` binary (libtorch through tch); the python
+//! worker's `PROTOCOL_VERSION` must equal the one here (a test checks).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::spec::{
+    BuiltinModel, CastMode, CompileCache, CompileMode, DeviceChoice, Fp8Recipe, L2Policy, Phase,
+    Precision,
+};
+
 /// Version of the messages below. Bump it with any change to their shape.
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What regress asks of a worker process.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// Report torch, the device and its settings; fill the ISA-check cache.
@@ -33,33 +39,33 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeRequest {
     pub protocol: u32,
-    pub device: &'static str,
+    pub device: DeviceChoice,
     pub isa_checks: Option<PathBuf>,
 }
 
 /// The model to build.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelSpec {
-    Builtin { name: &'static str },
+    Builtin { name: BuiltinModel },
     Entrypoint { target: String },
 }
 
 /// The case, as the worker needs it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseSpec {
     pub id: String,
     pub label: String,
-    pub params: Value,
-    pub precision: &'static str,
-    pub compile: &'static str,
-    pub phase: &'static str,
+    pub params: Map<String, Value>,
+    pub precision: Precision,
+    pub compile: CompileMode,
+    pub phase: Phase,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct WarmupSpec {
     pub min_iters: u64,
     /// Seconds.
@@ -68,7 +74,7 @@ pub struct WarmupSpec {
 
 /// The stop rule (`runner::sampling`), times in seconds, with the rule's
 /// own constants so the worker keeps no copy of them.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct MeasureSpec {
     pub min_iters: u64,
     pub min_time: f64,
@@ -95,19 +101,19 @@ impl MeasureSpec {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompileSpec {
     pub fullgraph: bool,
     pub dynamic: Option<bool>,
     pub backend: String,
     /// `"model"`, `"blocks"` or `{"names": [...]}`.
     pub scope: Value,
-    pub cache: &'static str,
+    pub cache: CompileCache,
 }
 
 /// The accuracy gate with the tolerances for this case's precision already
 /// resolved (pipeline overrides, else the defaults of `spec::defaults`).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct AccuracySpec {
     pub check: bool,
     pub rtol: f64,
@@ -117,27 +123,27 @@ pub struct AccuracySpec {
 
 /// Everything a worker needs to measure one process of one case; every
 /// setting is explicit, so the worker keeps no defaults of its own.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRequest {
     pub protocol: u32,
     pub model: ModelSpec,
     pub args: Map<String, Value>,
-    pub device: &'static str,
+    pub device: DeviceChoice,
     pub case: CaseSpec,
     pub repeat: u32,
     pub seed: u64,
     pub isa_checks: Option<PathBuf>,
     pub warmup: WarmupSpec,
     pub measure: MeasureSpec,
-    pub l2: &'static str,
-    pub cast: &'static str,
-    pub fp8: &'static str,
+    pub l2: L2Policy,
+    pub cast: CastMode,
+    pub fp8: Fp8Recipe,
     pub compile_options: CompileSpec,
     pub accuracy: AccuracySpec,
 }
 
 /// A line the worker wrote.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
     Probe(ProbeReply),
@@ -158,7 +164,7 @@ pub enum Message {
 }
 
 /// What the probe found.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ProbeReply {
     pub python: Option<String>,
     pub torch: Option<String>,
@@ -177,7 +183,7 @@ pub struct ProbeReply {
 }
 
 /// Counters torch.compile reported for the process.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompileCounters {
     pub graph_breaks: Option<f64>,
     pub unique_graphs: Option<f64>,
@@ -188,7 +194,7 @@ pub struct CompileCounters {
 }
 
 /// The samples of one process.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunResult {
     /// Seconds per iteration; JSON has no NaN, so a non-finite sample
     /// arrives as null and is rejected here.
@@ -209,6 +215,29 @@ pub enum ProtocolError {
     Version { worker: u64, regress: u32 },
     #[error("the python worker wrote a line regress cannot read ({reason}): {line}")]
     Unreadable { line: String, reason: String },
+}
+
+impl Message {
+    /// The message as the one line a worker writes, with its protocol version.
+    pub fn to_line(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("messages serialise");
+        if let Value::Object(map) = &mut value {
+            map.insert("protocol".into(), PROTOCOL_VERSION.into());
+        }
+        value.to_string()
+    }
+}
+
+impl MeasureSpec {
+    /// The stop rule this spec describes.
+    pub fn rule(&self) -> super::sampling::StopRule {
+        super::sampling::StopRule {
+            min_iters: self.min_iters,
+            min_time: std::time::Duration::from_secs_f64(self.min_time),
+            max_time: std::time::Duration::from_secs_f64(self.max_time),
+            target_rel_iqr: self.target_rel_iqr,
+        }
+    }
 }
 
 /// Longest part of a bad line quoted in an error.

@@ -134,6 +134,54 @@ pub fn rel_iqr(samples: &[f64]) -> f64 {
     }
 }
 
+/// What one process's measuring loop produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    /// Seconds per iteration.
+    pub samples: Vec<f64>,
+    pub stop: Stop,
+    pub warmup_iters: u64,
+}
+
+/// Warm-up until both of `warmup`'s minimums are met, then iterations until
+/// the stop rule says enough: the loop of a backend that times iterations
+/// itself (the native worker). `iteration` runs one iteration and returns
+/// its time in seconds; the loop ends early (`None`) when `stop` is set.
+pub fn measure_loop<E>(
+    warmup: &Warmup,
+    rule: StopRule,
+    clock: &mut dyn Clock,
+    stop: &super::StopFlag,
+    mut iteration: impl FnMut() -> Result<f64, E>,
+) -> Result<Option<Sampled>, E> {
+    let started = clock.now();
+    let mut warmup_iters = 0;
+    while !warmed_up(warmup, warmup_iters, clock.now() - started) {
+        if stop.is_set() {
+            return Ok(None);
+        }
+        iteration()?;
+        warmup_iters += 1;
+    }
+    let mut sampler = Sampler::new(rule);
+    let mut samples = Vec::new();
+    let started = clock.now();
+    loop {
+        if stop.is_set() {
+            return Ok(None);
+        }
+        samples.push(iteration()?);
+        let elapsed = clock.now() - started;
+        if let Some(stop) = sampler.done(samples.len(), elapsed, || &samples) {
+            return Ok(Some(Sampled {
+                samples,
+                stop,
+                warmup_iters,
+            }));
+        }
+    }
+}
+
 /// Where a backend's loop reads the time.
 pub trait Clock: Send {
     /// Time since an arbitrary origin fixed for this clock.

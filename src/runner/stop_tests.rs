@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::protocol::MeasureSpec;
 use super::sampling::tests::{rule, stop_on, trace};
-use super::sampling::{Sampler, StepClock, Stop, StopRule};
+use super::sampling::{measure_loop, Sampler, StepClock, Stop, StopRule, WallClock};
 use super::{Backend, Outcome, RunContext, StopFlag};
 use crate::spec::{Case, Pipeline};
 
@@ -99,18 +99,50 @@ fn the_command_backend_stops_by_the_rule() {
     assert_eq!(predicted(f64::INFINITY), (5, Stop::Converged));
 }
 
-#[cfg(feature = "native")]
 #[test]
-fn the_native_backend_stops_by_the_rule() {
-    stops_by_the_rule(
-        "{builtin: mlp, args: {dim: 8, hidden: 16}}",
-        "native",
-        |p| {
-            let mut b = super::native::NativeBackend::new(p, ctx());
-            b.set_clock(synthetic());
-            Box::new(b)
-        },
-    );
+fn the_native_workers_loop_stops_by_the_rule() {
+    // The regress-native worker times its iterations with `measure_loop`;
+    // driven here with a stand-in iteration on the synthetic clock.
+    for target in TARGETS {
+        let p = pipeline("{builtin: mlp}", "native", target);
+        let mut clock = StepClock {
+            now: Duration::ZERO,
+            step: TICK,
+        };
+        let mut i = 0u32;
+        let sampled = measure_loop(
+            &p.runner.warmup,
+            StopRule::from(&p.runner.measure),
+            &mut clock,
+            &StopFlag::default(),
+            || -> Result<f64, ()> {
+                i += 1;
+                Ok(1e-3 * (1.0 + 0.1 * f64::from(i % 2)))
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let (want, why) = predicted(target);
+        assert_eq!(
+            (sampled.samples.len(), sampled.stop),
+            (want, why),
+            "target {target}"
+        );
+        assert_eq!(sampled.warmup_iters, 1);
+    }
+    // A stop asked for ends the loop without samples.
+    let stop = StopFlag::default();
+    stop.stop();
+    let p = pipeline("{builtin: mlp}", "native", 0.0);
+    let none = measure_loop(
+        &p.runner.warmup,
+        StopRule::from(&p.runner.measure),
+        &mut WallClock::default(),
+        &stop,
+        || -> Result<f64, ()> { Ok(1.0) },
+    )
+    .unwrap();
+    assert!(none.is_none());
 }
 
 #[test]
