@@ -89,7 +89,7 @@ pub enum StoreCommand {
     Push(StorePushArgs),
     /// Fetch a remote's results and merge them into this clone's.
     Pull(StorePullArgs),
-    /// Show what is stored for a commit: pipelines, machines, runs.
+    /// Show what is stored for a commit: pipelines, machines, runs, shards.
     Ls(StoreLsArgs),
 }
 

@@ -2,8 +2,8 @@
 //! pushing at once lose and overwrite nothing, a push killed at any moment
 //! leaves every ref whole, a record rewritten on one side is refused by
 //! path, an unreachable remote loses nothing, a killed run is pushed as it
-//! was, the token is never printed, and no store command touches the work
-//! tree, the index or HEAD.
+//! was, the token is never printed, `store ls` names shards, and no store
+//! command touches the work tree, the index or HEAD.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -580,4 +580,31 @@ fn a_killed_run_is_pushed_as_it_was() {
         std::fs::read_dir(&pending).map_or(true, |mut d| d.next().is_none()),
         "nothing is left pending"
     );
+}
+
+/// `store ls` names the shard of each run of a sharded pipeline.
+#[test]
+fn store_ls_names_each_runs_shard() {
+    let repo = Repo::new();
+    repo.write("p.yaml", &quick_pipeline("split"));
+    repo.commit("c");
+    for shard in ["1/2", "2/2"] {
+        let (code, stdout, stderr) = output(
+            repo.regress()
+                .args(["run", "p.yaml", "--store", "git", "--shard", shard]),
+        );
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+    }
+    let (code, stdout, stderr) = output(repo.regress().args(["store", "ls"]));
+    assert_eq!(code, 0, "{stderr}");
+    for shard in ["1/2", "2/2"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!("shard {shard}")))
+            .unwrap_or_else(|| panic!("no shard {shard}:\n{stdout}"));
+        assert!(
+            line.contains("complete") && line.contains("1 case(s): 1 ok"),
+            "{line}"
+        );
+    }
 }

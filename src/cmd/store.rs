@@ -130,7 +130,7 @@ const STATUS_ORDER: [CaseStatus; 8] = [
 ];
 
 /// What `store ls` prints: per pipeline, per machine, each run with its
-/// state and its cases counted by status.
+/// state, its shard (of a sharded run) and its cases counted by status.
 fn render_listing(commit: &CommitInfo, results: &ResultsRef, entries: &[Stored]) -> String {
     let sha = commit.sha.short();
     let title = commit
@@ -183,6 +183,11 @@ fn render_listing(commit: &CommitInfo, results: &ResultsRef, entries: &[Stored])
                         (n > 0).then(|| format!("{n} {}", status.as_str()))
                     })
                     .collect();
+                let shard = r
+                    .shard
+                    .as_ref()
+                    .map(|plan| format!("shard {}  ", plan.shard))
+                    .unwrap_or_default();
                 let place = match &s.location {
                     Location::Committed(_) => "",
                     Location::Pending(_) => {
@@ -190,7 +195,7 @@ fn render_listing(commit: &CommitInfo, results: &ResultsRef, entries: &[Stored])
                     }
                 };
                 text.push_str(&format!(
-                    "    {}  {state:<11}  {} case(s): {}{place}\n",
+                    "    {}  {state:<11}  {shard}{} case(s): {}{place}\n",
                     r.run_id,
                     r.cases.len(),
                     counts.join(", ")
