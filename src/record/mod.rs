@@ -4,6 +4,9 @@
 //! recomputed later. Records are the only thing the store keeps; their
 //! format is versioned, and every earlier version still reads.
 
+mod diagnostics;
+#[cfg(test)]
+mod rank_tests;
 mod samples;
 
 use std::collections::BTreeMap;
@@ -21,9 +24,8 @@ use crate::spec::{
 /// every earlier one, and reject newer ones. 2: samples kept compactly.
 pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
-pub use samples::{
-    summary_of, Diagnostics, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS,
-};
+pub use diagnostics::Diagnostics;
+pub use samples::{summary_of, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS};
 
 /// The metric table: names, units, directions and kinds.
 pub use crate::metric;
