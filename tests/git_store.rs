@@ -23,6 +23,18 @@ fn quick_pipeline(name: &str) -> String {
     )
 }
 
+/// The pipeline the sixteen shards split: 32 cases (one group each), one
+/// process each, milliseconds per case.
+const SHARDED: &str = "workflows/sharded.yaml";
+
+fn sharded_pipeline() -> String {
+    let batches: Vec<String> = (1..=32).map(|b| b.to_string()).collect();
+    format!(
+        "version: 1\nname: sharded\nmodel: {{builtin: mlp}}\nrunner:\n  backend: mock\n  processes: 1\n  measure: {{min_iters: 5, min_time: 0s, max_time: 50ms}}\nmatrix:\n  batch: [{}]\n",
+        batches.join(", ")
+    )
+}
+
 fn pipeline_name(i: usize) -> String {
     format!("p{i:02}")
 }
@@ -39,6 +51,7 @@ fn origin_with_pipelines(n: usize) -> (Bare, [String; 2]) {
     for i in 0..n {
         seed.write(&pipeline_file(i), &quick_pipeline(&pipeline_name(i)));
     }
+    seed.write(SHARDED, &sharded_pipeline());
     let first = seed.commit("pipelines");
     seed.write("README", "second commit\n");
     let second = seed.commit("readme");
@@ -88,9 +101,12 @@ fn stored(git_dir: &Path) -> BTreeMap<String, (git2::Oid, Record)> {
     out
 }
 
-/// `regress run <pipeline> --store git`; returns the path of the record in the ref.
-fn run_into_git(repo: &Repo, pipeline: &str) -> String {
-    let (code, stdout, stderr) = output(repo.regress().args(["run", pipeline, "--store", "git"]));
+/// `regress run <pipeline> --store git [more args]`; returns the path of
+/// the record in the ref.
+fn run_into_git_with(repo: &Repo, pipeline: &str, more: &[&str]) -> String {
+    let mut args = vec!["run", pipeline, "--store", "git"];
+    args.extend_from_slice(more);
+    let (code, stdout, stderr) = output(repo.regress().args(&args));
     assert_eq!(code, 0, "run {pipeline}:\n{stdout}\n{stderr}");
     let prefix = format!("stored {RESULTS}:");
     stdout
@@ -98,6 +114,11 @@ fn run_into_git(repo: &Repo, pipeline: &str) -> String {
         .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no stored line:\n{stdout}"))
         .to_string()
+}
+
+/// `regress run <pipeline> --store git`; returns the path of the record in the ref.
+fn run_into_git(repo: &Repo, pipeline: &str) -> String {
+    run_into_git_with(repo, pipeline, &[])
 }
 
 fn push(repo: &Repo) -> (i32, String, String) {
@@ -129,11 +150,12 @@ fn at_once<T: Send>(clones: &[Repo], f: impl Fn(usize, &Repo) -> T + Sync) -> Ve
     })
 }
 
-/// Sixteen clones, each measuring its own pipeline, push at the same
-/// moment, five rounds over; afterwards the remote and a fresh shallow
-/// clone hold every record ever made, each with the content its clone
-/// wrote. Records are identified per (pipeline, commit) so the test does
-/// not depend on how the sixteen runs divide the work.
+/// Sixteen clones run the sixteen shards of one pipeline
+/// (`run --store git --shard i/16`) and push at the same moment, five
+/// rounds over; afterwards the remote and a fresh shallow clone hold every
+/// record ever made, each with the content its clone wrote, and `compare`
+/// in the fresh clone sees every case of every shard. Records are counted
+/// per (shard, commit).
 #[test]
 fn sixteen_clones_push_at_once_and_nothing_is_lost() {
     const CLONES: usize = 16;
@@ -146,7 +168,7 @@ fn sixteen_clones_push_at_once_and_nothing_is_lost() {
         .map(|_| Repo::clone_of(&origin.url(), &[]))
         .collect();
     // (pipeline, commit) → the record paths made there.
-    let mut made: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut made: BTreeMap<(u32, String), BTreeSet<String>> = BTreeMap::new();
     let mut retries = 0;
     let mut push_time = Duration::ZERO;
     for round in 0..ROUNDS {
@@ -155,13 +177,15 @@ fn sixteen_clones_push_at_once_and_nothing_is_lost() {
             clone.git(&["checkout", "-q", "--detach", sha]);
         }
         let running = Instant::now();
-        let paths = at_once(&clones, |i, clone| run_into_git(clone, &pipeline_file(i)));
+        let paths = at_once(&clones, |i, clone| {
+            run_into_git_with(clone, SHARDED, &["--shard", &format!("{}/{CLONES}", i + 1)])
+        });
         eprintln!(
             "round {round}: runs {:.1} s",
             running.elapsed().as_secs_f64()
         );
         for (i, path) in paths.into_iter().enumerate() {
-            made.entry((pipeline_name(i), sha.clone()))
+            made.entry((i as u32 + 1, sha.clone()))
                 .or_default()
                 .insert(path);
         }
@@ -211,13 +235,15 @@ fn sixteen_clones_push_at_once_and_nothing_is_lost() {
         pulled.iter().map(|(p, (b, _))| (p, b)).collect::<Vec<_>>(),
         remote.iter().map(|(p, (b, _))| (p, b)).collect::<Vec<_>>()
     );
-    // Counted per pipeline and commit: three runs at the first commit
-    // (rounds 0, 2, 4), two at the second, every case of each there.
-    let mut found: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    // Counted per shard and commit: three runs at the first commit
+    // (rounds 0, 2, 4), two at the second, each with its two cases of 32.
+    let mut found: BTreeMap<(u32, String), BTreeSet<String>> = BTreeMap::new();
     for (path, (_, record)) in &pulled {
         assert_eq!(record.cases.len(), 2, "{path}");
+        let shard = record.shard.as_ref().expect("a sharded run").shard;
+        assert_eq!(shard.count, CLONES as u32);
         found
-            .entry((record.pipeline.name.clone(), record.commit.sha.to_string()))
+            .entry((shard.index, record.commit.sha.to_string()))
             .or_default()
             .insert(path.clone());
     }
@@ -227,7 +253,7 @@ fn sixteen_clones_push_at_once_and_nothing_is_lost() {
         let (code, stdout, stderr) = output(fresh.regress().args(["store", "ls", sha]));
         assert_eq!(code, 0, "{stderr}");
         assert!(
-            stdout.contains(&format!("{} run(s) of {CLONES} pipeline(s)", CLONES * runs)),
+            stdout.contains(&format!("{} run(s) of 1 pipeline(s)", CLONES * runs)),
             "{stdout}"
         );
         assert_eq!(
@@ -236,18 +262,15 @@ fn sixteen_clones_push_at_once_and_nothing_is_lost() {
             "{stdout}"
         );
     }
-    let (code, stdout, stderr) = output(
-        fresh
-            .regress()
-            .args(["compare", &shas[0], &shas[1], "--store", "git"]),
-    );
+    let (code, stdout, stderr) = output(fresh.regress().args([
+        "compare", &shas[0], &shas[1], "--store", "git", "--format", "json",
+    ]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    for i in 0..CLONES {
-        assert!(
-            stdout.lines().any(|l| l == pipeline_name(i)),
-            "compare lacks {}:\n{stdout}",
-            pipeline_name(i)
-        );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // Every case of every shard is compared: none missing, new or removed.
+    assert_eq!(v["counts"]["total"], 32, "{v}");
+    for gone in ["missing", "new", "removed", "not_comparable", "failed"] {
+        assert_eq!(v["counts"][gone], 0, "{gone}: {v}");
     }
     eprintln!(
         "{CLONES} clones x {ROUNDS} rounds: pushes took {:.1} s with {retries} retries; the test body {:.1} s",
