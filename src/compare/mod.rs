@@ -118,6 +118,14 @@ pub enum CompareError {
     },
 }
 
+/// Every record of pipeline `name`, over all machines.
+fn records_of<'a>(map: &BTreeMap<Key, Vec<&'a Record>>, name: &str) -> Vec<&'a Record> {
+    map.iter()
+        .filter(|(k, _)| k.0 == name)
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect()
+}
+
 fn side(input: &SideInput, filter: Option<&str>) -> Side {
     let records: Vec<_> = input
         .records
@@ -178,14 +186,38 @@ pub fn compare(
         }
     }
 
+    // Pipelines a sharded head run planned, to tell a pipeline none of
+    // whose shards arrived from one that was removed.
+    let planned = shards::planned_pipelines(&head.records);
     for name in names {
+        // Shards are counted over every machine of the pipeline: a shard
+        // that ran on another runner did arrive.
+        let hgaps = shards::gaps(&records_of(&hmap, name));
+        let bgaps = shards::gaps(&records_of(&bmap, name));
+        for (s, side) in hgaps
+            .missing
+            .iter()
+            .map(|s| (s, &head.rev))
+            .chain(bgaps.missing.iter().map(|s| (s, &base.rev)))
+        {
+            notes.push(format!(
+                "pipeline {name}: shard {s} of `{side}` did not arrive; {}",
+                if side == &head.rev {
+                    "its cases are listed as missing"
+                } else {
+                    "the cases it ran at head are not comparable"
+                }
+            ));
+        }
         // Per base machine, the case ids any head machine matched to it had.
         let mut matched: BTreeMap<Key, BTreeSet<CaseId>> = BTreeMap::new();
+        let mut seen_at_head: BTreeSet<CaseId> = BTreeSet::new();
         let hfps: Vec<&Fingerprint> = hmap.keys().filter(|k| &k.0 == name).map(|k| &k.1).collect();
         let bfps: Vec<&Fingerprint> = bmap.keys().filter(|k| &k.0 == name).map(|k| &k.1).collect();
         for fp in &hfps {
             let key = (name.clone(), (*fp).clone());
             let (horder, hpool) = pool(&hmap[&key]);
+            seen_at_head.extend(horder.iter().cloned());
             let base_key = if bmap.contains_key(&key) {
                 Some(key.clone())
             } else if opts.allow_fingerprint_mismatch && !bfps.is_empty() {
@@ -200,23 +232,18 @@ pub fn compare(
             } else {
                 None
             };
-            let hgaps = shards::gaps(&hmap[&key]);
-            for s in &hgaps.missing {
-                notes.push(format!(
-                    "pipeline {name}: shard {s} of `{}` did not arrive; its cases are listed as missing",
-                    head.rev
-                ));
-            }
+            // A case with nothing to compare against: new, or failed when it
+            // fails (whatever else is wrong, a crash at head is named), or
+            // not comparable with `why`.
+            let unmatched = |h: &matching::Pooled, why: Option<String>| match why {
+                Some(why) if !matching::is_failure(h.status) => {
+                    one_sided(name, h, Verdict::NotComparable, Some(why), true)
+                }
+                _ => new_case(name, h),
+            };
             match base_key {
                 Some(bkey) => {
                     let (_, bpool) = pool(&bmap[&bkey]);
-                    let bgaps = shards::gaps(&bmap[&bkey]);
-                    for s in &bgaps.missing {
-                        notes.push(format!(
-                            "pipeline {name}: shard {s} of `{}` did not arrive; the cases it ran at head are not comparable",
-                            base.rev
-                        ));
-                    }
                     let hist: Vec<&Record> = history
                         .iter()
                         .filter(|r| r.pipeline.name == *name && r.machine.fingerprint == bkey.1)
@@ -228,30 +255,18 @@ pub fn compare(
                         .collect();
                     let hist = HistoryIndex::new(&hist);
                     for id in &horder {
-                        match (bpool.get(id), bgaps.shard_of(id)) {
-                            (Some(b), _) => rows.extend(both_sides(name, b, &hpool[id], &hist)),
-                            (None, Some(s)) => rows.push(one_sided(
-                                name,
-                                &hpool[id],
-                                Verdict::NotComparable,
-                                Some(format!("base shard {s} did not arrive")),
-                                true,
-                            )),
-                            (None, None) => rows.push(new_case(name, &hpool[id])),
-                        }
+                        let h = &hpool[id];
+                        rows.extend(match bpool.get(id) {
+                            Some(b) => both_sides(name, b, h, &hist),
+                            None => {
+                                let why = bgaps
+                                    .shard_of(id)
+                                    .map(|s| format!("base shard {s} did not arrive"));
+                                vec![unmatched(h, why)]
+                            }
+                        });
                     }
-                    for (planned, s) in hgaps
-                        .cases
-                        .iter()
-                        .filter(|(c, _)| !hpool.contains_key(&c.id))
-                    {
-                        rows.push(missing_row(name, planned, *s, bpool.get(&planned.id)));
-                    }
-                    let missing = hgaps.cases.iter().map(|(c, _)| c.id.clone());
-                    matched
-                        .entry(bkey)
-                        .or_default()
-                        .extend(horder.into_iter().chain(missing));
+                    matched.entry(bkey).or_default().extend(horder);
                 }
                 None if !bfps.is_empty() => {
                     let other: Vec<_> = bfps.iter().map(|f| f.as_str()).collect();
@@ -260,44 +275,76 @@ pub fn compare(
                         other.join(", ")
                     ));
                     for id in &horder {
-                        let note = Some(format!("no base results on machine {fp}"));
-                        rows.push(one_sided(
-                            name,
-                            &hpool[id],
-                            Verdict::NotComparable,
-                            note,
-                            true,
-                        ));
+                        let why = format!("no base results on machine {fp}");
+                        rows.push(unmatched(&hpool[id], Some(why)));
                     }
                 }
                 None => {
                     for id in &horder {
                         rows.push(new_case(name, &hpool[id]));
                     }
-                    for (planned, s) in hgaps
-                        .cases
-                        .iter()
-                        .filter(|(c, _)| !hpool.contains_key(&c.id))
-                    {
-                        rows.push(missing_row(name, planned, *s, None));
-                    }
                 }
             }
+        }
+        // Cases of head shards that never arrived, once per pipeline, with
+        // the base's numbers where a base machine has them.
+        let base_pools: Vec<_> = bfps
+            .iter()
+            .map(|fp| pool(&bmap[&(name.clone(), (*fp).clone())]).1)
+            .collect();
+        let mut missing: BTreeSet<CaseId> = BTreeSet::new();
+        for (planned_case, s) in hgaps
+            .cases
+            .iter()
+            .filter(|(c, _)| !seen_at_head.contains(&c.id))
+        {
+            let base = base_pools.iter().find_map(|p| p.get(&planned_case.id));
+            rows.push(missing_row(name, planned_case, *s, base));
+            missing.insert(planned_case.id.clone());
         }
         // A base case is removed when no head machine compared with its
         // machine has it; listed once even when two head machines were
         // matched to one base machine (--allow-fingerprint-mismatch).
         for (bkey, ids) in &matched {
             let (border, bpool) = pool(&bmap[bkey]);
-            for id in border.iter().filter(|id| !ids.contains(*id)) {
+            for id in border
+                .iter()
+                .filter(|id| !ids.contains(*id) && !missing.contains(*id))
+            {
                 rows.push(one_sided(name, &bpool[id], Verdict::Removed, None, false));
             }
         }
         if hfps.is_empty() {
+            // Only at base: removed, unless a sharded head run planned the
+            // pipeline and none of its shards arrived.
+            let unarrived = planned.get(name.as_str());
+            if let Some(shards) = unarrived {
+                notes.push(format!(
+                    "pipeline {name}: none of its shards of `{}` arrived ({}); its cases are listed as missing",
+                    head.rev,
+                    shards.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ));
+            }
             for fp in &bfps {
                 let (border, bpool) = pool(&bmap[&(name.clone(), (*fp).clone())]);
                 for id in &border {
-                    rows.push(one_sided(name, &bpool[id], Verdict::Removed, None, false));
+                    rows.push(match unarrived {
+                        Some(shards) => one_sided(
+                            name,
+                            &bpool[id],
+                            Verdict::Missing,
+                            Some(format!(
+                                "none of shards {} arrived",
+                                shards
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
+                            false,
+                        ),
+                        None => one_sided(name, &bpool[id], Verdict::Removed, None, false),
+                    });
                 }
             }
         }
@@ -355,159 +402,4 @@ pub fn compare(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fixture() -> Record {
-        serde_json::from_str(include_str!("../../tests/fixtures/record-v1.json")).unwrap()
-    }
-
-    /// A metric with one process per list of samples.
-    fn metric(name: &str, unit: &str, lists: &[Vec<f64>]) -> crate::record::Metric {
-        let mut m = crate::record::Metric {
-            unit: unit.into(),
-            processes: Vec::new(),
-        };
-        for l in lists {
-            m.push(name, l);
-        }
-        m
-    }
-
-    fn input(records: Vec<Record>) -> SideInput {
-        SideInput {
-            rev: "rev".into(),
-            commit: records[0].commit.clone(),
-            distance: 0,
-            records,
-            notes: Vec::new(),
-        }
-    }
-
-    /// The fixture as base against two head machines, `other` on machine
-    /// `fp`, compared across machines.
-    fn two_head_machines(head: Record, mut other: Record, fp: &str) -> Comparison {
-        other.machine.fingerprint = Fingerprint::try_from(fp.to_string()).unwrap();
-        let opts = Selection {
-            allow_fingerprint_mismatch: true,
-            ..Selection::default()
-        };
-        compare(
-            &input(vec![fixture()]),
-            &input(vec![head, other]),
-            &[],
-            &opts,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn removed_cases_are_listed_once_with_two_head_machines() {
-        let mut head = fixture();
-        let removed = head.cases.remove(0).label;
-        let c = two_head_machines(head.clone(), head, "0123456789abcdef");
-        let removed_rows: Vec<&Row> = c
-            .rows
-            .iter()
-            .filter(|r| r.verdict == Verdict::Removed)
-            .collect();
-        assert_eq!(removed_rows.len(), 1, "{:?}", c.rows);
-        assert_eq!(removed_rows[0].label, removed);
-        // Both head machines are compared, the other one with a note.
-        assert!(
-            c.notes
-                .iter()
-                .any(|n| n.contains("compared across machines")),
-            "{:?}",
-            c.notes
-        );
-    }
-
-    #[test]
-    fn a_case_one_head_machine_still_has_is_not_removed() {
-        // The machine without the case sorts first, the one with it second.
-        let mut head = fixture();
-        head.cases.remove(0);
-        let c = two_head_machines(head, fixture(), "ffffffffffffffff");
-        assert!(
-            c.rows.iter().all(|r| r.verdict != Verdict::Removed),
-            "{:?}",
-            c.rows
-        );
-    }
-
-    #[test]
-    fn a_bad_rate_is_named_as_stored() {
-        let with_rate = |values: Vec<f64>| {
-            let mut r = fixture();
-            r.cases[0].metrics.insert(
-                crate::metric::THROUGHPUT.to_string(),
-                metric(crate::metric::THROUGHPUT, "1/s", &[values]),
-            );
-            r
-        };
-        let base = with_rate(vec![100.0, 0.0, 101.0]);
-        let head = with_rate(vec![100.0, 99.0, 101.0]);
-        let c = compare(
-            &input(vec![base]),
-            &input(vec![head]),
-            &[],
-            &Selection::default(),
-        )
-        .unwrap();
-        let row = c
-            .rows
-            .iter()
-            .find(|r| r.metric.name == crate::metric::THROUGHPUT)
-            .unwrap();
-        assert_eq!(row.verdict, Verdict::NotComparable);
-        // Named as stored (0), not as its reciprocal (inf). Stored samples
-        // are kept in ascending order, so the index is the sorted one.
-        let note = row.note.as_deref().unwrap();
-        assert!(note.contains("sample 0 is 0"), "{note}");
-    }
-
-    /// The fixture with `recompiles` counts per process on its first case.
-    fn with_recompiles(counts: &[f64]) -> Record {
-        let mut r = fixture();
-        r.cases[0].metrics.insert(
-            crate::metric::RECOMPILES.to_string(),
-            metric(
-                crate::metric::RECOMPILES,
-                "count",
-                &counts.iter().map(|c| vec![*c]).collect::<Vec<_>>(),
-            ),
-        );
-        r
-    }
-
-    fn recompile_rows(base: &[f64], head: &[f64]) -> Vec<Row> {
-        let c = compare(
-            &input(vec![with_recompiles(base)]),
-            &input(vec![with_recompiles(head)]),
-            &[],
-            &Selection::default(),
-        )
-        .unwrap();
-        c.rows
-            .into_iter()
-            .filter(|r| r.metric.name == crate::metric::RECOMPILES)
-            .collect()
-    }
-
-    #[test]
-    fn counters_are_compared_exactly_and_only_shown_when_they_change() {
-        assert!(recompile_rows(&[1.0, 1.0], &[1.0, 1.0]).is_empty());
-        let up = recompile_rows(&[0.0, 0.0], &[8.0, 8.0]);
-        assert_eq!(up.len(), 1);
-        assert_eq!(up[0].verdict, Verdict::REGRESSED);
-        assert!(up[0].evidence.is_none() && up[0].q.is_none(), "no test");
-        let x = up[0].exact.unwrap();
-        assert_eq!((x.base_max, x.head_min), (0.0, 8.0));
-        assert_eq!(recompile_rows(&[3.0], &[1.0])[0].verdict, Verdict::IMPROVED);
-        // Processes that disagree with ranges that overlap: not a change.
-        let varies = recompile_rows(&[0.0, 1.0], &[1.0, 2.0]);
-        assert_eq!(varies[0].verdict, Verdict::INCONCLUSIVE);
-        assert!(varies[0].note.as_deref().unwrap().contains("varies"));
-    }
-}
+mod tests;

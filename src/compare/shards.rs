@@ -3,7 +3,7 @@
 //! shard is enough to name the ones that did not and list their cases as
 //! missing rather than removed or new.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::record::Record;
 use crate::spec::{PlannedCase, Shard};
@@ -56,4 +56,26 @@ pub(super) fn gaps(records: &[&Record]) -> Gaps {
         })
         .collect();
     Gaps { missing, cases }
+}
+
+/// The pipelines a sharded run at this side planned, with the shards that
+/// had cases of them (from every record's plan).
+pub(super) fn planned_pipelines(records: &[Record]) -> BTreeMap<String, Vec<Shard>> {
+    let mut out: BTreeMap<String, Vec<Shard>> = BTreeMap::new();
+    for plan in records.iter().filter_map(|r| r.shard.as_ref()) {
+        for p in &plan.pipelines {
+            let shards = out.entry(p.pipeline.clone()).or_default();
+            for &index in &p.shards {
+                let s = Shard {
+                    index,
+                    count: plan.shard.count,
+                };
+                if !shards.contains(&s) {
+                    shards.push(s);
+                }
+            }
+        }
+    }
+    out.retain(|_, shards| !shards.is_empty());
+    out
 }

@@ -48,3 +48,59 @@ fn rank_tests_on_the_compact_form_follow_every_sample() {
         }
     }
 }
+
+/// Timings a coarse timer rounds to its resolution (CUDA events resolve
+/// about 0.5 µs): around 20 µs, only a dozen distinct values, so about a
+/// third of each side ties with the other.
+fn quantized(n: usize, seed: u64, spread: f64) -> Vec<f64> {
+    side(n, seed, 1.0)
+        .into_iter()
+        .map(|x| {
+            let t = 20e-6 * (1.0 + spread * (x / 1e-3).ln() / 0.05 / 3.0);
+            (t / 0.5e-6).round() * 0.5e-6
+        })
+        .collect()
+}
+
+#[test]
+fn ties_of_a_quantized_timer_stay_ties_in_the_compact_form() {
+    // Processes with different extremes: equal timings must still be
+    // stored as equal, or the rank test sees an ordering that is not there.
+    let compact = |xs: &[f64]| {
+        ProcessSummary::of(xs, Direction::LowerIsBetter)
+            .process(Direction::LowerIsBetter)
+            .unwrap()
+            .points
+    };
+    for (spread, seed) in [(0.03, 1), (0.04, 2), (0.05, 3)] {
+        let base: Vec<Vec<f64>> = (0..2)
+            .map(|p| quantized(40_000, seed * 10 + p, 0.03))
+            .collect();
+        let head: Vec<Vec<f64>> = (0..2)
+            .map(|p| quantized(40_000, seed * 20 + p, spread))
+            .collect();
+        let all = |side: &[Vec<f64>]| side.concat();
+        let full = mann_whitney_u(&all(&base), &all(&head)).unwrap().p;
+        let points = |side: &[Vec<f64>]| {
+            crate::stats::Points::union(&side.iter().map(|p| compact(p)).collect::<Vec<_>>())
+        };
+        let kept = mann_whitney_points(&points(&base), &points(&head))
+            .unwrap()
+            .p;
+        assert!(
+            (full.ln() - kept.ln()).abs() < 0.5 * full.ln().abs().max(1.0),
+            "spread {spread}: p {full} from every sample, {kept} from the compact form"
+        );
+    }
+}
+
+#[test]
+fn a_non_positive_sample_is_named_even_when_no_stored_point_holds_it() {
+    let mut xs = side(40_000, 9, 1.0);
+    xs[17] = 0.0;
+    let err = ProcessSummary::of(&xs, Direction::LowerIsBetter)
+        .process(Direction::LowerIsBetter)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is 0"), "{err}");
+}

@@ -9,8 +9,9 @@
 //! the process-level t-tests and the history use). Approximate: the rank
 //! tests (Mann–Whitney, Hodges–Lehmann) and quantiles pooled over several
 //! processes, which read the order statistics with the true counts
-//! (`stats::Points`); each order statistic is stored to 1 part in 65,535
-//! of the process's range on the log scale.
+//! (`stats::Points`); each order statistic is stored on a fixed log grid
+//! (relative step 6.6e-7), the same for every process, so equal samples
+//! stay equal.
 //!
 //! Format 1 records (every sample of every process) are read and kept in
 //! this form.
@@ -27,9 +28,6 @@ use crate::stats::{
 /// Mann–Whitney p and the Hodges–Lehmann interval they give are compared
 /// with those of every sample in `examples/verdict_quality.rs`.
 pub const SKETCH_POINTS: usize = 64;
-
-/// Levels of the 16-bit grid order statistics are stored on.
-const LEVELS: f64 = 65_535.0;
 
 /// Tukey's fence multiplier for outliers, as in `stats::Summary`.
 const TUKEY_FENCE: f64 = 1.5;
@@ -56,10 +54,14 @@ impl From<ProcessEstimate> for Location {
 }
 
 /// The samples of one process beyond its summary: all of them (ascending)
-/// when there are at most `SKETCH_POINTS`, else that many order statistics.
+/// when there are at most `SKETCH_POINTS`; else each distinct value with
+/// its count when there are at most that many distinct values (a coarse
+/// timer's ticks: ties kept exactly); else that many order statistics.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sketch {
     All(Vec<f64>),
+    /// Distinct values, ascending, and how many samples had each.
+    Counts(Vec<f64>, Vec<u64>),
     /// Order statistics at ranks (i + ½)·n/k − ½, each standing for n/k samples.
     Quantiles(Vec<f64>),
 }
@@ -68,9 +70,38 @@ impl Sketch {
     /// The stored values, ascending.
     pub fn values(&self) -> &[f64] {
         match self {
-            Sketch::All(v) | Sketch::Quantiles(v) => v,
+            Sketch::All(v) | Sketch::Counts(v, _) | Sketch::Quantiles(v) => v,
         }
     }
+
+    /// The stored values as points standing for the process's `n` samples.
+    fn points(&self, n: u64) -> Result<Points, StatsError> {
+        match self {
+            Sketch::All(v) => Points::exact(v),
+            Sketch::Counts(v, c) => Points::weighted(v.iter().zip(c).map(|(&x, &k)| (x, k as f64))),
+            Sketch::Quantiles(v) => {
+                let weight = n as f64 / v.len() as f64;
+                Points::weighted(v.iter().map(|&x| (x, weight)))
+            }
+        }
+    }
+}
+
+/// Distinct values of ascending samples with their counts, if there are
+/// at most `SKETCH_POINTS` of them.
+fn distinct(sorted: &[f64]) -> Option<(Vec<f64>, Vec<u64>)> {
+    let (mut values, mut counts): (Vec<f64>, Vec<u64>) = (Vec::new(), Vec::new());
+    for &x in sorted {
+        if values.last() == Some(&x) {
+            *counts.last_mut().expect("parallel") += 1;
+        } else if values.len() == SKETCH_POINTS {
+            return None;
+        } else {
+            values.push(x);
+            counts.push(1);
+        }
+    }
+    Some((values, counts))
 }
 
 /// One process of one metric.
@@ -105,14 +136,15 @@ impl ProcessSummary {
         };
         let sketch = if n <= SKETCH_POINTS {
             Sketch::All(sorted.clone())
+        } else if let Some((values, counts)) = distinct(&sorted) {
+            // Equal values stay equal on the grid, so distinct ones stay distinct.
+            Sketch::Counts(values.iter().map(|&x| grid(x)).collect(), counts)
         } else {
             let step = n as f64 / SKETCH_POINTS as f64;
             let order: Vec<f64> = (0..SKETCH_POINTS)
                 .map(|i| sorted[(((i as f64 + 0.5) * step - 0.5).round() as usize).min(n - 1)])
                 .collect();
-            // The grid spans the stored points, as it does when read back.
-            let (lo, hi) = (order[0], order[SKETCH_POINTS - 1]);
-            Sketch::Quantiles(order.iter().map(|&x| grid(x, lo, hi)).collect())
+            Sketch::Quantiles(order.iter().map(|&x| grid(x)).collect())
         };
         ProcessSummary {
             n: n as u64,
@@ -136,13 +168,7 @@ impl ProcessSummary {
     /// not positive.
     pub fn process(&self, direction: Direction) -> Result<Process, StatsError> {
         let values = self.sketch.values();
-        let points = match &self.sketch {
-            Sketch::All(v) => Points::exact(v)?,
-            Sketch::Quantiles(v) => {
-                let weight = self.n as f64 / v.len() as f64;
-                Points::weighted(v.iter().map(|&x| (x, weight)))?
-            }
-        };
+        let points = self.sketch.points(self.n)?;
         let points = match direction {
             Direction::LowerIsBetter => points,
             Direction::HigherIsBetter => {
@@ -151,8 +177,11 @@ impl ProcessSummary {
             }
         };
         let Some(l) = self.location else {
-            // Not all positive: the statistics name the offending value.
+            // Not all positive (or not all finite): name the offending
+            // value, which the stored points may not hold but the exact
+            // extremes do.
             crate::stats::check_positive(values)?;
+            crate::stats::check_positive(&[self.min, self.max])?;
             return Err(StatsError::Empty);
         };
         Ok(Process {
@@ -167,13 +196,7 @@ impl ProcessSummary {
 
     /// The process's points on its own scale (not oriented).
     pub fn points(&self) -> Points {
-        match &self.sketch {
-            Sketch::All(v) => Points::exact(v).unwrap_or_default(),
-            Sketch::Quantiles(v) => {
-                let weight = self.n as f64 / v.len() as f64;
-                Points::weighted(v.iter().map(|&x| (x, weight))).unwrap_or_default()
-            }
-        }
+        self.sketch.points(self.n).unwrap_or_default()
     }
 }
 
@@ -204,6 +227,9 @@ pub fn summary_of(processes: &[&ProcessSummary]) -> Option<Summary> {
             let points: Vec<Points> = many.iter().map(|p| p.points()).collect();
             let mut s = Summary::of_points(&Points::union(&points)).ok()?;
             s.n = many.iter().map(|p| p.n as usize).sum();
+            // The points cannot see most outliers (only the extreme ones
+            // fall beyond the fences); each process counted its own.
+            s.outliers = many.iter().map(|p| p.outliers as usize).sum();
             s.min = many.iter().map(|p| p.min).fold(f64::INFINITY, f64::min);
             s.max = many.iter().map(|p| p.max).fold(f64::NEG_INFINITY, f64::max);
             Some(s)
@@ -211,45 +237,34 @@ pub fn summary_of(processes: &[&ProcessSummary]) -> Option<Summary> {
     }
 }
 
-/// `x` moved onto the 16-bit grid between `lo` and `hi` that storage uses,
-/// so a record reads back exactly as it was in memory. Log scale when the
-/// range is positive (relative precision whatever the range), else linear.
-fn grid(x: f64, lo: f64, hi: f64) -> f64 {
-    from_level(to_level(x, lo, hi), lo, hi)
-}
+/// Steps of the storage grid per doubling: order statistics are stored as
+/// round(log2(x) · 2^20), a fixed grid with a relative step of 6.6e-7. The
+/// grid is the same for every process, record and commit, so samples that
+/// were equal (a quantized timer's ties) stay equal when stored.
+const GRID_PER_OCTAVE: f64 = 1_048_576.0;
 
-fn log_scale(lo: f64, hi: f64) -> bool {
-    lo > 0.0 && hi > lo
-}
-
-fn to_level(x: f64, lo: f64, hi: f64) -> u16 {
-    let t = if hi <= lo {
-        0.0
-    } else if log_scale(lo, hi) {
-        (x.ln() - lo.ln()) / (hi.ln() - lo.ln())
-    } else {
-        (x - lo) / (hi - lo)
-    };
-    (t.clamp(0.0, 1.0) * LEVELS).round() as u16
-}
-
-fn from_level(level: u16, lo: f64, hi: f64) -> f64 {
-    let t = f64::from(level) / LEVELS;
-    // The ends are exact, so the grid of the read-back points is the same.
-    if hi <= lo || level == 0 {
-        lo
-    } else if level == u16::MAX {
-        hi
-    } else if log_scale(lo, hi) {
-        (lo.ln() + t * (hi.ln() - lo.ln())).exp()
-    } else {
-        lo + t * (hi - lo)
+/// `x` moved onto the storage grid, so a record reads back exactly as it
+/// was in memory. Values that are not positive are kept as they are (they
+/// are stored as plain numbers).
+fn grid(x: f64) -> f64 {
+    match to_level(x) {
+        Some(level) => from_level(level),
+        None => x,
     }
 }
 
+fn to_level(x: f64) -> Option<i64> {
+    (x > 0.0 && x.is_finite()).then(|| (x.log2() * GRID_PER_OCTAVE).round() as i64)
+}
+
+fn from_level(level: i64) -> f64 {
+    (level as f64 / GRID_PER_OCTAVE).exp2()
+}
+
 /// A sketch on disk: all samples as a JSON array of numbers, or order
-/// statistics as `{"lo", "hi", "q"}` with `q` the base64 of their 16-bit
-/// levels (little endian) between `lo` and `hi`.
+/// statistics as `{"q": base64}`: their grid levels as a zigzag varint
+/// followed by varint differences (ascending, so mostly one or two bytes
+/// each); order statistics that are not all positive as `{"v": [...]}`.
 mod sketch_codec {
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -260,24 +275,102 @@ mod sketch_codec {
     #[serde(untagged)]
     enum Raw {
         All(Vec<f64>),
-        Quantiles { lo: f64, hi: f64, q: String },
+        Levels {
+            q: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            c: Option<Vec<u64>>,
+        },
+        Values {
+            v: Vec<f64>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            c: Option<Vec<u64>>,
+        },
+    }
+
+    fn put_varint(out: &mut Vec<u8>, mut x: u64) {
+        while x >= 0x80 {
+            out.push((x as u8) | 0x80);
+            x >>= 7;
+        }
+        out.push(x as u8);
+    }
+
+    fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut x = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *bytes.get(*at)?;
+            *at += 1;
+            x |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(x);
+            }
+        }
+        None
+    }
+
+    /// The levels of ascending positive values, encoded; None otherwise.
+    pub(super) fn encode(values: &[f64]) -> Option<String> {
+        let levels: Vec<i64> = values.iter().map(|&x| to_level(x)).collect::<Option<_>>()?;
+        let (first, rest) = levels.split_first()?;
+        let mut bytes = Vec::with_capacity(2 * levels.len() + 4);
+        put_varint(&mut bytes, ((first << 1) ^ (first >> 63)) as u64);
+        let mut prev = *first;
+        for &l in rest {
+            put_varint(&mut bytes, u64::try_from(l - prev).ok()?);
+            prev = l;
+        }
+        Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(super) fn decode(q: &str) -> Result<Vec<f64>, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(q.as_bytes())
+            .map_err(|e| format!("sketch is not base64: {e}"))?;
+        let mut at = 0;
+        let zig = get_varint(&bytes, &mut at).ok_or("sketch holds no level")?;
+        let mut level = (zig >> 1) as i64 ^ -((zig & 1) as i64);
+        let mut values = vec![from_level(level)];
+        while at < bytes.len() {
+            let step = get_varint(&bytes, &mut at).ok_or("sketch ends inside a level")?;
+            level += i64::try_from(step).map_err(|_| "sketch level out of range")?;
+            values.push(from_level(level));
+        }
+        Ok(values)
+    }
+
+    /// Order statistics, or distinct values when counts come with them.
+    fn with_counts(values: Vec<f64>, counts: Option<Vec<u64>>) -> Result<Sketch, String> {
+        match counts {
+            None => Ok(Sketch::Quantiles(values)),
+            Some(c) if c.len() == values.len() => Ok(Sketch::Counts(values, c)),
+            Some(c) => Err(format!(
+                "sketch has {} values but {} counts",
+                values.len(),
+                c.len()
+            )),
+        }
     }
 
     pub fn serialize<S: Serializer>(sketch: &Sketch, s: S) -> Result<S::Ok, S::Error> {
         match sketch {
             Sketch::All(v) => Raw::All(v.clone()),
-            Sketch::Quantiles(v) => {
-                let (lo, hi) = (v[0], v[v.len() - 1]);
-                let bytes: Vec<u8> = v
-                    .iter()
-                    .flat_map(|&x| to_level(x, lo, hi).to_le_bytes())
-                    .collect();
-                Raw::Quantiles {
-                    lo,
-                    hi,
-                    q: base64::engine::general_purpose::STANDARD.encode(bytes),
-                }
-            }
+            Sketch::Quantiles(v) => match encode(v) {
+                Some(q) => Raw::Levels { q, c: None },
+                None => Raw::Values {
+                    v: v.clone(),
+                    c: None,
+                },
+            },
+            Sketch::Counts(v, c) => match encode(v) {
+                Some(q) => Raw::Levels {
+                    q,
+                    c: Some(c.clone()),
+                },
+                None => Raw::Values {
+                    v: v.clone(),
+                    c: Some(c.clone()),
+                },
+            },
         }
         .serialize(s)
     }
@@ -286,20 +379,10 @@ mod sketch_codec {
         use serde::de::Error;
         Ok(match Raw::deserialize(d)? {
             Raw::All(v) => Sketch::All(v),
-            Raw::Quantiles { lo, hi, q } => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(q.as_bytes())
-                    .map_err(|e| D::Error::custom(format!("sketch is not base64: {e}")))?;
-                if bytes.is_empty() || bytes.len() % 2 != 0 {
-                    return Err(D::Error::custom("sketch holds no whole 16-bit levels"));
-                }
-                Sketch::Quantiles(
-                    bytes
-                        .chunks_exact(2)
-                        .map(|b| from_level(u16::from_le_bytes([b[0], b[1]]), lo, hi))
-                        .collect(),
-                )
+            Raw::Levels { q, c } => {
+                with_counts(decode(&q).map_err(D::Error::custom)?, c).map_err(D::Error::custom)?
             }
+            Raw::Values { v, c } => with_counts(v, c).map_err(D::Error::custom)?,
         })
     }
 }
@@ -436,102 +519,5 @@ impl UnnamedMetric {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lognormal(n: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                let u = ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-                1e-3 * (0.05 * (u - 0.5) * 3.46).exp()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn long_processes_keep_exact_summaries_and_64_points() {
-        let xs = lognormal(40_000, 1);
-        let p = ProcessSummary::of(&xs, Direction::LowerIsBetter);
-        assert_eq!(p.n, 40_000);
-        let mut sorted = xs.clone();
-        sorted.sort_by(f64::total_cmp);
-        assert_eq!((p.min, p.max), (sorted[0], sorted[39_999]));
-        assert_eq!(p.median, quantile(&sorted, 0.5));
-        let exact = process_estimate(&xs).unwrap();
-        assert_eq!(p.location.unwrap().mean, exact.location);
-        assert_eq!(p.location.unwrap().var, exact.var);
-        let Sketch::Quantiles(q) = &p.sketch else {
-            panic!("a sketch")
-        };
-        assert_eq!(q.len(), SKETCH_POINTS);
-        // The points' median is the samples' median to the grid's precision.
-        let points = p.process(Direction::LowerIsBetter).unwrap().points;
-        assert_eq!(points.total(), 40_000.0);
-        assert!((points.quantile(0.5) / p.median - 1.0).abs() < 1e-3);
-    }
-
-    #[test]
-    fn records_read_back_exactly_as_written() {
-        for n in [1, 7, 64, 65, 5000] {
-            let p = ProcessSummary::of(&lognormal(n, n as u64), Direction::LowerIsBetter);
-            let json = serde_json::to_string(&p).unwrap();
-            let back: ProcessSummary = serde_json::from_str(&json).unwrap();
-            assert_eq!(back, p, "n = {n}");
-        }
-    }
-
-    #[test]
-    fn short_processes_keep_every_sample() {
-        let xs = [3.0, 1.0, 2.0];
-        let p = ProcessSummary::of(&xs, Direction::LowerIsBetter);
-        assert_eq!(p.sketch, Sketch::All(vec![1.0, 2.0, 3.0]));
-        assert!(p
-            .process(Direction::LowerIsBetter)
-            .unwrap()
-            .points
-            .is_exact());
-    }
-
-    #[test]
-    fn rates_are_oriented_so_that_slow_is_high() {
-        let rates = [100.0, 110.0, 90.0, 105.0, 95.0];
-        let p = ProcessSummary::of(&rates, Direction::HigherIsBetter);
-        let times: Vec<f64> = rates.iter().map(|r| 1.0 / r).collect();
-        assert_eq!(
-            p.location.unwrap().mean,
-            process_estimate(&times).unwrap().location
-        );
-        let proc = p.process(Direction::HigherIsBetter).unwrap();
-        assert_eq!(proc.points.values()[0], 1.0 / 110.0);
-    }
-
-    #[test]
-    fn metrics_read_every_format() {
-        let v1: UnnamedMetric =
-            serde_json::from_str(r#"{"unit": "s", "samples": [[0.001, 0.002], [0.003]]}"#).unwrap();
-        let m = v1.named(metric::LATENCY);
-        assert_eq!(m.processes.len(), 2);
-        assert_eq!(m.processes[0].n, 2);
-        // One value per process is written as `values`, and read back.
-        let mut once = Metric {
-            unit: "s".into(),
-            processes: Vec::new(),
-        };
-        once.push(metric::COMPILE_TIME, &[2.0]);
-        once.push(metric::COMPILE_TIME, &[2.5]);
-        let json = serde_json::to_string(&once).unwrap();
-        assert_eq!(json, r#"{"unit":"s","values":[2.0,2.5]}"#);
-        let back: UnnamedMetric = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.named(metric::COMPILE_TIME), once);
-        let both = serde_json::from_str::<UnnamedMetric>(
-            r#"{"unit": "s", "values": [1.0], "samples": [[1.0]]}"#,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(both.contains("exactly one of"), "{both}");
-    }
-}
+#[path = "samples_tests.rs"]
+mod tests;

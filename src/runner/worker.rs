@@ -183,15 +183,20 @@ impl Worker {
         drop(stdin);
         let stdout = proc.child.stdout.take().expect("stdout is piped");
         let reader = std::thread::spawn(move || -> Result<Vec<Message>, ProtocolError> {
-            let mut messages = Vec::new();
+            // Read to the end even after a bad line, so a worker that goes
+            // on writing never blocks on a full pipe; the first error wins.
+            let (mut messages, mut first_error) = (Vec::new(), None);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.trim().is_empty() {
+                if line.trim().is_empty() || first_error.is_some() {
                     continue;
                 }
-                messages.push(parse_line(&line)?);
+                match parse_line(&line) {
+                    Ok(m) => messages.push(m),
+                    Err(e) => first_error = Some(e),
+                }
             }
-            Ok(messages)
+            first_error.map_or(Ok(messages), Err)
         });
         let ended = proc.wait(Instant::now() + timeout, &self.ctx.stop)?;
         let messages = reader.join().unwrap_or_else(|_| Ok(Vec::new()));

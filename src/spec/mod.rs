@@ -28,7 +28,7 @@ pub use case::{Case, Params};
 pub use duration::{parse_duration, DURATION_HINT};
 pub use error::SpecError;
 pub use locate::KeyPath;
-pub use shard::{split as split_shards, PlannedCase, Shard, ShardPlan};
+pub use shard::{split as split_shards, PipelineShards, PlannedCase, Shard, ShardPlan};
 pub(crate) use types::StringEnum;
 pub use types::{
     AccuracyConfig, BackendKind, BuiltinModel, CastMode, CommandOutput, CompileCache, CompileMode,

@@ -57,6 +57,13 @@ pub struct PlannedCase {
     pub shard: u32,
 }
 
+/// The shards that run some case of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineShards {
+    pub pipeline: String,
+    pub shards: Vec<u32>,
+}
+
 /// Where every case of one pipeline runs, as one shard saw it: kept in the
 /// record, so that a comparison can name a shard that never arrived and
 /// list its cases.
@@ -66,6 +73,10 @@ pub struct ShardPlan {
     pub shard: Shard,
     /// Every case of the pipeline (after `--filter`) and its shard.
     pub cases: Vec<PlannedCase>,
+    /// Every pipeline of the sharded run and its shards, so that a pipeline
+    /// none of whose shards arrived is known to be missing too.
+    #[serde(default)]
+    pub pipelines: Vec<PipelineShards>,
 }
 
 impl ShardPlan {
@@ -83,7 +94,7 @@ impl ShardPlan {
 /// round-robin across every pipeline in order.
 pub fn split(selected: &[(Pipeline, Vec<Case>)], shard: Shard) -> Vec<(Vec<Case>, ShardPlan)> {
     let mut next = 0u32;
-    selected
+    let mut parts = selected
         .iter()
         .map(|(pipeline, cases)| {
             let model = pipeline.model.label_name(&pipeline.name);
@@ -118,10 +129,23 @@ pub fn split(selected: &[(Pipeline, Vec<Case>)], shard: Shard) -> Vec<(Vec<Case>
                 ShardPlan {
                     shard,
                     cases: planned,
+                    pipelines: Vec::new(),
                 },
             )
         })
-        .collect()
+        .collect::<Vec<_>>();
+    let every: Vec<PipelineShards> = selected
+        .iter()
+        .zip(&parts)
+        .map(|((p, _), (_, plan))| PipelineShards {
+            pipeline: p.name.clone(),
+            shards: plan.shards_with_cases(),
+        })
+        .collect();
+    for (_, plan) in &mut parts {
+        plan.pipelines = every.clone();
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -201,5 +225,13 @@ mod tests {
             .collect();
         assert_eq!(owners, [1, 1, 2, 2, 1, 1, 2, 1]);
         assert_eq!(parts[1].1.shards_with_cases(), [1, 2]);
+        // Every plan knows every pipeline of the run and its shards.
+        let names: Vec<(&str, &[u32])> = parts[0]
+            .1
+            .pipelines
+            .iter()
+            .map(|p| (p.pipeline.as_str(), p.shards.as_slice()))
+            .collect();
+        assert_eq!(names, [("a", &[1, 2][..]), ("b", &[1, 2][..])]);
     }
 }

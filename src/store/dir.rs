@@ -137,7 +137,7 @@ pub(super) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 
 /// Writes `record` to `path` atomically: a hidden temporary file in the same
 /// directory, flushed, then renamed over the final name.
-pub(super) fn write_record_file(path: &Path, record: &Record) -> Result<(), StoreError> {
+pub(crate) fn write_record_file(path: &Path, record: &Record) -> Result<(), StoreError> {
     write_atomic(path, &record_bytes(record))
 }
 

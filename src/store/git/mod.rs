@@ -43,8 +43,8 @@ mod tests;
 use crate::record::{CommitSha, Record, RunId, RunState};
 use merge::subtrees;
 pub use merge::{MergeOutcome, MergePlan};
-use pending::remove_pending;
 pub use pending::Abandoned;
+use pending::{hold, remove_pending};
 pub use refname::ResultsRef;
 
 /// The ref results are kept in unless `--store-ref` names another.
@@ -447,7 +447,9 @@ impl Store for GitStore {
     fn save(&self, record: &Record) -> Result<(), StoreError> {
         let pending = self.pending_path(record);
         if record.state == RunState::Running {
-            return super::dir::write_record_file(&pending, record);
+            super::dir::write_record_file(&pending, record)?;
+            hold(&pending);
+            return Ok(());
         }
         let repo = self.repo()?;
         let bytes = record_bytes(record);

@@ -48,7 +48,7 @@ impl GitStore {
                     ));
                     continue;
                 }
-                if process_alive(&record.run_id) {
+                if run_alive(&file, &record.run_id) {
                     continue;
                 }
                 let bytes = fs::read(&file).map_err(|source| StoreError::Read {
@@ -108,9 +108,72 @@ pub(super) fn process_alive(id: &RunId) -> bool {
     found || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// The locks this process holds on the lock files of its running records.
+/// A lock lives exactly as long as the process that took it, so it tells a
+/// live run from a dead one even where pids repeat (containers, pid
+/// namespaces), which the pid in the run id cannot.
+static HELD: std::sync::Mutex<std::collections::BTreeMap<PathBuf, fs::File>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The lock file beside a pending record (hidden, so readers skip it).
+fn lock_path(pending: &Path) -> PathBuf {
+    let name = pending
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    pending.with_file_name(format!(".{name}.lock"))
+}
+
+/// Takes, once per process, an exclusive lock on the lock file of a running
+/// record's pending file. Best effort: without it, liveness falls back to
+/// the pid in the run id.
+pub(super) fn hold(pending: &Path) {
+    let path = lock_path(pending);
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if held.contains_key(&path) {
+        return;
+    }
+    let Ok(file) = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    else {
+        return;
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        held.insert(path, file);
+    }
+}
+
+/// Whether the run of a pending record is still going: its lock file is
+/// locked (by any process on this machine); without a lock file (records
+/// of earlier versions), whether the pid in its run id is alive.
+pub(super) fn run_alive(pending: &Path, id: &RunId) -> bool {
+    let path = lock_path(pending);
+    if HELD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&path)
+    {
+        return true;
+    }
+    let Ok(file) = fs::OpenOptions::new().write(true).open(&path) else {
+        return process_alive(id);
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; a lock taken here
+    // is released when `file` is dropped.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+}
+
 /// Best effort: a pending file left behind is shadowed by the committed
-/// record and removed by the next `store push`.
+/// record and removed by the next `store push`. Its lock goes with it.
 pub(super) fn remove_pending(path: &Path) {
+    let lock = lock_path(path);
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).remove(&lock);
+    let _ = fs::remove_file(&lock);
     let _ = fs::remove_file(path);
     if let Some(dir) = path.parent() {
         // Only succeeds when empty, which is what is wanted.

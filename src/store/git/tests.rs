@@ -326,11 +326,14 @@ fn concurrent_writers_in_one_clone_lose_no_commit() {
 #[test]
 fn abandoned_pending_records_are_committed_live_ones_kept() {
     let (_dir, store) = scratch();
-    // pid 1 is init: alive. A pid far above any pid_max: dead.
+    // Pending files of other processes (written without their locks, as
+    // an earlier version did): pid 1 is init, alive; a pid far above any
+    // pid_max is dead.
     let alive = record("20261122T020631.537Z-1-aa", RunState::Running);
     let dead = record("20261122T020631.537Z-2147483646-bb", RunState::Running);
-    store.save(&alive).unwrap();
-    store.save(&dead).unwrap();
+    for r in [&alive, &dead] {
+        crate::store::dir::write_record_file(&store.pending_path(r), r).unwrap();
+    }
     let done = store.commit_abandoned().unwrap();
     assert_eq!(done.committed, std::slice::from_ref(&dead.run_id));
     assert!(done.warnings.is_empty(), "{:?}", done.warnings);
@@ -368,4 +371,34 @@ fn pid_liveness_reads_the_run_id() {
         &RunId::try_from("20261122T020631.537Z-2147483646-bb").unwrap()
     ));
     assert!(process_alive(&RunId::try_from("no-pid-here").unwrap()));
+}
+
+#[test]
+fn a_run_is_alive_while_its_lock_is_held_whatever_its_pid() {
+    let (_dir, store) = scratch();
+    // Saved by this process: locked, so alive.
+    let mine = record("20261122T020631.537Z-2147483646-cc", RunState::Running);
+    store.save(&mine).unwrap();
+    // Another process's run in a container that reused pid 1: its lock
+    // file is there but nobody holds it, so the run is over, whatever pid 1 is.
+    let reused = record("20261122T020631.537Z-1-dd", RunState::Running);
+    let pending = store.pending_path(&reused);
+    crate::store::dir::write_record_file(&pending, &reused).unwrap();
+    std::fs::write(
+        pending.with_file_name(".20261122T020631.537Z-1-dd.lock"),
+        "",
+    )
+    .unwrap();
+    let done = store.commit_abandoned().unwrap();
+    assert_eq!(done.committed, std::slice::from_ref(&reused.run_id));
+    assert!(
+        store.pending_path(&mine).exists(),
+        "a locked run stays pending"
+    );
+    // Finishing the run commits it and releases the lock with its files.
+    let mut finished = mine.clone();
+    finished.state = RunState::Complete;
+    store.save(&finished).unwrap();
+    let dir = store.pending_path(&mine).parent().unwrap().to_path_buf();
+    assert!(!dir.exists() || std::fs::read_dir(&dir).unwrap().next().is_none());
 }

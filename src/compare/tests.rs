@@ -1,0 +1,275 @@
+//! Comparisons of fixture records: machines, rates, counters, shards.
+
+use super::*;
+
+fn fixture() -> Record {
+    serde_json::from_str(include_str!("../../tests/fixtures/record-v1.json")).unwrap()
+}
+
+/// A metric with one process per list of samples.
+fn metric(name: &str, unit: &str, lists: &[Vec<f64>]) -> crate::record::Metric {
+    let mut m = crate::record::Metric {
+        unit: unit.into(),
+        processes: Vec::new(),
+    };
+    for l in lists {
+        m.push(name, l);
+    }
+    m
+}
+
+fn input(records: Vec<Record>) -> SideInput {
+    SideInput {
+        rev: "rev".into(),
+        commit: records[0].commit.clone(),
+        distance: 0,
+        records,
+        notes: Vec::new(),
+    }
+}
+
+/// The fixture as base against two head machines, `other` on machine
+/// `fp`, compared across machines.
+fn two_head_machines(head: Record, mut other: Record, fp: &str) -> Comparison {
+    other.machine.fingerprint = Fingerprint::try_from(fp.to_string()).unwrap();
+    let opts = Selection {
+        allow_fingerprint_mismatch: true,
+        ..Selection::default()
+    };
+    compare(
+        &input(vec![fixture()]),
+        &input(vec![head, other]),
+        &[],
+        &opts,
+    )
+    .unwrap()
+}
+
+#[test]
+fn removed_cases_are_listed_once_with_two_head_machines() {
+    let mut head = fixture();
+    let removed = head.cases.remove(0).label;
+    let c = two_head_machines(head.clone(), head, "0123456789abcdef");
+    let removed_rows: Vec<&Row> = c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Removed)
+        .collect();
+    assert_eq!(removed_rows.len(), 1, "{:?}", c.rows);
+    assert_eq!(removed_rows[0].label, removed);
+    // Both head machines are compared, the other one with a note.
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("compared across machines")),
+        "{:?}",
+        c.notes
+    );
+}
+
+#[test]
+fn a_case_one_head_machine_still_has_is_not_removed() {
+    // The machine without the case sorts first, the one with it second.
+    let mut head = fixture();
+    head.cases.remove(0);
+    let c = two_head_machines(head, fixture(), "ffffffffffffffff");
+    assert!(
+        c.rows.iter().all(|r| r.verdict != Verdict::Removed),
+        "{:?}",
+        c.rows
+    );
+}
+
+#[test]
+fn a_bad_rate_is_named_as_stored() {
+    let with_rate = |values: Vec<f64>| {
+        let mut r = fixture();
+        r.cases[0].metrics.insert(
+            crate::metric::THROUGHPUT.to_string(),
+            metric(crate::metric::THROUGHPUT, "1/s", &[values]),
+        );
+        r
+    };
+    let base = with_rate(vec![100.0, 0.0, 101.0]);
+    let head = with_rate(vec![100.0, 99.0, 101.0]);
+    let c = compare(
+        &input(vec![base]),
+        &input(vec![head]),
+        &[],
+        &Selection::default(),
+    )
+    .unwrap();
+    let row = c
+        .rows
+        .iter()
+        .find(|r| r.metric.name == crate::metric::THROUGHPUT)
+        .unwrap();
+    assert_eq!(row.verdict, Verdict::NotComparable);
+    // Named as stored (0), not as its reciprocal (inf). Stored samples
+    // are kept in ascending order, so the index is the sorted one.
+    let note = row.note.as_deref().unwrap();
+    assert!(note.contains("sample 0 is 0"), "{note}");
+}
+
+/// The fixture with `recompiles` counts per process on its first case.
+fn with_recompiles(counts: &[f64]) -> Record {
+    let mut r = fixture();
+    r.cases[0].metrics.insert(
+        crate::metric::RECOMPILES.to_string(),
+        metric(
+            crate::metric::RECOMPILES,
+            "count",
+            &counts.iter().map(|c| vec![*c]).collect::<Vec<_>>(),
+        ),
+    );
+    r
+}
+
+fn recompile_rows(base: &[f64], head: &[f64]) -> Vec<Row> {
+    let c = compare(
+        &input(vec![with_recompiles(base)]),
+        &input(vec![with_recompiles(head)]),
+        &[],
+        &Selection::default(),
+    )
+    .unwrap();
+    c.rows
+        .into_iter()
+        .filter(|r| r.metric.name == crate::metric::RECOMPILES)
+        .collect()
+}
+
+#[test]
+fn counters_are_compared_exactly_and_only_shown_when_they_change() {
+    assert!(recompile_rows(&[1.0, 1.0], &[1.0, 1.0]).is_empty());
+    let up = recompile_rows(&[0.0, 0.0], &[8.0, 8.0]);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].verdict, Verdict::REGRESSED);
+    assert!(up[0].evidence.is_none() && up[0].q.is_none(), "no test");
+    let x = up[0].exact.unwrap();
+    assert_eq!((x.base_max, x.head_min), (0.0, 8.0));
+    assert_eq!(recompile_rows(&[3.0], &[1.0])[0].verdict, Verdict::IMPROVED);
+    // Processes that disagree with ranges that overlap: not a change.
+    let varies = recompile_rows(&[0.0, 1.0], &[1.0, 2.0]);
+    assert_eq!(varies[0].verdict, Verdict::INCONCLUSIVE);
+    assert!(varies[0].note.as_deref().unwrap().contains("varies"));
+}
+
+/// The fixture as shard `index` of `count` of a run planning its cases
+/// one per shard in turn, and `others` more pipelines on every shard.
+fn shard_of(mut r: Record, index: u32, count: u32, others: &[&str]) -> Record {
+    use crate::spec::{PipelineShards, PlannedCase, Shard, ShardPlan};
+    let cases: Vec<PlannedCase> = r
+        .cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| PlannedCase {
+            id: c.id.clone(),
+            label: c.label.clone(),
+            shard: i as u32 % count + 1,
+        })
+        .collect();
+    r.cases = r
+        .cases
+        .into_iter()
+        .zip(&cases)
+        .filter(|(_, p)| p.shard == index)
+        .map(|(c, _)| c)
+        .collect();
+    let mut pipelines = vec![PipelineShards {
+        pipeline: r.pipeline.name.clone(),
+        shards: (1..=count.min(4)).collect(),
+    }];
+    pipelines.extend(others.iter().map(|o| PipelineShards {
+        pipeline: o.to_string(),
+        shards: (1..=count).collect(),
+    }));
+    r.run_id = crate::id::RunId::new(chrono::Utc::now());
+    r.shard = Some(ShardPlan {
+        shard: Shard { index, count },
+        cases,
+        pipelines,
+    });
+    r
+}
+
+#[test]
+fn a_crash_at_head_is_a_failure_even_where_the_base_shard_is_missing() {
+    // Base ran two shards and shard 2 never arrived; at head the case
+    // planned there crashes.
+    let base = shard_of(fixture(), 1, 2, &[]);
+    let mut head = fixture();
+    head.cases[1].status = crate::record::CaseStatus::Failed;
+    head.cases[1].reason = Some("boom".into());
+    let c = compare(
+        &input(vec![base]),
+        &input(vec![head]),
+        &[],
+        &Selection::default(),
+    )
+    .unwrap();
+    let row = c
+        .rows
+        .iter()
+        .find(|r| r.label == fixture().cases[1].label)
+        .unwrap();
+    assert_eq!(row.verdict, Verdict::Failed, "{:?}", c.rows);
+    assert_eq!(c.gate(FailOn::ANY), Gate::Failed);
+    // The other case of the missing base shard is not comparable.
+    let other = c
+        .rows
+        .iter()
+        .find(|r| r.label == fixture().cases[3].label)
+        .unwrap();
+    assert_eq!(other.verdict, Verdict::NotComparable);
+    assert!(other.note.as_deref().unwrap().contains("base shard 2/2"));
+}
+
+#[test]
+fn a_pipeline_none_of_whose_shards_arrived_is_missing_not_removed() {
+    // Head ran pipelines `fixture` and `other` in two shards; only a
+    // shard of `other` arrived, so nothing of `fixture` is at head.
+    let mut other = shard_of(fixture(), 1, 2, &["fixture"]);
+    other.pipeline.name = "other".into();
+    let c = compare(
+        &input(vec![fixture()]),
+        &input(vec![other]),
+        &[],
+        &Selection::default(),
+    )
+    .unwrap();
+    let fixture_rows: Vec<&Row> = c.rows.iter().filter(|r| r.pipeline == "fixture").collect();
+    assert_eq!(fixture_rows.len(), 4);
+    assert!(
+        fixture_rows.iter().all(|r| r.verdict == Verdict::Missing),
+        "{fixture_rows:?}"
+    );
+    assert_eq!(c.gate(FailOn::ANY), Gate::Failed);
+    assert!(
+        c.notes.iter().any(|n| n.contains("none of its shards")),
+        "{:?}",
+        c.notes
+    );
+}
+
+#[test]
+fn a_shard_that_ran_on_another_machine_did_arrive() {
+    let one = shard_of(fixture(), 1, 2, &[]);
+    let mut two = shard_of(fixture(), 2, 2, &[]);
+    two.machine.fingerprint = Fingerprint::try_from("00000000000000ff").unwrap();
+    let opts = Selection {
+        allow_fingerprint_mismatch: true,
+        ..Selection::default()
+    };
+    let c = compare(&input(vec![fixture()]), &input(vec![one, two]), &[], &opts).unwrap();
+    assert!(
+        c.rows.iter().all(|r| r.verdict != Verdict::Missing),
+        "{:?}",
+        c.rows
+    );
+    assert!(
+        c.notes.iter().all(|n| !n.contains("did not arrive")),
+        "{:?}",
+        c.notes
+    );
+}
