@@ -15,16 +15,24 @@ use crate::stats::{
     bh_qvalues, decide, evidence_of, run_to_run_variance, Decision, Method, Process, StatsError,
 };
 
-/// A row for `p` with no numbers yet: latency, the given verdict and note.
-pub(super) fn blank_row(pipeline: &str, p: &Pooled, verdict: Verdict, note: Option<String>) -> Row {
-    let latency = metric::get(metric::LATENCY);
+/// What names a row: its case and how its pipeline judges.
+struct RowKey<'a> {
+    id: &'a CaseId,
+    label: &'a str,
+    group: &'a str,
+    compile: Option<crate::spec::CompileMode>,
+    compare: crate::spec::CompareConfig,
+}
+
+/// A latency row with no numbers yet, with the given verdict and note.
+fn empty_row(pipeline: &str, k: RowKey, verdict: Verdict, note: Option<String>) -> Row {
     Row {
         pipeline: pipeline.to_string(),
-        id: p.first.id.clone(),
-        label: p.first.label.clone(),
-        group: p.first.group.clone(),
-        compile: p.first.compile,
-        metric: latency,
+        id: k.id.clone(),
+        label: k.label.to_string(),
+        group: k.group.to_string(),
+        compile: k.compile,
+        metric: metric::get(metric::LATENCY),
         base: None,
         head: None,
         base_processes: 0,
@@ -36,8 +44,20 @@ pub(super) fn blank_row(pipeline: &str, p: &Pooled, verdict: Verdict, note: Opti
         verdict,
         note,
         failure: None,
-        compare: p.compare,
+        compare: k.compare,
     }
+}
+
+/// A row for `p` with no numbers yet: latency, the given verdict and note.
+pub(super) fn blank_row(pipeline: &str, p: &Pooled, verdict: Verdict, note: Option<String>) -> Row {
+    let key = RowKey {
+        id: &p.first.id,
+        label: &p.first.label,
+        group: &p.first.group,
+        compile: p.first.compile,
+        compare: p.compare,
+    };
+    empty_row(pipeline, key, verdict, note)
 }
 
 /// A latency row with one side's summary: new and removed cases.
@@ -69,32 +89,22 @@ pub(super) fn missing_row(
     base: Option<&Pooled>,
 ) -> Row {
     let note = Some(format!("shard {shard} did not arrive"));
-    let latency = metric::get(metric::LATENCY);
     match base {
         Some(b) => one_sided(pipeline, b, Verdict::Missing, note, false),
-        None => Row {
-            pipeline: pipeline.to_string(),
-            id: planned.id.clone(),
-            label: planned.label.clone(),
-            group: planned.label.clone(),
-            compile: None,
-            metric: latency,
-            base: None,
-            head: None,
-            base_processes: 0,
-            head_processes: 0,
-            evidence: None,
-            exact: None,
-            q: None,
-            history_commits: 0,
-            verdict: Verdict::Missing,
-            note,
-            failure: None,
-            compare: crate::spec::CompareConfig {
-                threshold: crate::spec::defaults::THRESHOLD,
-                alpha: crate::spec::defaults::ALPHA,
-            },
-        },
+        // Never measured on either side: only the plan names it.
+        None => {
+            let key = RowKey {
+                id: &planned.id,
+                label: &planned.label,
+                group: &planned.label,
+                compile: None,
+                compare: crate::spec::CompareConfig {
+                    threshold: crate::spec::defaults::THRESHOLD,
+                    alpha: crate::spec::defaults::ALPHA,
+                },
+            };
+            empty_row(pipeline, key, Verdict::Missing, note)
+        }
     }
 }
 

@@ -42,10 +42,10 @@ fn count_le(x: &[f64], y: &[f64], t: f64) -> usize {
     count
 }
 
-/// The k-th smallest (1-based) of the m·n differences y_j − x_i.
-fn kth_difference(x: &[f64], y: &[f64], k: usize) -> f64 {
-    let (mut lo, mut hi) = (y[0] - x[x.len() - 1], y[y.len() - 1] - x[0]);
-    if count_le(x, y, lo) >= k {
+/// The smallest t in [lo, hi] with `reaches(t)` (which must be monotone),
+/// by bisection to f64 resolution.
+fn smallest(mut lo: f64, mut hi: f64, reaches: impl Fn(f64) -> bool) -> f64 {
+    if reaches(lo) {
         return lo;
     }
     for _ in 0..BISECTION_STEPS {
@@ -53,13 +53,19 @@ fn kth_difference(x: &[f64], y: &[f64], k: usize) -> f64 {
         if mid <= lo || mid >= hi {
             break;
         }
-        if count_le(x, y, mid) >= k {
+        if reaches(mid) {
             hi = mid;
         } else {
             lo = mid;
         }
     }
     hi
+}
+
+/// The k-th smallest (1-based) of the m·n differences y_j − x_i.
+fn kth_difference(x: &[f64], y: &[f64], k: usize) -> f64 {
+    let (lo, hi) = (y[0] - x[x.len() - 1], y[y.len() - 1] - x[0]);
+    smallest(lo, hi, |t| count_le(x, y, t) >= k)
 }
 
 /// Hodges–Lehmann shift of `y` relative to `x` with a (1 − alpha) interval.
@@ -138,22 +144,8 @@ fn weighted_count_le(x: &Points, y: &Points, t: f64) -> f64 {
 /// The smallest difference t whose pairs weigh at least `k`.
 fn weighted_kth_difference(x: &Points, y: &Points, k: f64) -> f64 {
     let (xs, ys) = (x.values(), y.values());
-    let (mut lo, mut hi) = (ys[0] - xs[xs.len() - 1], ys[ys.len() - 1] - xs[0]);
-    if weighted_count_le(x, y, lo) >= k {
-        return lo;
-    }
-    for _ in 0..BISECTION_STEPS {
-        let mid = lo + (hi - lo) / 2.0;
-        if mid <= lo || mid >= hi {
-            break;
-        }
-        if weighted_count_le(x, y, mid) >= k {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    hi
+    let (lo, hi) = (ys[0] - xs[xs.len() - 1], ys[ys.len() - 1] - xs[0]);
+    smallest(lo, hi, |t| weighted_count_le(x, y, t) >= k)
 }
 
 /// The Hodges–Lehmann shift on points that may stand for more samples

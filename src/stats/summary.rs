@@ -37,25 +37,36 @@ impl Summary {
         sorted.sort_by(|a, b| a.total_cmp(b));
         let median = quantile(&sorted, 0.5);
         let (p25, p75) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
+        let exact = Points::exact(&sorted)?;
+        Ok(Summary::from_quartiles(&exact, (p25, median, p75)))
+    }
+
+    /// The summary of `points` with these quartiles: Tukey's fences around
+    /// them count the outliers (in samples the points stand for).
+    fn from_quartiles(points: &Points, (p25, median, p75): (f64, f64, f64)) -> Summary {
         let fence = TUKEY_FENCE * (p75 - p25);
-        let outliers = sorted
+        let outliers: f64 = points
+            .values()
             .iter()
-            .filter(|x| **x < p25 - fence || **x > p75 + fence)
-            .count();
-        Ok(Summary {
-            outliers,
-            n: sorted.len(),
+            .zip(points.weights())
+            .filter(|(x, _)| **x < p25 - fence || **x > p75 + fence)
+            .map(|(_, w)| w)
+            .sum();
+        let values = points.values();
+        Summary {
+            outliers: outliers.round() as usize,
+            n: points.total().round() as usize,
             median,
             p25,
             p75,
-            min: sorted[0],
-            max: sorted[sorted.len() - 1],
+            min: values[0],
+            max: values[values.len() - 1],
             rel_iqr: if median != 0.0 {
                 (p75 - p25) / median.abs()
             } else {
                 0.0
             },
-        })
+        }
     }
 
     /// Summarises points that may stand for more samples (`Points`): n is
@@ -69,34 +80,12 @@ impl Summary {
         if points.is_empty() {
             return Err(StatsError::Empty);
         }
-        let (p25, median, p75) = (
+        let quartiles = (
             points.quantile(0.25),
             points.quantile(0.5),
             points.quantile(0.75),
         );
-        let fence = TUKEY_FENCE * (p75 - p25);
-        let outliers: f64 = points
-            .values()
-            .iter()
-            .zip(points.weights())
-            .filter(|(x, _)| **x < p25 - fence || **x > p75 + fence)
-            .map(|(_, w)| w)
-            .sum();
-        let values = points.values();
-        Ok(Summary {
-            outliers: outliers.round() as usize,
-            n: points.total().round() as usize,
-            median,
-            p25,
-            p75,
-            min: values[0],
-            max: values[values.len() - 1],
-            rel_iqr: if median != 0.0 {
-                (p75 - p25) / median.abs()
-            } else {
-                0.0
-            },
-        })
+        Ok(Summary::from_quartiles(points, quartiles))
     }
 
     /// Whether the spread is too large for small changes to be seen.
