@@ -28,10 +28,77 @@ pub enum Command {
     Compare(CompareArgs),
     /// Run pipelines at two revisions on this machine, interleaved, and compare.
     Ab(AbArgs),
-    /// Share the results kept in git (`--store git`): push, pull, or list
-    /// what a commit has.
+    /// Share the results kept in git (`--store git`): push, pull, import,
+    /// or list what a commit has.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Post to GitHub outside `compare --github`.
+    #[command(subcommand)]
+    Github(GithubCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubCommand {
+    /// Post a saved JSON report (`compare --format json`) as the sticky
+    /// comment and the `regress` check of a pull request: the job that a
+    /// fork's pull request triggers with `workflow_run`, whose token may
+    /// write.
+    Comment(GithubCommentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GithubCommentArgs {
+    /// The JSON report to post.
+    #[arg(long)]
+    pub report: PathBuf,
+    /// The pull request; by default the one of the job's event.
+    #[arg(long)]
+    pub pr: Option<u64>,
+    #[command(flatten)]
+    pub post: PostArgs,
+    /// Exit with status 1 on these findings of the report, as `compare
+    /// --fail-on` (the check's conclusion follows the same gate)
+    /// [default: any].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FINDINGS")]
+    pub fail_on: Vec<FailOnArg>,
+    /// Directory whose templates replace the built-in ones of the same name.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+}
+
+/// How regress posts to GitHub; shared by `compare --github` and `github
+/// comment`.
+#[derive(Debug, Args)]
+pub struct PostArgs {
+    /// The environment variable holding the token.
+    #[arg(long, value_name = "NAME", default_value = "GITHUB_TOKEN")]
+    pub token_env: String,
+    /// When to post the sticky comment: `always`, `on-change` (a case
+    /// regressed, improved, failed or was fixed), `on-regression` (the
+    /// gate failed) or `never`. An existing comment is always kept up to
+    /// date.
+    #[arg(long, value_enum, default_value_t = CommentArg::Always)]
+    pub comment: CommentArg,
+    /// What makes comments distinct: one comment per key and pull request
+    /// [default: the pipeline names, comma-separated].
+    #[arg(long, value_name = "KEY")]
+    pub comment_key: Option<String>,
+    /// The login the token posts as, when `GET /user` cannot tell (a
+    /// GitHub App's token) [default: asked, else github-actions[bot]].
+    #[arg(long, value_name = "LOGIN")]
+    pub comment_author: Option<String>,
+    /// Do not set the `regress` check (or commit status).
+    #[arg(long)]
+    pub no_check: bool,
+}
+
+/// When the sticky comment is posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CommentArg {
+    Always,
+    OnChange,
+    OnRegression,
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +158,18 @@ pub enum StoreCommand {
     Pull(StorePullArgs),
     /// Show what is stored for a commit: pipelines, machines, runs, shards.
     Ls(StoreLsArgs),
+    /// Copy the records of directory stores (`run --store DIR`, as shard
+    /// jobs upload them) into the git store of this clone; no network.
+    Import(StoreImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreImportArgs {
+    /// Directory stores to import.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub store_ref: StoreRefArg,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +288,17 @@ pub struct CompareArgs {
     pub pipeline: Option<String>,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Inside GitHub Actions: append the report to the job summary,
+    /// annotate regressed and failed cases, upsert the sticky PR comment
+    /// and set the `regress` check on the PR's head commit. The gate then
+    /// defaults to `--fail-on any`.
+    #[arg(long)]
+    pub github: bool,
+    /// With --github: also annotate inconclusive and noisy cases as warnings.
+    #[arg(long, requires = "github")]
+    pub annotate_warnings: bool,
+    #[command(flatten)]
+    pub post: PostArgs,
 }
 
 #[derive(Debug, Args)]

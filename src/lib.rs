@@ -8,8 +8,9 @@
 //! become cases (`spec`), cases become samples (`runner`), samples become
 //! compact records (`record`), records are kept under commits (`git`,
 //! `store`), measured in sessions (`session`), gathered for a comparison
-//! (`resolve`), judged (`compare`) and reported (`report`). Only `cmd`
-//! wires them together for the command line.
+//! (`resolve`), judged (`compare`), reported (`report`) and posted to a
+//! pull request (`github`). Only `cmd` wires them together for the
+//! command line.
 
 pub mod exit;
 pub mod id;
@@ -34,6 +35,8 @@ pub mod resolve;
 pub mod compare;
 
 pub mod report;
+
+pub mod github;
 
 pub mod cli;
 mod cmd;

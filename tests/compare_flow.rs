@@ -224,7 +224,7 @@ fn mock_regression_is_found_and_gated() {
             .args(["compare", "HEAD~1", "HEAD", "--format", "markdown"]),
     );
     assert_eq!(code, 0);
-    assert!(md.starts_with("<!-- regress-report -->"), "{md}");
+    assert!(md.starts_with("### 🔴 regress:"), "{md}");
     assert!(md.contains("| `mlp[batch=1,fp32,eager]/forward` |"), "{md}");
     assert!(md.contains("🔴 regressed"), "{md}");
 

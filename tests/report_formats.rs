@@ -8,13 +8,13 @@
 use regress::compare::{compare, FailOn, Gate, SideInput};
 use regress::record::{CaseRecord, Record};
 use regress::report::{
-    render_compare_terminal, render_json, CompareView, TemplateFormat, Templates,
+    read_json, render_compare_terminal, render_json, CompareView, TemplateFormat, Templates,
     JSON_SCHEMA_VERSION,
 };
 use regress::resolve::Selection;
 use serde_json::json;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/report-v2.json");
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/report-v3.json");
 
 /// 30 samples around `level` seconds, spread ±`cv`/2, in a fixed order.
 fn samples(level: f64, cv: f64) -> Vec<f64> {
@@ -218,4 +218,21 @@ fn json_report_matches_the_golden_file() {
         parsed["counts"]["total"].as_u64().unwrap() as usize
     );
     assert_eq!(parsed["gate"]["failed"], true);
+}
+
+#[test]
+fn a_json_report_reads_back_to_the_same_markdown() {
+    let (v, _) = view();
+    let templates = Templates::new(None).unwrap();
+    let direct = templates.render(TemplateFormat::Markdown, &v).unwrap();
+    let back = read_json(&render_json(&v)).unwrap();
+    assert_eq!(
+        templates.render(TemplateFormat::Markdown, &back).unwrap(),
+        direct
+    );
+    assert_eq!(back.gate(FailOn::ANY), Gate::Failed);
+    // Another schema is refused with the version named.
+    let old = render_json(&v).replace("\"schema_version\": 3", "\"schema_version\": 2");
+    let err = read_json(&old).unwrap_err().to_string();
+    assert!(err.contains("schema version 2"), "{err}");
 }

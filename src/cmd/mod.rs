@@ -4,6 +4,7 @@
 
 mod ab;
 mod compare;
+mod github;
 mod list;
 mod run;
 mod store;
@@ -31,6 +32,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Compare(args) => compare::compare(&args),
         Command::Ab(args) => ab::ab(&args),
         Command::Store(command) => store::store(&command),
+        Command::Github(command) => github::github(&command),
     }
 }
 
@@ -136,12 +138,18 @@ fn select(
 
 /// What `--fail-on` and `--fail-on-regression` ask the gate to fail on.
 fn fail_on(args: &ReportArgs) -> FailOn {
-    let mut on = if args.fail_on_regression {
+    fail_on_of(&args.fail_on, args.fail_on_regression)
+}
+
+/// The findings a list of `--fail-on` values (and `--fail-on-regression`)
+/// name.
+fn fail_on_of(list: &[FailOnArg], fail_on_regression: bool) -> FailOn {
+    let mut on = if fail_on_regression {
         FailOn::ANY
     } else {
         FailOn::NOTHING
     };
-    for f in &args.fail_on {
+    for f in list {
         match f {
             FailOnArg::Regression => on.regression = true,
             FailOnArg::Failure => on.failure = true,
@@ -154,12 +162,30 @@ fn fail_on(args: &ReportArgs) -> FailOn {
 /// Renders a comparison as asked, writes it, and maps its gate to an exit status.
 fn report(comparison: &Comparison, args: &ReportArgs) -> anyhow::Result<Exit> {
     let view = CompareView::new(comparison);
+    let templates = Templates::new(args.templates.as_deref())?;
+    write_report(&view, &templates, args)?;
+    Ok(exit_of(comparison.gate(fail_on(args))))
+}
+
+/// The exit status a gate asks for.
+fn exit_of(gate: Gate) -> Exit {
+    match gate {
+        Gate::Pass => Exit::Success,
+        Gate::Regressed => Exit::Regressed,
+        Gate::Failed => Exit::Failed,
+    }
+}
+
+/// Renders a view in the format asked and writes it to the output asked.
+fn write_report(
+    view: &CompareView,
+    templates: &Templates,
+    args: &ReportArgs,
+) -> anyhow::Result<()> {
     let text = match args.format {
-        Format::Terminal => render_compare_terminal(&view),
-        Format::Markdown => {
-            Templates::new(args.templates.as_deref())?.render(TemplateFormat::Markdown, &view)?
-        }
-        Format::Json => render_json(&view),
+        Format::Terminal => render_compare_terminal(view),
+        Format::Markdown => templates.render(TemplateFormat::Markdown, view)?,
+        Format::Json => render_json(view),
     };
     match &args.output {
         Some(path) => {
@@ -168,11 +194,7 @@ fn report(comparison: &Comparison, args: &ReportArgs) -> anyhow::Result<Exit> {
         }
         None => out(&text)?,
     }
-    Ok(match comparison.gate(fail_on(args)) {
-        Gate::Pass => Exit::Success,
-        Gate::Regressed => Exit::Regressed,
-        Gate::Failed => Exit::Failed,
-    })
+    Ok(())
 }
 
 /// Permissions of written reports: readable by everyone, like any file a

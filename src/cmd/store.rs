@@ -6,19 +6,54 @@ use std::collections::BTreeMap;
 use anyhow::anyhow;
 
 use super::{current_repo, git_store, out};
-use crate::cli::{StoreCommand, StoreLsArgs, StorePullArgs, StorePushArgs};
+use crate::cli::{StoreCommand, StoreImportArgs, StoreLsArgs, StorePullArgs, StorePushArgs};
 use crate::exit::Exit;
 use crate::record::{CaseStatus, CommitInfo, RunState};
 use crate::spec::{parse_duration, DURATION_HINT};
 use crate::store::sync::{self, PullOutcome, PushOutcome, SyncError};
-use crate::store::{Location, MergeOutcome, ResultsRef, Stored};
+use crate::store::{Location, MergeOutcome, ResultsRef, Store, Stored};
 
 pub fn store(command: &StoreCommand) -> anyhow::Result<Exit> {
     match command {
         StoreCommand::Push(args) => push(args),
         StoreCommand::Pull(args) => pull(args),
         StoreCommand::Ls(args) => ls(args),
+        StoreCommand::Import(args) => import(args),
     }
+}
+
+/// Copies every record of the directory stores into the git store. A
+/// record already there is left alone; one whose path holds another
+/// record is an error (the git store never overwrites).
+fn import(args: &StoreImportArgs) -> anyhow::Result<Exit> {
+    let repo = current_repo()?;
+    let store = git_store(&repo, &args.store_ref)?;
+    let mut imported = 0;
+    for dir in &args.dirs {
+        if !dir.is_dir() {
+            return Err(anyhow!(
+                "{} is not a directory; give the directory `regress run --store DIR` wrote",
+                dir.display()
+            ));
+        }
+        let files = crate::store::DirStore::new(dir).record_files()?;
+        if files.is_empty() {
+            anstream::eprintln!(
+                "warning: {} holds no records (expected records/<commit>/<pipeline>/<run>.json)",
+                dir.display()
+            );
+        }
+        for file in files {
+            let record = crate::store::read_record(&file)?;
+            store.save(&record)?;
+            imported += 1;
+        }
+    }
+    out(&format!(
+        "imported {imported} record(s) into {}\n",
+        store.results_ref()
+    ))?;
+    Ok(Exit::Success)
 }
 
 fn push(args: &StorePushArgs) -> anyhow::Result<Exit> {

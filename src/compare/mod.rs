@@ -91,6 +91,9 @@ pub struct Comparison {
     pub speedups: Vec<Speedup>,
     /// Things the reader should know about the inputs.
     pub notes: Vec<String>,
+    /// Each pipeline's file, as its records name it (head's where both
+    /// sides have one): where annotations point.
+    pub sources: BTreeMap<String, String>,
 }
 
 impl Comparison {
@@ -391,7 +394,14 @@ pub fn compare(
     let alpha = rows
         .first()
         .map_or(crate::spec::defaults::ALPHA, |r| r.compare.alpha);
+    let sources = base
+        .records
+        .iter()
+        .chain(&head.records)
+        .map(|r| (r.pipeline.name.clone(), r.pipeline.source.clone()))
+        .collect();
     Ok(Comparison {
+        sources,
         base: base_side,
         head: head_side,
         geomean: speedup::geomean(&rows, alpha),

@@ -69,6 +69,35 @@ impl serde::Serialize for Verdict {
     }
 }
 
+/// Every verdict, for reading one back by its spelling.
+const ALL: [Verdict; 12] = [
+    Verdict::REGRESSED,
+    Verdict::IMPROVED,
+    Verdict::UNCHANGED,
+    Verdict::INCONCLUSIVE,
+    Verdict::New,
+    Verdict::Removed,
+    Verdict::Failed,
+    Verdict::StillFailing,
+    Verdict::Fixed,
+    Verdict::Missing,
+    Verdict::Skipped,
+    Verdict::NotComparable,
+];
+
+impl<'de> serde::Deserialize<'de> for Verdict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
+        let text = String::deserialize(d)?;
+        ALL.into_iter().find(|v| v.as_str() == text).ok_or_else(|| {
+            let known: Vec<&str> = ALL.iter().map(|v| v.as_str()).collect();
+            serde::de::Error::custom(format!(
+                "unknown verdict `{text}`; one of {}",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
 /// What a CI job should do about a comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {

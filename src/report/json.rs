@@ -1,19 +1,24 @@
 //! The JSON report: a versioned serde struct, one copy of each row, for
-//! other tools (dashboards, the PR-comment job of a fork's workflow). Its
-//! shape is pinned by a golden file test; change it only with a new
-//! `JSON_SCHEMA_VERSION`.
+//! other tools (dashboards, the PR-comment job of a fork's workflow, which
+//! reads it back with `read_json`). Its shape is pinned by a golden file
+//! test; change it only with a new `JSON_SCHEMA_VERSION`.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use super::{CompareView, Counts, FailureView, RowData, SideView, SpeedupData};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CompareView, Counts, FailureView, GeoMeanView, RowData, SideView, SpeedupData, ViewParts,
+};
 
 /// Version of the JSON report. 2: rows appear once (no per-pipeline
 /// sections), with the metric's kind, counters' exact values, failures
-/// listed first and the gate.
-pub const JSON_SCHEMA_VERSION: u32 = 2;
+/// listed first and the gate. 3: each pipeline's file (`sources`); the
+/// report can be read back.
+pub const JSON_SCHEMA_VERSION: u32 = 3;
 
 /// The geometric mean of head / base with its interval.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JsonGeoMean {
     pub ratio: f64,
     pub lo: f64,
@@ -22,7 +27,7 @@ pub struct JsonGeoMean {
 }
 
 /// What a CI gate would find.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JsonGate {
     /// A case regressed.
     pub regressed: bool,
@@ -32,32 +37,35 @@ pub struct JsonGate {
 }
 
 /// Everything a comparison concluded, as numbers.
-#[derive(Debug, Clone, Serialize)]
-pub struct JsonReport<'a> {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JsonReport {
     pub schema_version: u32,
-    pub headline: &'a str,
-    pub pipelines: &'a [String],
-    pub base: &'a SideView,
-    pub head: &'a SideView,
-    pub counts: &'a Counts,
+    pub headline: String,
+    pub pipelines: Vec<String>,
+    /// Pipeline name → the file its records name.
+    pub sources: BTreeMap<String, String>,
+    pub base: SideView,
+    pub head: SideView,
+    pub counts: Counts,
     pub gate: JsonGate,
     pub geomean: Option<JsonGeoMean>,
-    pub failures: &'a [FailureView],
-    pub rows: Vec<&'a RowData>,
-    pub speedups: Vec<&'a SpeedupData>,
-    pub notes: &'a [String],
+    pub failures: Vec<FailureView>,
+    pub rows: Vec<RowData>,
+    pub speedups: Vec<SpeedupData>,
+    pub notes: Vec<String>,
 }
 
-impl<'a> JsonReport<'a> {
+impl JsonReport {
     /// The report of a comparison's view.
-    pub fn new(view: &'a CompareView) -> JsonReport<'a> {
+    pub fn new(view: &CompareView) -> JsonReport {
         JsonReport {
             schema_version: JSON_SCHEMA_VERSION,
-            headline: &view.headline,
-            pipelines: &view.pipelines,
-            base: &view.base,
-            head: &view.head,
-            counts: &view.counts,
+            headline: view.headline.clone(),
+            pipelines: view.pipelines.clone(),
+            sources: view.sources.clone(),
+            base: view.base.clone(),
+            head: view.head.clone(),
+            counts: view.counts.clone(),
             gate: JsonGate {
                 regressed: view.counts.regressed > 0,
                 failed: view.counts.failed + view.counts.missing > 0,
@@ -68,10 +76,10 @@ impl<'a> JsonReport<'a> {
                 hi: g.hi,
                 cases: g.cases,
             }),
-            failures: &view.failures,
-            rows: view.rows.iter().map(|r| &r.data).collect(),
-            speedups: view.speedups.iter().map(|s| &s.data).collect(),
-            notes: &view.notes,
+            failures: view.failures.clone(),
+            rows: view.rows.iter().map(|r| r.data.clone()).collect(),
+            speedups: view.speedups.iter().map(|s| s.data.clone()).collect(),
+            notes: view.notes.clone(),
         }
     }
 }
@@ -81,4 +89,42 @@ pub fn render_json(view: &CompareView) -> String {
     let mut text = serde_json::to_string_pretty(&JsonReport::new(view)).expect("reports serialise");
     text.push('\n');
     text
+}
+
+/// A JSON report that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonReportError {
+    #[error("not a regress JSON report: {0}")]
+    Parse(serde_json::Error),
+    #[error(
+        "the JSON report has schema version {found}; this regress reads version {JSON_SCHEMA_VERSION} (write the report with the same regress version: `regress compare … --format json`)"
+    )]
+    Version { found: u64 },
+}
+
+/// Reads a JSON report back into the view it was written from: the same
+/// rows, counts and cells, so it renders as the comparison did.
+pub fn read_json(text: &str) -> Result<CompareView, JsonReportError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        schema_version: u64,
+    }
+    let v: Versioned = serde_json::from_str(text).map_err(JsonReportError::Parse)?;
+    if v.schema_version != u64::from(JSON_SCHEMA_VERSION) {
+        return Err(JsonReportError::Version {
+            found: v.schema_version,
+        });
+    }
+    let r: JsonReport = serde_json::from_str(text).map_err(JsonReportError::Parse)?;
+    Ok(CompareView::assemble(ViewParts {
+        base: r.base,
+        head: r.head,
+        rows: r.rows,
+        speedups: r.speedups,
+        geomean: r
+            .geomean
+            .map(|g| GeoMeanView::new(g.ratio, g.lo, g.hi, g.cases)),
+        notes: r.notes,
+        sources: r.sources,
+    }))
 }

@@ -4,25 +4,28 @@
 //! are embedded; a directory given with `--templates` overrides them file
 //! by file. Nothing here writes files.
 
+mod fit;
 mod format;
 mod json;
+mod markdown;
+mod row;
 mod terminal;
 mod view;
 
 use std::path::Path;
 
+pub use fit::{render_within, Limit};
 pub use format::{
     format_bytes, format_count, format_duration, format_p, format_pct, format_rate, format_value,
 };
-pub use json::{render_json, JsonReport, JSON_SCHEMA_VERSION};
+pub use json::{read_json, render_json, JsonReport, JsonReportError, JSON_SCHEMA_VERSION};
+pub use markdown::{code_span, escape_text};
+pub use row::{ExactView, RowData, RowDisplay, RowView, StatView};
 pub use terminal::{render_compare_terminal, render_record_terminal};
 pub use view::{
-    CompareView, Counts, ExactView, FailureView, GeoMeanView, RowData, RowDisplay, RowView,
-    SectionView, SideView, SpeedupData, SpeedupDisplay, SpeedupView, StatView,
+    CompareView, Counts, FailureView, GeoMeanView, Omitted, SectionView, SideView, SpeedupData,
+    SpeedupDisplay, SpeedupView, ViewParts,
 };
-
-/// Hidden marker that identifies regress's PR comment, so it can be updated.
-pub const COMMENT_MARKER: &str = "<!-- regress-report -->";
 
 /// The embedded default templates: (name, source).
 const DEFAULT_TEMPLATES: [(&str, &str); 1] = [(
@@ -70,6 +73,7 @@ impl Templates {
     pub fn new(overrides: Option<&Path>) -> Result<Templates, ReportError> {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        markdown::configure(&mut env);
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
                 .trim_blocks(true)
@@ -107,7 +111,10 @@ impl Templates {
                 source,
             })?;
         template
-            .render(minijinja::context! { report => minijinja::value::Serde(view), marker => COMMENT_MARKER })
-            .map_err(|source| ReportError::Template { name: name.to_string(), source })
+            .render(minijinja::context! { report => minijinja::value::Serde(view) })
+            .map_err(|source| ReportError::Template {
+                name: name.to_string(),
+                source,
+            })
     }
 }

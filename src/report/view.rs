@@ -3,16 +3,18 @@
 //! (`RowDisplay`) so every template shows them the same way. Templates get
 //! these structs, never the domain types.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use super::format::{format_count, format_duration, format_p, format_pct, format_value};
-use crate::compare::{Comparison, ExactChange, Row, Side, Speedup, Verdict};
-use crate::metric::{self, Direction, MetricKind};
+use serde::{Deserialize, Serialize};
+
+use super::format::{format_duration, format_pct};
+use super::row::{row_data, RowData, RowView};
+use crate::compare::{Comparison, FailOn, Gate, Side, Speedup, Verdict};
+use crate::metric;
 use crate::record::{reason_in_one_line, CommitInfo};
-use crate::stats::{Method, Summary};
 
 /// One side (base or head) as reports show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SideView {
     pub rev: String,
     pub sha: String,
@@ -46,105 +48,8 @@ impl SideView {
     }
 }
 
-/// A sample summary (seconds, bytes, items per second or a count, as the
-/// row's unit says).
-#[derive(Debug, Clone, Serialize)]
-pub struct StatView {
-    pub median: f64,
-    pub p25: f64,
-    pub p75: f64,
-    pub min: f64,
-    pub n: usize,
-    pub processes: usize,
-    pub rel_iqr: f64,
-    pub outliers: usize,
-    pub noisy: bool,
-}
-
-impl StatView {
-    fn new(s: &Summary, processes: usize) -> StatView {
-        StatView {
-            median: s.median,
-            p25: s.p25,
-            p75: s.p75,
-            min: s.min,
-            n: s.n,
-            processes,
-            rel_iqr: s.rel_iqr,
-            outliers: s.outliers,
-            noisy: s.is_noisy(),
-        }
-    }
-}
-
-/// One case and metric of a comparison, as numbers: the JSON report's row.
-#[derive(Debug, Clone, Serialize)]
-pub struct RowData {
-    pub pipeline: String,
-    pub id: String,
-    pub label: String,
-    pub metric: &'static str,
-    pub unit: &'static str,
-    pub direction: Direction,
-    pub kind: MetricKind,
-    pub verdict: Verdict,
-    pub base: Option<StatView>,
-    pub head: Option<StatView>,
-    /// Estimated head / base.
-    pub ratio: Option<f64>,
-    /// (1 − alpha) interval of the ratio.
-    pub ratio_lo: Option<f64>,
-    pub ratio_hi: Option<f64>,
-    /// (ratio − 1) in percent.
-    pub change_pct: Option<f64>,
-    pub p: Option<f64>,
-    pub q: Option<f64>,
-    pub method: Option<Method>,
-    /// Smallest detectable change in percent at alpha with 80 % power.
-    pub min_detectable_pct: Option<f64>,
-    /// For counters: the lowest and highest count of a process on each side.
-    pub exact: Option<ExactView>,
-    pub history_commits: usize,
-    pub threshold_pct: f64,
-    pub alpha: f64,
-    pub note: Option<String>,
-    /// For failed rows: the head's status and whole reason.
-    pub failure: Option<String>,
-}
-
-/// A counter's values on both sides.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct ExactView {
-    pub base_min: f64,
-    pub base_max: f64,
-    pub head_min: f64,
-    pub head_max: f64,
-}
-
-/// Preformatted cells, so every template shows numbers the same way.
-#[derive(Debug, Clone, Serialize)]
-pub struct RowDisplay {
-    pub base: String,
-    pub head: String,
-    /// The change with its interval: `+4.1% (+2.0…+6.3)`; `0 → 2` for counters.
-    pub change: String,
-    pub p: String,
-    pub q: String,
-    pub verdict: String,
-    /// For inconclusive rows: the smallest change these samples could detect.
-    pub detectable: String,
-}
-
-/// A row with its preformatted cells, for markdown and the terminal.
-#[derive(Debug, Clone, Serialize)]
-pub struct RowView {
-    #[serde(flatten)]
-    pub data: RowData,
-    pub display: RowDisplay,
-}
-
 /// Eager against one compiled mode of the same case, as numbers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpeedupData {
     pub pipeline: String,
     pub group: String,
@@ -179,7 +84,7 @@ pub struct SpeedupDisplay {
 }
 
 /// Verdict counts, over every case and metric.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {
     pub regressed: usize,
     pub improved: usize,
@@ -197,13 +102,11 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn of(rows: &[Row]) -> Counts {
-        let mut counts = Counts {
-            total: rows.len(),
-            ..Counts::default()
-        };
-        for r in rows {
-            *counts.slot(r.verdict) += 1;
+    fn of(verdicts: impl Iterator<Item = Verdict>) -> Counts {
+        let mut counts = Counts::default();
+        for v in verdicts {
+            *counts.slot(v) += 1;
+            counts.total += 1;
         }
         counts
     }
@@ -226,7 +129,7 @@ impl Counts {
     }
 
     /// `1 failed, 2 regressed, 5 unchanged`: failures first, zeros left out.
-    fn phrase(&self) -> String {
+    pub fn phrase(&self) -> String {
         let parts: Vec<String> = [
             (self.failed, "failed"),
             (self.missing, "missing"),
@@ -261,7 +164,7 @@ pub struct GeoMeanView {
 }
 
 /// A case that fails at head and did not at base: reports list these first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailureView {
     pub pipeline: String,
     pub label: String,
@@ -276,6 +179,8 @@ pub struct FailureView {
 #[derive(Debug, Clone, Serialize)]
 pub struct SectionView {
     pub pipeline: String,
+    /// The pipeline's file, as its records name it.
+    pub source: Option<String>,
     /// Latency, one row per case.
     pub rows: Vec<RowView>,
     /// Throughput, compile time, peak memory and changed counters.
@@ -306,145 +211,124 @@ pub struct CompareView {
     /// Threshold and alpha of the first row, for the legend.
     pub threshold_pct: Option<f64>,
     pub alpha: Option<f64>,
+    /// Pipeline name → its file.
+    pub sources: BTreeMap<String, String>,
+    /// Set when rows were left out to fit a size limit.
+    pub omitted: Option<Omitted>,
 }
 
-fn pct(log_ratio: f64) -> f64 {
-    (log_ratio.exp() - 1.0) * 100.0
+/// What a shortened report left out, and where the whole one is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Omitted {
+    /// Rows (cases and metrics) not shown.
+    pub rows: usize,
+    /// Of all rows.
+    pub total: usize,
+    /// Speed-up rows not shown.
+    pub speedups: usize,
+    /// Where the full report is: markdown made by regress (a link to the
+    /// job summary), shown as is.
+    pub full_report: String,
 }
 
-/// `3` or `2–3`.
-fn count_range(lo: f64, hi: f64) -> String {
-    if lo == hi {
-        format_count(lo)
-    } else {
-        format!("{}–{}", format_count(lo), format_count(hi))
+fn speedup_data(s: &Speedup) -> SpeedupData {
+    SpeedupData {
+        pipeline: s.pipeline.clone(),
+        group: s.group.clone(),
+        mode: s.mode.to_string(),
+        eager: s.eager,
+        compiled: s.compiled,
+        speedup: s.speedup,
+        base_speedup: s.base_speedup,
+        speedup_change_pct: s.change_pct(),
+        verdict: s.verdict,
     }
 }
 
-fn exact_display(x: &ExactChange) -> (String, String, String) {
-    let base = count_range(x.base_min, x.base_max);
-    let head = count_range(x.head_min, x.head_max);
-    let change = format!("{base} → {head}");
-    (base, head, change)
-}
-
-fn row_view(r: &Row) -> RowView {
-    let unit = r.metric.unit;
-    let cell = |s: &Option<Summary>| {
-        s.as_ref()
-            .map_or("—".to_string(), |s| format_value(s.median, unit))
-    };
-    let e = r.evidence;
-    let finite = |x: f64| x.is_finite().then_some(x);
-    let mde = e.and_then(|e| finite(e.mde)).map(|m| pct(m).abs());
-    let (mut base, mut head) = (cell(&r.base), cell(&r.head));
-    let mut change = match e {
-        Some(e) if e.lo.is_finite() && e.hi.is_finite() => format!(
-            "{} ({}…{})",
-            format_pct(pct(e.log_ratio)),
-            format_pct(pct(e.lo)),
-            format_pct(pct(e.hi))
-        ),
-        Some(e) => format_pct(pct(e.log_ratio)),
-        None => "—".to_string(),
-    };
-    if let Some(x) = &r.exact {
-        (base, head, change) = exact_display(x);
-    }
-    let data = RowData {
-        pipeline: r.pipeline.clone(),
-        id: r.id.to_string(),
-        label: r.label.clone(),
-        metric: r.metric.name,
-        unit,
-        direction: r.metric.direction,
-        kind: r.metric.kind,
-        verdict: r.verdict,
-        base: r.base.as_ref().map(|s| StatView::new(s, r.base_processes)),
-        head: r.head.as_ref().map(|s| StatView::new(s, r.head_processes)),
-        ratio: r.ratio(),
-        ratio_lo: e.and_then(|e| finite(e.lo)).map(f64::exp),
-        ratio_hi: e.and_then(|e| finite(e.hi)).map(f64::exp),
-        change_pct: e.map(|e| pct(e.log_ratio)),
-        p: e.map(|e| e.p),
-        q: r.q,
-        method: e.map(|e| e.method),
-        min_detectable_pct: mde,
-        exact: r.exact.map(|x| ExactView {
-            base_min: x.base_min,
-            base_max: x.base_max,
-            head_min: x.head_min,
-            head_max: x.head_max,
-        }),
-        history_commits: r.history_commits,
-        threshold_pct: r.compare.threshold * 100.0,
-        alpha: r.compare.alpha,
-        note: r.note.clone(),
-        failure: r.failure.clone(),
-    };
-    let inconclusive = r.verdict == Verdict::INCONCLUSIVE && r.exact.is_none();
-    RowView {
-        display: RowDisplay {
-            base,
-            head,
-            change,
-            p: e.map_or("—".to_string(), |e| format_p(e.p)),
-            q: r.q.map_or("—".to_string(), format_p),
-            verdict: r.verdict.as_str().replace('_', " "),
-            detectable: match (inconclusive, mde) {
-                (true, Some(m)) => format!("could detect ±{m:.1}%"),
-                (true, None) => "too few samples for a test".to_string(),
-                _ => String::new(),
+impl SpeedupView {
+    /// A speed-up with its cells, from its numbers alone.
+    pub fn new(data: SpeedupData) -> SpeedupView {
+        SpeedupView {
+            display: SpeedupDisplay {
+                eager: format_duration(data.eager),
+                compiled: format_duration(data.compiled),
+                speedup: format!("{:.2}x", data.speedup),
+                base_speedup: data
+                    .base_speedup
+                    .map_or("—".to_string(), |b| format!("{b:.2}x")),
+                change: data.speedup_change_pct.map_or("—".to_string(), format_pct),
             },
-        },
-        data,
+            data,
+        }
     }
 }
 
-fn speedup_view(s: &Speedup) -> SpeedupView {
-    let change = s.change_pct();
-    SpeedupView {
-        data: SpeedupData {
-            pipeline: s.pipeline.clone(),
-            group: s.group.clone(),
-            mode: s.mode.to_string(),
-            eager: s.eager,
-            compiled: s.compiled,
-            speedup: s.speedup,
-            base_speedup: s.base_speedup,
-            speedup_change_pct: change,
-            verdict: s.verdict,
-        },
-        display: SpeedupDisplay {
-            eager: format_duration(s.eager),
-            compiled: format_duration(s.compiled),
-            speedup: format!("{:.2}x", s.speedup),
-            base_speedup: s
-                .base_speedup
-                .map_or("—".to_string(), |b| format!("{b:.2}x")),
-            change: change.map_or("—".to_string(), format_pct),
-        },
+impl GeoMeanView {
+    /// The geometric mean with its display line.
+    pub fn new(ratio: f64, lo: f64, hi: f64, cases: usize) -> GeoMeanView {
+        GeoMeanView {
+            ratio,
+            lo,
+            hi,
+            cases,
+            display: format!(
+                "{ratio:.3}× ({lo:.3}–{hi:.3}) over {cases} case{}",
+                if cases == 1 { "" } else { "s" }
+            ),
+        }
     }
+}
+
+/// What a report is assembled from: a comparison's numbers, or the same
+/// numbers read back from a JSON report.
+#[derive(Debug, Clone)]
+pub struct ViewParts {
+    pub base: SideView,
+    pub head: SideView,
+    pub rows: Vec<RowData>,
+    pub speedups: Vec<SpeedupData>,
+    pub geomean: Option<GeoMeanView>,
+    pub notes: Vec<String>,
+    /// Pipeline name → its file.
+    pub sources: BTreeMap<String, String>,
 }
 
 impl CompareView {
     /// Builds the view of a comparison.
     pub fn new(c: &Comparison) -> CompareView {
-        let counts = Counts::of(&c.rows);
+        CompareView::assemble(ViewParts {
+            base: SideView::new(&c.base),
+            head: SideView::new(&c.head),
+            rows: c.rows.iter().map(row_data).collect(),
+            speedups: c.speedups.iter().map(speedup_data).collect(),
+            geomean: c
+                .geomean
+                .as_ref()
+                .map(|g| GeoMeanView::new(g.ratio, g.lo, g.hi, g.cases)),
+            notes: c.notes.clone(),
+            sources: c.sources.clone(),
+        })
+    }
+
+    /// Builds a view from its parts; everything derived (counts, sections,
+    /// failures, headline) is computed here, once for every source.
+    pub fn assemble(parts: ViewParts) -> CompareView {
+        let counts = Counts::of(parts.rows.iter().map(|r| r.verdict));
         let mut pipelines: Vec<String> = Vec::new();
-        for r in &c.rows {
+        for r in &parts.rows {
             if !pipelines.contains(&r.pipeline) {
                 pipelines.push(r.pipeline.clone());
             }
         }
-        let rows: Vec<RowView> = c.rows.iter().map(row_view).collect();
-        let speedups: Vec<SpeedupView> = c.speedups.iter().map(speedup_view).collect();
+        let rows: Vec<RowView> = parts.rows.into_iter().map(RowView::new).collect();
+        let speedups: Vec<SpeedupView> = parts.speedups.into_iter().map(SpeedupView::new).collect();
         let sections = pipelines
             .iter()
             .map(|name| {
                 let of = |r: &&RowView| &r.data.pipeline == name;
                 SectionView {
                     pipeline: name.clone(),
+                    source: parts.sources.get(name).cloned(),
                     rows: rows
                         .iter()
                         .filter(of)
@@ -465,31 +349,18 @@ impl CompareView {
                 }
             })
             .collect();
-        let geomean = c.geomean.as_ref().map(|g| GeoMeanView {
-            ratio: g.ratio,
-            lo: g.lo,
-            hi: g.hi,
-            cases: g.cases,
-            display: format!(
-                "{:.3}× ({:.3}–{:.3}) over {} case{}",
-                g.ratio,
-                g.lo,
-                g.hi,
-                g.cases,
-                if g.cases == 1 { "" } else { "s" }
-            ),
-        });
         let mut headline = format!("{}: {}", pipelines.join(", "), counts.phrase());
-        if let Some(g) = &geomean {
+        if let Some(g) = &parts.geomean {
             headline.push_str(&format!("; geometric mean {}", g.display));
         }
-        let failures = c
-            .failures()
+        let failures = rows
+            .iter()
+            .filter(|r| r.data.verdict == Verdict::Failed)
             .map(|r| {
-                let reason = r.failure.clone().unwrap_or_default();
+                let reason = r.data.failure.clone().unwrap_or_default();
                 FailureView {
-                    pipeline: r.pipeline.clone(),
-                    label: r.label.clone(),
+                    pipeline: r.data.pipeline.clone(),
+                    label: r.data.label.clone(),
                     summary: reason_in_one_line(&reason),
                     reason,
                 }
@@ -500,16 +371,23 @@ impl CompareView {
             headline,
             regressed: counts.regressed > 0,
             pipelines,
-            base: SideView::new(&c.base),
-            head: SideView::new(&c.head),
+            base: parts.base,
+            head: parts.head,
             counts,
-            geomean,
+            geomean: parts.geomean,
             failures,
-            threshold_pct: c.rows.first().map(|r| r.compare.threshold * 100.0),
-            alpha: c.rows.first().map(|r| r.compare.alpha),
+            threshold_pct: rows.first().map(|r| r.data.threshold_pct),
+            alpha: rows.first().map(|r| r.data.alpha),
             rows,
             speedups,
-            notes: c.notes.clone(),
+            notes: parts.notes,
+            sources: parts.sources,
+            omitted: None,
         }
+    }
+
+    /// What a CI gate asked to fail on `on` makes of these rows.
+    pub fn gate(&self, on: FailOn) -> Gate {
+        Gate::of(self.rows.iter().map(|r| r.data.verdict), on)
     }
 }

@@ -198,6 +198,24 @@ impl Pipeline {
         Pipeline::parse(&src, path)
     }
 
+    /// The 1-based line of the `name:` key of the pipeline called `name` in
+    /// a pipeline file's text, if the file has that pipeline: where
+    /// annotations about its cases point. Invalid documents are passed over.
+    pub fn name_line(src: &str, name: &str) -> Option<usize> {
+        use serde::Deserialize as _;
+        #[derive(Deserialize)]
+        struct Named {
+            name: Option<String>,
+        }
+        for (doc, de) in serde_yaml::Deserializer::from_str(src).enumerate() {
+            if Named::deserialize(de).is_ok_and(|n| n.name.as_deref() == Some(name)) {
+                return locate::locate(src, doc, &KeyPath::root().key("name"))
+                    .map(|(line, _)| line);
+            }
+        }
+        None
+    }
+
     /// Validates pipeline text; `path` only names the source in errors.
     pub fn parse(src: &str, path: &Path) -> Result<Vec<Pipeline>, SpecError> {
         use serde::Deserialize as _;

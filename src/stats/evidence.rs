@@ -2,7 +2,7 @@
 //! is with its interval and p-value. `decision` turns evidence into a
 //! named outcome.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, FisherSnedecor, Normal};
 
 use super::welch::mean_var;
@@ -15,7 +15,7 @@ use super::{
 pub const MDE_POWER: f64 = 0.8;
 
 /// The test a comparison used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// Student's pooled t on per-process locations (both sides ≥ 2 processes).

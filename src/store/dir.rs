@@ -43,6 +43,37 @@ impl DirStore {
             .join(format!("{}.json", record.run_id.as_str()))
     }
 
+    /// Every record file of the store (`records/<sha>/<pipeline>/<run>.json`),
+    /// in path order; an empty list when the store does not exist.
+    pub fn record_files(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let mut files = Vec::new();
+        let records = self.root.join("records");
+        if !records.is_dir() {
+            return Ok(files);
+        }
+        let list = |dir: &Path| -> Result<Vec<PathBuf>, StoreError> {
+            let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+                .map_err(|source| StoreError::Read {
+                    path: dir.to_path_buf(),
+                    source,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            paths.sort();
+            Ok(paths)
+        };
+        for commit in list(&records)?.into_iter().filter(|p| p.is_dir()) {
+            for pipeline in list(&commit)?.into_iter().filter(|p| p.is_dir()) {
+                files.extend(
+                    list(&pipeline)?
+                        .into_iter()
+                        .filter(|p| p.extension().is_some_and(|e| e == "json")),
+                );
+            }
+        }
+        Ok(files)
+    }
+
     /// Keeps the store out of `git status` without touching the user's .gitignore.
     fn ensure_root(&self) -> Result<(), StoreError> {
         let ignore = self.root.join(".gitignore");
