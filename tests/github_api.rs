@@ -12,7 +12,9 @@ use regress::github::{
 };
 use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::common::github::FakeGithub;
 
 const TOKEN: &str = "ghs_s3cr3t-t0ken";
 const BOT: &str = ACTIONS_BOT;
@@ -28,46 +30,23 @@ fn quick() -> RetryPolicy {
     }
 }
 
-/// A fake API and a runtime to drive its setup.
-struct Fake {
-    rt: tokio::runtime::Runtime,
-    server: MockServer,
+/// The fake API, with a client for it.
+struct Fake(FakeGithub);
+
+impl std::ops::Deref for Fake {
+    type Target = FakeGithub;
+    fn deref(&self) -> &FakeGithub {
+        &self.0
+    }
 }
 
 impl Fake {
     fn new() -> Fake {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt.block_on(MockServer::start());
-        Fake { rt, server }
-    }
-
-    fn mount(&self, mock: Mock) {
-        self.rt.block_on(mock.mount(&self.server));
+        Fake(FakeGithub::new())
     }
 
     fn api(&self, prefix: &str) -> Api {
-        Api::new(
-            &format!("{}{prefix}", self.server.uri()),
-            TOKEN.into(),
-            quick(),
-        )
-        .unwrap()
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.rt
-            .block_on(self.server.received_requests())
-            .unwrap_or_default()
-    }
-
-    fn count(&self, verb: &str, path_part: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method.as_str() == verb && r.url.path().contains(path_part))
-            .count()
+        Api::new(&self.url(prefix), TOKEN.into(), quick()).unwrap()
     }
 }
 

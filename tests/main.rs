@@ -10,6 +10,7 @@ mod baseline_resolution;
 mod compare_flow;
 mod git_store;
 mod github_api;
+mod github_flow;
 mod record_format;
 mod report_formats;
 mod report_limits;

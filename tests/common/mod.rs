@@ -8,6 +8,8 @@ use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 
+pub mod github;
+
 /// A git repository in a temporary directory, removed on drop.
 pub struct Repo {
     pub dir: tempfile::TempDir,
