@@ -332,3 +332,44 @@ fn pull_head(api: &Api, ctx: &ActionsContext, pr: u64) -> anyhow::Result<String>
     )?;
     Ok(reply.json::<Pull>(&what)?.head.sha)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures::{row, view};
+
+    #[test]
+    fn comment_modes_decide_what_creates_a_comment() {
+        let quiet = view(vec![row(0, "unchanged"), row(1, "inconclusive")]);
+        let changed = view(vec![row(0, "unchanged"), row(1, "improved")]);
+        let regressed = view(vec![row(0, "regressed")]);
+        let cases = [
+            (CommentMode::Always, &quiet, Gate::Pass, true),
+            (CommentMode::OnChange, &quiet, Gate::Pass, false),
+            (CommentMode::OnChange, &changed, Gate::Pass, true),
+            (CommentMode::OnRegression, &changed, Gate::Pass, false),
+            (CommentMode::OnRegression, &regressed, Gate::Regressed, true),
+            (CommentMode::Never, &regressed, Gate::Regressed, false),
+        ];
+        for (mode, v, gate, want) in cases {
+            assert_eq!(creates(mode, v, gate), want, "{mode:?} {gate:?}");
+        }
+    }
+
+    #[test]
+    fn the_check_is_neutral_when_nothing_was_judged() {
+        assert_eq!(
+            conclusion(&view(vec![row(0, "regressed")]), Gate::Regressed),
+            Conclusion::Failure
+        );
+        assert_eq!(
+            conclusion(&view(vec![row(0, "unchanged")]), Gate::Pass),
+            Conclusion::Success
+        );
+        assert_eq!(
+            conclusion(&view(vec![row(0, "new"), row(1, "skipped")]), Gate::Pass),
+            Conclusion::Neutral
+        );
+        assert_eq!(conclusion(&view(vec![]), Gate::Pass), Conclusion::Neutral);
+    }
+}

@@ -140,6 +140,30 @@ fn level(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::fixtures::{row, view};
+    use crate::report::RowData;
+
+    #[test]
+    fn at_most_ten_per_level_the_last_counting_the_rest() {
+        let mut rows: Vec<RowData> = (0..15).map(|i| row(i, "regressed")).collect();
+        rows.extend((15..18).map(|i| row(i, "inconclusive")));
+        let v = view(rows);
+        let place = |_: &str| Some(("w/p.yaml".to_string(), Some(2)));
+        let lines = annotations(&v, &place, false);
+        assert_eq!(lines.len(), PER_LEVEL);
+        assert!(lines[..9]
+            .iter()
+            .all(|l| l.starts_with("::error file=w/p.yaml,line=2,")));
+        assert!(lines[9].contains("6 more case(s)"), "{}", lines[9]);
+        let with_warnings = annotations(&v, &place, true);
+        assert_eq!(with_warnings.len(), PER_LEVEL + 3);
+        assert!(with_warnings[PER_LEVEL].starts_with("::warning "));
+        // Ten exactly: no summary line.
+        let ten = view((0..10).map(|i| row(i, "failed")).collect());
+        let lines = annotations(&ten, &place, false);
+        assert_eq!(lines.len(), 10);
+        assert!(lines.iter().all(|l| l.contains("failed")));
+    }
 
     #[test]
     fn commands_escape_data_and_properties() {

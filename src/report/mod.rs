@@ -5,6 +5,8 @@
 //! by file. Nothing here writes files.
 
 mod fit;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod format;
 mod json;
 mod markdown;
