@@ -400,10 +400,12 @@ impl GitStore {
         expected: Option<Oid>,
         message: &str,
     ) -> Result<bool, GitStoreError> {
-        let result = match expected {
-            Some(old) => repo.reference_matching(name, new, true, old, message),
-            None => repo.reference(name, new, false, message),
-        };
+        // Creating is a swap from the zero id: libgit2 checks that under
+        // the ref's lock. `reference(.., force = false, ..)` checks that the
+        // ref is absent *before* taking the lock, so two first writers
+        // could both pass and the second overwrite the first's commit.
+        let expected = expected.unwrap_or_else(Oid::zero);
+        let result = repo.reference_matching(name, new, true, expected, message);
         match result {
             Ok(_) => Ok(true),
             Err(e)

@@ -301,26 +301,33 @@ fn a_fast_forward_that_changes_or_removes_a_record_is_refused() {
 
 #[test]
 fn concurrent_writers_in_one_clone_lose_no_commit() {
-    let (_dir, store) = scratch();
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                for i in 0..10 {
-                    let r = record(
-                        &format!("20261122T020631.537Z-1-{t}x{i}"),
-                        RunState::Complete,
-                    );
-                    store.save(&r).unwrap();
-                }
+    // Rounds from an absent ref, the threads released together: the first
+    // commits race to create the ref, where a lost update once hid.
+    for round in 0..4 {
+        let (_dir, store) = scratch();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    for i in 0..3 {
+                        let r = record(
+                            &format!("20261122T020631.537Z-1-{t}x{i}"),
+                            RunState::Complete,
+                        );
+                        store.save(&r).unwrap();
+                    }
+                })
             })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let sha = record("x", RunState::Complete).commit.sha;
+        assert_eq!(store.load(&sha).unwrap().len(), 24, "round {round}");
     }
-    let sha = record("x", RunState::Complete).commit.sha;
-    assert_eq!(store.load(&sha).unwrap().len(), 80);
 }
 
 #[test]
