@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::git::{Ancestry, GitError};
-use crate::id::CommitSha;
+use crate::id::{CommitSha, Fingerprint};
 use crate::record::{CommitInfo, Record};
 use crate::store::{Store, StoreError};
 
@@ -157,7 +157,14 @@ pub fn history_for(
     let mut candidates = Candidates::new(store);
     let mut out = Vec::new();
     for r in head {
-        out.extend(history(graph, &mut candidates, base, &r.pipeline.name)?);
+        let keys = [HistoryKey::of(r)];
+        out.extend(history(
+            graph,
+            &mut candidates,
+            base,
+            &r.pipeline.name,
+            &keys,
+        )?);
     }
     Ok((out, candidates.warnings))
 }
@@ -217,24 +224,57 @@ impl<'a> Candidates<'a> {
     }
 }
 
+/// What makes earlier records usable as history for a base record: the
+/// same machine and the same pipeline definition (compare uses no other).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HistoryKey {
+    fingerprint: Fingerprint,
+    hash: String,
+}
+
+impl HistoryKey {
+    fn of(r: &Record) -> HistoryKey {
+        HistoryKey {
+            fingerprint: r.machine.fingerprint.clone(),
+            hash: r.pipeline.hash.clone(),
+        }
+    }
+}
+
 /// Records of up to HISTORY_COMMITS earlier first-parent commits of `base`
-/// that ran pipeline `name`, for the run-to-run variance.
+/// that ran pipeline `name`, for the run-to-run variance, counted for each
+/// of `keys` (the base's machines and pipeline hashes) on its own: commits
+/// measured only by other machines, or with another definition, neither
+/// count nor end the walk.
 fn history(
     graph: &dyn Ancestry,
     candidates: &mut Candidates,
     base: &CommitInfo,
     name: &str,
+    keys: &[HistoryKey],
 ) -> Result<Vec<Record>, ResolveError> {
     let mut out = Vec::new();
-    let mut commits = 0;
+    let mut commits: HashMap<&HistoryKey, usize> = keys.iter().map(|k| (k, 0)).collect();
     for c in graph.first_parents(&base.sha, HISTORY_WALK)? {
+        if commits.values().all(|&n| n >= HISTORY_COMMITS) {
+            break;
+        }
         let records = candidates.take(&c.sha, name);
-        if !records.is_empty() {
-            out.extend(records);
-            commits += 1;
-            if commits >= HISTORY_COMMITS {
-                break;
+        let mut seen: Vec<&HistoryKey> = Vec::new();
+        for r in records {
+            let key = HistoryKey::of(&r);
+            let Some((k, &n)) = commits.get_key_value(&key) else {
+                continue;
+            };
+            if n < HISTORY_COMMITS {
+                if !seen.contains(k) {
+                    seen.push(k);
+                }
+                out.push(r);
             }
+        }
+        for k in seen {
+            *commits.get_mut(k).expect("a key of the map") += 1;
         }
     }
     Ok(out)
@@ -314,7 +354,13 @@ fn resolve_base(
         if records.is_empty() {
             continue;
         }
-        history_records.extend(history(graph, candidates, &commit, name)?);
+        let mut keys: Vec<HistoryKey> = Vec::new();
+        for k in records.iter().map(HistoryKey::of) {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        history_records.extend(history(graph, candidates, &commit, name, &keys)?);
         let Some(side) = &mut side else {
             side = Some(SideInput {
                 rev: start.rev.to_string(),

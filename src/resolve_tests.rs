@@ -254,3 +254,32 @@ fn history_is_gathered_behind_the_base() {
     assert_eq!(history.len(), HISTORY_COMMITS);
     assert!(warnings.is_empty());
 }
+
+#[test]
+fn history_counts_only_this_machines_commits() {
+    // Machine A measured commits 1..=20; machine B alone measured the 30
+    // commits after them. A's base at 51 still gets A's 20 commits.
+    let graph = Graph::line(52);
+    let mut records: Vec<Record> = (1..=20).map(|n| record("p", n, MACHINE)).collect();
+    records.extend((21..=50).map(|n| record("p", n, OTHER_MACHINE)));
+    records.push(record("p", 51, MACHINE));
+    records.push(record("p", 52, MACHINE));
+    let store = store_with(&records);
+    let r = resolve_at(&graph, &store, 51, 52, false, 60);
+    assert_eq!(r.base.commit.sha, sha(51));
+    let mine = |h: &[Record]| {
+        h.iter()
+            .filter(|r| r.machine.fingerprint.as_str() == MACHINE)
+            .count()
+    };
+    assert_eq!(mine(&r.history), 20, "A's history behind B's commits");
+    assert_eq!(r.history.len(), 20, "B's records are no history for A");
+    let (history, _) = history_for(&graph, &store, &info(51), &r.head.records).unwrap();
+    assert_eq!(mine(&history), 20);
+    // Another definition of the pipeline is no history either.
+    let mut changed = record("p", 51, MACHINE);
+    changed.pipeline.hash = "another".into();
+    let store = store_with(&[records.clone(), vec![changed.clone()]].concat());
+    let (history, _) = history_for(&graph, &store, &info(51), &[changed]).unwrap();
+    assert!(history.is_empty(), "{} records", history.len());
+}
