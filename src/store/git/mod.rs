@@ -404,7 +404,7 @@ impl GitStore {
         // the ref's lock. `reference(.., force = false, ..)` checks that the
         // ref is absent *before* taking the lock, so two first writers
         // could both pass and the second overwrite the first's commit.
-        let expected = expected.unwrap_or_else(Oid::zero);
+        let expected = expected.unwrap_or(Oid::ZERO_SHA1);
         let result = repo.reference_matching(name, new, true, expected, message);
         match result {
             Ok(_) => Ok(true),
