@@ -234,10 +234,8 @@ fn mock_regression_is_found_and_gated() {
     );
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(
-        v["schema_version"], 2,
-        "JSON report format 2: each row once"
-    );
+    assert_eq!(v["schema_version"], 3, "JSON report format 3");
+    assert_eq!(v["sources"]["mocked"], "p.yaml");
     assert_eq!(v["counts"]["regressed"], 3);
     let ratio = v["rows"][0]["ratio"].as_f64().unwrap();
     assert!((ratio - 1.2).abs() < 0.01, "{ratio}");
