@@ -3,6 +3,7 @@
 //! a true omission line), and outside text (labels, branch names) that
 //! cannot break a table, ping anyone, inject HTML or forge the marker.
 
+use regress::compare::RunLevel;
 use regress::github::{comment_body, marker, COMMENT_LIMIT};
 use regress::report::{
     code_span, render_within, CompareView, GeoMeanView, Limit, RowData, SideView, TemplateFormat,
@@ -66,7 +67,16 @@ fn view(rows: Vec<RowData>, head_branch: &str) -> CompareView {
         head: side("HEAD", '2', head_branch),
         rows,
         speedups: vec![],
-        geomean: Some(GeoMeanView::new(1.01, 0.99, 1.03, 900)),
+        geomean: Some(GeoMeanView::new(
+            1.01,
+            0.99,
+            1.03,
+            900,
+            RunLevel::FromHistory {
+                commits: 30,
+                sd: 0.01,
+            },
+        )),
         notes: vec![],
         sources: [("big".to_string(), "workflows/big.yaml".to_string())].into(),
     })

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use super::{current_repo, filtered, load_pipelines, report, select, store_for, warn_all};
 use crate::cli::AbArgs;
 use crate::compare::compare as compare_sides;
+use crate::compare::RunLevel;
 use crate::exit::Exit;
 use crate::git::{AbWorktreeName, Repo, Worktree, AB_PREFIX};
 use crate::resolve::{history_for, Selection, SideInput};
@@ -157,11 +158,17 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
         pipeline: None,
         allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
     };
-    let comparison = compare_sides(
+    let mut comparison = compare_sides(
         &SideInput::exact(&args.base, base_commit, base_records),
         &SideInput::exact(&args.head, head_commit, head_records),
         &history,
         &selection,
     )?;
+    // Both sides ran interleaved: a shift of the machine fell on both.
+    if let Some(g) = &mut comparison.geomean {
+        if g.run_level == RunLevel::NotEstimated {
+            g.run_level = RunLevel::Interleaved;
+        }
+    }
     report(&comparison, &args.report)
 }

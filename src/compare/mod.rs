@@ -7,6 +7,7 @@
 
 mod judge;
 mod matching;
+mod run_level;
 mod shards;
 mod speedup;
 mod verdict;
@@ -22,6 +23,7 @@ use crate::stats::{Evidence, Method, Summary};
 
 use judge::{adjust, both_sides, missing_row, new_case, one_sided, HistoryIndex};
 use matching::{group, pool, Key};
+pub use run_level::RunLevel;
 pub use speedup::{GeoMean, Speedup};
 pub use verdict::{FailOn, Gate, Verdict};
 
@@ -404,7 +406,7 @@ pub fn compare(
         sources,
         base: base_side,
         head: head_side,
-        geomean: speedup::geomean(&rows, alpha),
+        geomean: speedup::geomean(&rows, alpha, run_level::run_level_sd(history)),
         speedups: speedup::speedups(&rows),
         rows,
         notes,

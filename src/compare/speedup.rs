@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::run_level::{widened_half_width, RunLevel};
 use super::{Row, Verdict};
 use crate::metric;
 use crate::spec::CompileMode;
@@ -16,11 +17,15 @@ pub struct GeoMean {
     pub lo: f64,
     pub hi: f64,
     pub cases: usize,
+    /// Whether the interval accounts for shifts of a whole run.
+    pub run_level: RunLevel,
 }
 
 /// The geometric mean of the judged latency rows with its interval: one
-/// case gives its own interval, several the t interval of their mean log.
-pub(super) fn geomean(rows: &[Row], alpha: f64) -> Option<GeoMean> {
+/// case gives its own interval, several the t interval of their mean log,
+/// widened by the run-level spread `run_sd` (log scale, from that many
+/// commits of history) when it is known.
+pub(super) fn geomean(rows: &[Row], alpha: f64, run_sd: Option<(f64, usize)>) -> Option<GeoMean> {
     let judged: Vec<Evidence> = rows
         .iter()
         .filter(|r| r.metric.name == metric::LATENCY && r.verdict.decision().is_some())
@@ -28,16 +33,34 @@ pub(super) fn geomean(rows: &[Row], alpha: f64) -> Option<GeoMean> {
         .filter(|e| e.log_ratio.is_finite())
         .collect();
     let logs: Vec<f64> = judged.iter().map(|e| e.log_ratio).collect();
-    let (mean, lo, hi) = match judged.as_slice() {
+    let (mean, mut lo, mut hi) = match judged.as_slice() {
         [] => return None,
         [one] => (one.log_ratio, one.lo, one.hi),
         _ => mean_interval(&logs, alpha)?,
+    };
+    let run_level = match run_sd {
+        Some((sd, commits)) => {
+            if logs.len() >= 2 {
+                let k = logs.len() as f64;
+                let case_var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (k - 1.0);
+                let half = widened_half_width(case_var, logs.len(), sd, commits, alpha);
+                (lo, hi) = (mean - half, mean + half);
+            } else {
+                // One case: its own interval already holds its processes'
+                // spread; the run's shift adds on both sides.
+                let half = widened_half_width(0.0, 1, sd, commits, alpha);
+                (lo, hi) = (lo.min(mean - half), hi.max(mean + half));
+            }
+            RunLevel::FromHistory { commits, sd }
+        }
+        None => RunLevel::NotEstimated,
     };
     Some(GeoMean {
         ratio: mean.exp(),
         lo: lo.exp(),
         hi: hi.exp(),
         cases: logs.len(),
+        run_level,
     })
 }
 

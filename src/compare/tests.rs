@@ -1,6 +1,8 @@
 //! Comparisons of fixture records: machines, rates, counters, shards.
 
 use super::*;
+use crate::id::CommitSha;
+use crate::metric::LATENCY;
 
 fn fixture() -> Record {
     serde_json::from_str(include_str!("../../tests/fixtures/record-v1.json")).unwrap()
@@ -272,4 +274,77 @@ fn a_shard_that_ran_on_another_machine_did_arrive() {
         "{:?}",
         c.notes
     );
+}
+
+/// A record at commit `n` of 8 cases, each 3 processes at its own level
+/// times `shift` (the whole run), with 0.5 % noise.
+fn run_of(n: usize, shift: f64) -> Record {
+    let mut r = fixture();
+    r.commit.sha = CommitSha::try_from(format!("{n:040x}")).unwrap();
+    let template = r.cases[0].clone();
+    r.cases = (0..8)
+        .map(|i| {
+            let mut c = template.clone();
+            c.id = CaseId::try_from(format!("{:016x}", 0xc0 + i)).unwrap();
+            c.label = format!("mlp[batch={i},fp32,eager]/forward");
+            let level = 1e-3 * (1.0 + i as f64);
+            let lists: Vec<Vec<f64>> = (0..3)
+                .map(|p| {
+                    (0..20)
+                        .map(|j| {
+                            let wiggle = ((j * 7 + p * 3 + i) % 11) as f64 / 10.0 - 0.5;
+                            level * shift * (1.0 + 0.005 * wiggle)
+                        })
+                        .collect()
+                })
+                .collect();
+            c.metrics = [(LATENCY.to_string(), metric(LATENCY, "s", &lists))].into();
+            c
+        })
+        .collect();
+    r
+}
+
+#[test]
+fn a_shift_of_the_whole_run_is_not_called_a_change_of_the_code() {
+    // Same code; the machine was 8 % faster for the whole head run.
+    let (base, head) = (run_of(100, 1.0), run_of(101, 0.92));
+    let alone = compare(
+        &input(vec![base.clone()]),
+        &input(vec![head.clone()]),
+        &[],
+        &Selection::default(),
+    )
+    .unwrap();
+    let g = alone.geomean.unwrap();
+    assert_eq!(g.run_level, RunLevel::NotEstimated);
+    assert!((g.ratio - 0.92).abs() < 0.01, "{g:?}");
+    // History: ten earlier runs whose levels moved by up to ±6 %.
+    let shifts = [1.0, 1.06, 0.95, 1.02, 0.97, 1.05, 0.94, 1.01, 1.03, 0.96];
+    let history: Vec<Record> = shifts
+        .iter()
+        .enumerate()
+        .map(|(n, s)| run_of(n, *s))
+        .collect();
+    let (sd, commits) = run_level::run_level_sd(&history).unwrap();
+    assert_eq!(commits, 10);
+    assert!((0.03..0.06).contains(&sd), "{sd}");
+    let judged = compare(
+        &input(vec![base]),
+        &input(vec![head]),
+        &history,
+        &Selection::default(),
+    )
+    .unwrap();
+    let g = judged.geomean.unwrap();
+    assert!(
+        matches!(g.run_level, RunLevel::FromHistory { commits: 10, .. }),
+        "{g:?}"
+    );
+    assert!(
+        g.lo < 1.0 && g.hi > 1.0,
+        "an 8 % run shift is within what runs do: {g:?}"
+    );
+    // Without the run-level term the cases alone would have excluded 1.
+    assert!(alone.geomean.unwrap().hi < 1.0);
 }

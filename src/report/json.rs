@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::compare::RunLevel;
+
 use super::{
     CompareView, Counts, FailureView, GeoMeanView, RowData, SideView, SpeedupData, ViewParts,
 };
 
 /// Version of the JSON report. 2: rows appear once (no per-pipeline
 /// sections), with the metric's kind, counters' exact values, failures
-/// listed first and the gate. 3: each pipeline's file (`sources`); the
+/// listed first and the gate. 3: each pipeline's file (`sources`), how
+/// the geometric mean's interval knows run-level shifts (`run_level`); the
 /// report can be read back.
 pub const JSON_SCHEMA_VERSION: u32 = 3;
 
@@ -21,9 +24,12 @@ pub const JSON_SCHEMA_VERSION: u32 = 3;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JsonGeoMean {
     pub ratio: f64,
+    /// The interval; with `run_level` `not_estimated` it counts the
+    /// cases' spread only.
     pub lo: f64,
     pub hi: f64,
     pub cases: usize,
+    pub run_level: RunLevel,
 }
 
 /// What a CI gate would find.
@@ -75,6 +81,7 @@ impl JsonReport {
                 lo: g.lo,
                 hi: g.hi,
                 cases: g.cases,
+                run_level: g.run_level,
             }),
             failures: view.failures.clone(),
             rows: view.rows.iter().map(|r| r.data.clone()).collect(),
@@ -123,7 +130,7 @@ pub fn read_json(text: &str) -> Result<CompareView, JsonReportError> {
         speedups: r.speedups,
         geomean: r
             .geomean
-            .map(|g| GeoMeanView::new(g.ratio, g.lo, g.hi, g.cases)),
+            .map(|g| GeoMeanView::new(g.ratio, g.lo, g.hi, g.cases, g.run_level)),
         notes: r.notes,
         sources: r.sources,
     }))

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{format_duration, format_pct};
 use super::row::{row_data, RowData, RowView};
-use crate::compare::{Comparison, FailOn, Gate, Side, Speedup, Verdict};
+use crate::compare::{Comparison, FailOn, Gate, RunLevel, Side, Speedup, Verdict};
 use crate::metric;
 use crate::record::{reason_in_one_line, CommitInfo};
 
@@ -159,7 +159,10 @@ pub struct GeoMeanView {
     pub lo: f64,
     pub hi: f64,
     pub cases: usize,
-    /// `0.97× (0.95–0.99) over 8 cases`.
+    /// How the interval accounts for shifts of a whole run.
+    pub run_level: RunLevel,
+    /// `0.97× (0.95–0.99) over 8 cases`; without an estimate of run-level
+    /// shifts, no interval: it would call a shift of the machine a change.
     pub display: String,
 }
 
@@ -265,16 +268,21 @@ impl SpeedupView {
 
 impl GeoMeanView {
     /// The geometric mean with its display line.
-    pub fn new(ratio: f64, lo: f64, hi: f64, cases: usize) -> GeoMeanView {
+    pub fn new(ratio: f64, lo: f64, hi: f64, cases: usize, run_level: RunLevel) -> GeoMeanView {
+        let plural = if cases == 1 { "" } else { "s" };
+        let display = match run_level {
+            RunLevel::NotEstimated => format!(
+                "{ratio:.3}× over {cases} case{plural} (no interval: a whole-run shift is unknown without history)"
+            ),
+            _ => format!("{ratio:.3}× ({lo:.3}–{hi:.3}) over {cases} case{plural}"),
+        };
         GeoMeanView {
             ratio,
             lo,
             hi,
             cases,
-            display: format!(
-                "{ratio:.3}× ({lo:.3}–{hi:.3}) over {cases} case{}",
-                if cases == 1 { "" } else { "s" }
-            ),
+            run_level,
+            display,
         }
     }
 }
@@ -304,7 +312,7 @@ impl CompareView {
             geomean: c
                 .geomean
                 .as_ref()
-                .map(|g| GeoMeanView::new(g.ratio, g.lo, g.hi, g.cases)),
+                .map(|g| GeoMeanView::new(g.ratio, g.lo, g.hi, g.cases, g.run_level)),
             notes: c.notes.clone(),
             sources: c.sources.clone(),
         })
