@@ -134,6 +134,12 @@ pub struct RunCommand {
     /// shard's record names its shard, and `compare` merges them.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::spec::Shard>,
+    /// Exit with status 0 although cases failed, for exploring. Without it
+    /// a run in which a case crashed, timed out, ran out of memory or
+    /// failed its accuracy check exits with status 1. Every case runs and
+    /// is stored either way.
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

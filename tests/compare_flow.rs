@@ -165,26 +165,37 @@ fn a_command_reporting_an_unknown_metric_fails_with_the_valid_ones() {
     );
     repo.commit("c");
     let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("unknown metric `tokens`"), "{stdout}");
     assert!(stdout.contains("\"throughput\""), "{stdout}");
 }
 
 #[test]
-fn failing_command_fails_its_case_and_the_run_goes_on() {
+fn failing_command_fails_its_case_the_run_goes_on_and_exits_1() {
     let _guard = serial();
     let repo = Repo::new();
+    // A traceback's worth of stderr: the error is named on the last line.
+    repo.write_executable(
+        "bench.sh",
+        "#!/bin/sh\ntest \"$1\" -ne 2 && exit 0\necho 'Traceback (most recent call last):' >&2\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo \"  frame $i\" >&2; done\necho 'ValueError: the last line names it' >&2\nexit 3\n",
+    );
     repo.write(
         "p.yaml",
-        "version: 1\nname: flaky\nmodel: {command: \"sh -c 'test {{ n }} -ne 2 || { echo boom >&2; exit 3; }'\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 3, min_time: 0s, max_time: 500ms}}\nmatrix: {n: [1, 2, 3]}\n",
+        "version: 1\nname: flaky\nmodel: {command: \"./bench.sh {{ n }}\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 3, min_time: 0s, max_time: 500ms}}\nmatrix: {n: [1, 2, 3]}\n",
     );
     repo.commit("c");
     let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 1, "a failed case fails the run:\n{stdout}{stderr}");
+    assert!(stderr.contains("1 case(s) failed"), "{stderr}");
+    assert!(stderr.contains("--keep-going"), "{stderr}");
     let failed = stdout.lines().find(|l| l.contains("flaky[n=2]")).unwrap();
     assert!(failed.contains("failed"), "{stdout}");
     assert!(stdout.contains("exited with status 3"), "{stdout}");
-    assert!(stdout.contains("boom"), "{stdout}");
+    assert!(
+        stdout.contains("ValueError: the last line names it"),
+        "the end of stderr is shown:\n{stdout}"
+    );
+    assert!(stdout.contains("frame 12"), "{stdout}");
     for n in [1, 3] {
         let ok = stdout
             .lines()
@@ -192,6 +203,12 @@ fn failing_command_fails_its_case_and_the_run_goes_on() {
             .unwrap();
         assert!(ok.contains(" ok "), "{stdout}");
     }
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml", "--keep-going"]));
+    assert_eq!(code, 0, "--keep-going exits 0:\n{stdout}{stderr}");
+    assert!(
+        stdout.contains("flaky[n=3]"),
+        "every case still runs:\n{stdout}"
+    );
 }
 
 #[test]
@@ -386,7 +403,8 @@ fn a_case_that_crashes_at_head_fails_the_gate_and_is_named_first() {
         "if [ \"$1\" = 2 ]; then echo 'Traceback (most recent call last):' >&2; echo 'RuntimeError: CUDA error: an illegal memory access' >&2; exit 1; fi\n",
     );
     repo.commit("head breaks n=2");
-    run_at(&repo, "p.yaml");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml", "--keep-going"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
 
     let compare = |extra: &[&str]| {
         let mut args = vec!["compare", "HEAD~1", "HEAD"];

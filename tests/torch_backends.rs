@@ -150,7 +150,7 @@ fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
             .args(["run", "p.yaml"])
             .env("REGRESS_PYTHON", &wrapper),
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 1, "a crashed case fails the run:\n{stdout}{stderr}");
     let line = |l: &str| stdout.lines().find(|x| x.contains(l)).unwrap().to_string();
     assert!(
         line("mlp[batch=4,fp16,eager]").contains("failed"),
@@ -236,7 +236,7 @@ fn python_worker_gets_no_secrets_and_times_out_cleanly() {
             .env("GITHUB_TOKEN", "ghp_do_not_leak")
             .env("SOME_SECRET", "s3cr3t"),
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 1, "a timed-out case fails the run:\n{stdout}{stderr}");
     let line = |l: &str| stdout.lines().find(|x| x.contains(l)).unwrap().to_string();
     assert!(
         line("mlp[batch=4,bf16,eager]").contains("timeout"),
@@ -288,7 +288,10 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
             .args(["run", "p.yaml"])
             .env("REGRESS_PYTHON", &python),
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        code, 1,
+        "the aborting and wrong models fail the run:\n{stdout}{stderr}"
+    );
     let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
     let case = |kind: &str| {
         record

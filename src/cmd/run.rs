@@ -35,6 +35,7 @@ pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
             commit.sha.short()
         );
     }
+    let mut failed = 0;
     for ((pipeline, _), (cases, plan)) in selected.iter().zip(shares) {
         if cases.is_empty() {
             let shard = command.shard.expect("only a shard can have no cases");
@@ -58,6 +59,7 @@ pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
         ))?;
         out(&render_record_terminal(r))?;
         out(&format!("stored {}\n\n", store.location(r)))?;
+        failed += r.cases.iter().filter(|c| c.status.is_failure()).count();
         if interrupted {
             anstream::eprintln!(
                 "interrupted: the cases that finished are stored in {}",
@@ -65,6 +67,12 @@ pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
             );
             return Ok(Exit::Interrupted);
         }
+    }
+    if failed > 0 && !command.keep_going {
+        anstream::eprintln!(
+            "{failed} case(s) failed (see the reasons above); exit status 1 (`--keep-going` exits 0)"
+        );
+        return Ok(Exit::Failed);
     }
     Ok(Exit::Success)
 }

@@ -81,6 +81,15 @@ impl CaseStatus {
             CaseStatus::Interrupted => "interrupted",
         }
     }
+
+    /// Whether the case ran and failed (crash, timeout, out of memory,
+    /// accuracy), as opposed to not running (skipped, interrupted).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom | CaseStatus::AccuracyFail
+        )
+    }
 }
 
 /// A case's reason in one line: its first line and, when there are more

@@ -266,11 +266,21 @@ pub fn render_record_terminal(record: &Record) -> String {
             (compile, Style::new()),
         ]);
         if let Some(reason) = &case.reason {
+            let lines: Vec<&str> = reason.lines().filter(|l| !l.trim().is_empty()).collect();
             reasons.push(format!(
                 "{}: {}",
                 case.label,
-                reason.lines().next().unwrap_or("")
+                lines.first().copied().unwrap_or("")
             ));
+            // A failure's last lines name the error (a traceback's end).
+            if case.status.is_failure() {
+                let rest = lines.get(1..).unwrap_or_default();
+                let hidden = rest.len().saturating_sub(FAILURE_LINES);
+                if hidden > 0 {
+                    reasons.push(format!("  … {hidden} more line(s) in the record"));
+                }
+                reasons.extend(rest[hidden..].iter().map(|l| format!("  {l}")));
+            }
         }
     }
     table.render(&mut out);
