@@ -120,8 +120,20 @@ pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
             .collect();
     }
     points.retain(|pt| !p.matrix.exclude.iter().any(|ex| matches(pt, ex)));
+    // An included point inherits every axis that has a single value: such
+    // an axis is a setting of the whole matrix (`batch: [8]`), and without
+    // it the point would miss a parameter its model needs and pair with
+    // no eager case.
+    let single_valued: Params = Params(
+        p.matrix
+            .axes
+            .iter()
+            .filter(|(_, values)| values.len() == 1)
+            .map(|(axis, values)| (axis.clone(), values[0].clone()))
+            .collect(),
+    );
     for inc in &p.matrix.include {
-        let mut extra = Params::default();
+        let mut extra = single_valued.clone();
         for (k, v) in inc {
             extra.set(k, v.clone());
         }

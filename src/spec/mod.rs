@@ -342,6 +342,32 @@ mod tests {
     }
 
     #[test]
+    fn include_inherits_the_single_valued_axes_and_pairs_with_its_eager_case() {
+        let p = parse(
+            "version: 1\nname: t\nmodel: {entrypoint: \"m.py:build\"}\nmatrix:\n  batch: [8]\n  memory_format: [channels_last, contiguous]\n  compile: [eager]\n  include:\n    - {memory_format: contiguous, compile: default}\n",
+        )
+        .unwrap();
+        let cases = p.cases();
+        let labels: Vec<_> = cases.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "t[batch=8,memory_format=channels_last,fp32,eager]/forward",
+                "t[batch=8,memory_format=contiguous,fp32,eager]/forward",
+                "t[batch=8,memory_format=contiguous,fp32,default]/forward",
+            ]
+        );
+        assert_eq!(cases[2].params.get("batch"), Some(&ParamValue::Int(8)));
+        assert_eq!(cases[2].group_label("t"), cases[1].group_label("t"));
+        // A value the include gives itself wins over the inherited one.
+        let p = parse(
+            "version: 1\nname: t\nmodel: {entrypoint: \"m.py:build\"}\nmatrix:\n  batch: [8]\n  include:\n    - {batch: 32, compile: default}\n",
+        )
+        .unwrap();
+        assert_eq!(p.cases()[1].label, "t[batch=32,fp32,default]/forward");
+    }
+
+    #[test]
     fn a_matrix_of_only_include_has_only_those_cases() {
         let p = parse(&format!(
             "{BASE}matrix:\n  include:\n    - {{batch: 4, compile: default}}\n"
