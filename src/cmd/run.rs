@@ -24,6 +24,9 @@ pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
         None => selected.iter().map(|(_, c)| (c.clone(), None)).collect(),
     };
     let repo = current_repo()?;
+    for (pipeline, _) in &selected {
+        pipeline.check_entrypoint(&repo.workdir())?;
+    }
     let commit = repo.head()?;
     let store = store_for(&repo, &args.store)?;
     let stop = install_stop_handler(true)?;

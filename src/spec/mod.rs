@@ -9,6 +9,7 @@
 mod case;
 pub mod defaults;
 mod duration;
+mod entrypoint;
 mod error;
 mod locate;
 mod raw;
@@ -44,6 +45,10 @@ pub struct Pipeline {
     pub name: String,
     #[serde(skip)]
     pub source: PathBuf,
+    /// Which document of its file this is (0 for the first), for placing
+    /// errors found after parsing.
+    #[serde(skip)]
+    pub doc: usize,
     pub description: Option<String>,
     pub model: Model,
     pub runner: RunnerConfig,
@@ -205,8 +210,9 @@ impl Pipeline {
         for (doc, de) in serde_yaml::Deserializer::from_str(src).enumerate() {
             let raw =
                 raw::RawPipeline::deserialize(de).map_err(|e| SpecError::from_yaml(path, &e))?;
-            let pipeline =
+            let mut pipeline =
                 validate::pipeline(raw, path).map_err(|e| e.into_spec_error(src, doc, path))?;
+            pipeline.doc = doc;
             if pipelines.iter().any(|p| p.name == pipeline.name) {
                 let e = error::Invalid::new(
                     KeyPath::root().key("name"),

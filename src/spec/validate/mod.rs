@@ -54,6 +54,7 @@ pub(crate) fn pipeline(raw: RawPipeline, path: &Path) -> Result<Pipeline> {
     let pipeline = Pipeline {
         name: raw.name,
         source: path.to_path_buf(),
+        doc: 0,
         description: raw.description,
         model,
         runner,
