@@ -36,8 +36,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Pipeline file.
-    pub pipeline: PathBuf,
+    /// Pipeline files.
+    #[arg(required = true)]
+    pub pipelines: Vec<PathBuf>,
     /// Only cases whose label contains this text.
     #[arg(long)]
     pub filter: Option<String>,
@@ -55,6 +56,10 @@ pub struct RunArgs {
     /// Only cases whose label or pipeline name contains this text.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Independent repeats of every case (fresh processes), instead of
+    /// each pipeline's `runner.processes`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub processes: Option<u32>,
     #[command(flatten)]
     pub store: StoreArgs,
 }

@@ -52,7 +52,7 @@ fn command_pipeline_slower_script_regresses() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let line = stdout
         .lines()
-        .find(|l| l.contains("sleepy[ms=20]/forward"))
+        .find(|l| l.contains("sleepy[ms=20]"))
         .expect(&stdout);
     assert!(line.contains("regressed"), "{stdout}");
     assert!(stdout.contains("1 regressed"), "{stdout}");
@@ -85,7 +85,7 @@ fn command_pipeline_unchanged_script_does_not_regress() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let line = stdout
         .lines()
-        .find(|l| l.contains("sleepy[ms=20]/forward"))
+        .find(|l| l.contains("sleepy[ms=20]"))
         .expect(&stdout);
     assert!(
         line.contains("unchanged") || line.contains("inconclusive"),
@@ -435,7 +435,7 @@ fn a_case_that_crashes_at_head_fails_the_gate_and_is_named_first() {
     let (_, json, _) = compare(&["--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["gate"]["failed"], true);
-    assert_eq!(v["failures"][0]["label"], "crashy[n=2]/forward");
+    assert_eq!(v["failures"][0]["label"], "crashy[n=2]");
 }
 
 #[test]
@@ -501,4 +501,46 @@ fn shards_merge_into_one_comparison_and_a_missing_shard_is_named() {
         );
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("missing"), "{stdout}");
+}
+
+#[test]
+fn list_takes_several_files_processes_are_overridden_and_commands_have_no_phase() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 2, 3));
+    repo.write(
+        "c.yaml",
+        "version: 1\nname: cmd\nmodel: {command: \"true {{ n }}\"}\nrunner: {backend: command, processes: 3, measure: {min_iters: 2, min_time: 0s, max_time: 200ms}}\nmatrix: {n: [1]}\n",
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(repo.regress().args(["list", "p.yaml", "c.yaml"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("mocked (mock backend): 4 cases"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cmd (command backend): 1 cases"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.ends_with("  cmd[n=1]")),
+        "a command is timed whole: no /forward\n{stdout}"
+    );
+    let (code, stdout, stderr) =
+        output(
+            repo.regress()
+                .args(["run", "p.yaml", "c.yaml", "--processes", "1"]),
+        );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let files = repo.record_files();
+    assert_eq!(files.len(), 2);
+    for file in files {
+        let record = regress::store::read_record(&file).unwrap();
+        for case in record.cases.iter().filter(|c| !c.metrics.is_empty()) {
+            assert_eq!(case.metrics["latency"].processes.len(), 1, "{}", case.label);
+        }
+    }
+    let (code, _, stderr) = output(repo.regress().args(["run", "p.yaml", "--processes", "0"]));
+    assert_eq!(code, 2, "{stderr}");
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use super::{current_repo, load_pipelines, out, select, store_for};
+use super::{current_repo, load_pipelines, out, select, store_for, with_processes};
 use crate::cli::RunCommand;
 use crate::exit::Exit;
 use crate::report::render_record_terminal;
@@ -15,7 +15,8 @@ use crate::store::Store;
 pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
     let args = &command.run;
     // Validate everything before measuring anything.
-    let selected = select(load_pipelines(&args.pipelines)?, args.filter.as_deref())?;
+    let pipelines = with_processes(load_pipelines(&args.pipelines)?, args.processes);
+    let selected = select(pipelines, args.filter.as_deref())?;
     let shares: Vec<_> = match command.shard {
         Some(shard) => split_shards(&selected, shard)
             .into_iter()

@@ -62,19 +62,25 @@ pub struct Case {
     pub precision: Option<Precision>,
     pub compile: Option<CompileMode>,
     pub phase: Phase,
+    /// A command's case: the whole command is timed, so its label names no
+    /// phase.
+    #[serde(skip)]
+    pub whole_command: bool,
 }
 
 impl Case {
     /// The label with the compile mode left out: cases that differ only in
     /// compile mode share it, which is how eager and compiled are paired.
     pub fn group_label(&self, model_name: &str) -> String {
-        label(model_name, &self.params, self.phase, true)
+        let phase = (!self.whole_command).then_some(self.phase);
+        label(model_name, &self.params, phase, true)
     }
 }
 
 /// `model[k=v,...,precision,compile]/phase`: shape parameters in matrix
-/// order, then precision and compile mode as bare words, as people write them.
-fn label(model_name: &str, params: &Params, phase: Phase, without_compile: bool) -> String {
+/// order, then precision and compile mode as bare words, as people write
+/// them; a command's case has no `/phase`.
+fn label(model_name: &str, params: &Params, phase: Option<Phase>, without_compile: bool) -> String {
     let mut parts: Vec<String> = params
         .0
         .iter()
@@ -92,7 +98,8 @@ fn label(model_name: &str, params: &Params, phase: Phase, without_compile: bool)
             .filter_map(|k| params.get(k))
             .map(|v| v.to_string()),
     );
-    format!("{model_name}[{}]/{phase}", parts.join(","))
+    let phase = phase.map_or(String::new(), |p| format!("/{p}"));
+    format!("{model_name}[{}]{phase}", parts.join(","))
 }
 
 fn matches(params: &Params, filter: &[(String, ParamValue)]) -> bool {
@@ -145,6 +152,7 @@ pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
     );
     let model_json = serde_json::to_string(&p.model).expect("models serialise");
     let model_name = p.model.label_name(&p.name).to_string();
+    let whole_command = p.runner.backend == BackendKind::Command;
     let mut seen = std::collections::HashSet::new();
     let mut cases = Vec::new();
     for mut params in points {
@@ -176,11 +184,17 @@ pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
             }
             cases.push(Case {
                 id,
-                label: label(&model_name, &params, phase, false),
+                label: label(
+                    &model_name,
+                    &params,
+                    (!whole_command).then_some(phase),
+                    false,
+                ),
                 params: params.clone(),
                 precision,
                 compile,
                 phase,
+                whole_command,
             });
         }
     }

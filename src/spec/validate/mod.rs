@@ -301,6 +301,12 @@ fn phases(raw: Option<Vec<String>>, backend: BackendKind, key: &KeyPath) -> Resu
                 format!("phase `{text}` is listed twice"),
             ));
         }
+        if backend == BackendKind::Command && phase != Phase::Forward {
+            return Err(Invalid::new(
+                key.index(i),
+                format!("the command backend times the whole command, so it has no phase `{phase}`; leave `phases` out"),
+            ));
+        }
         if !backend.phases().contains(&phase) {
             let valid: Vec<_> = backend.phases().iter().map(|p| p.as_str()).collect();
             return Err(Invalid::new(
