@@ -72,7 +72,7 @@ impl Lane {
             backend: pipeline.runner.backend.to_string(),
             source,
         };
-        let mut backend = runner::select(pipeline, ctx).map_err(backend_error)?;
+        let mut backend = runner::select(pipeline, &cases, ctx).map_err(backend_error)?;
         let env = backend.environment().map_err(backend_error)?;
         Lane::with_backend(pipeline, cases, shard, commit, backend, &env, store)
     }

@@ -180,10 +180,16 @@ pub trait Backend {
     fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome;
 }
 
-/// Chooses the backend a pipeline asks for. The only place that knows them all.
-pub fn select(pipeline: &Pipeline, ctx: RunContext) -> Result<Box<dyn Backend>, RunnerError> {
+/// Chooses the backend a pipeline asks for, to run `cases` (the ones
+/// selected, which decide what needs setting up). The only place that
+/// knows them all.
+pub fn select(
+    pipeline: &Pipeline,
+    cases: &[Case],
+    ctx: RunContext,
+) -> Result<Box<dyn Backend>, RunnerError> {
     Ok(match pipeline.runner.backend {
-        BackendKind::Python => Box::new(python::PythonBackend::new(pipeline, ctx)?),
+        BackendKind::Python => Box::new(python::PythonBackend::new(pipeline, cases, ctx)?),
         BackendKind::Native => Box::new(native::NativeBackend::new(pipeline, ctx)),
         BackendKind::Command => Box::new(command::CommandBackend::new(pipeline, ctx)),
         BackendKind::Mock => Box::new(mock::MockBackend::new(pipeline, ctx)),
