@@ -30,6 +30,9 @@ pub struct SideInput {
     pub records: Vec<Record>,
     /// What the reader should know about how this side was chosen.
     pub notes: Vec<String>,
+    /// Pipelines stored at the commit whose results could not serve (none
+    /// of them ran at head): named when a side has no results to use.
+    pub unused_pipelines: Vec<String>,
 }
 
 impl SideInput {
@@ -41,6 +44,7 @@ impl SideInput {
             distance: 0,
             records,
             notes: Vec::new(),
+            unused_pipelines: Vec::new(),
         }
     }
 }
@@ -322,6 +326,7 @@ fn resolve_base(
                 distance,
                 records,
                 notes: start.notes.clone(),
+                unused_pipelines: Vec::new(),
             });
             continue;
         };
@@ -344,6 +349,12 @@ fn resolve_base(
         // No pipeline has base results: the start commit with the distance
         // walked, for the error that says so (or, when head has no results
         // either, with what it holds).
+        let mut unused_pipelines: Vec<String> = Vec::new();
+        for r in &start_records {
+            if !unused_pipelines.contains(&r.pipeline.name) {
+                unused_pipelines.push(r.pipeline.name.clone());
+            }
+        }
         let records = if head.is_empty() {
             start_records
         } else {
@@ -355,6 +366,7 @@ fn resolve_base(
             distance: if head.is_empty() { 0 } else { walked },
             records,
             notes: start.notes,
+            unused_pipelines,
         };
         return Ok((side, history_records));
     };

@@ -316,9 +316,38 @@ fn missing_results_say_which_commit_and_how_to_fix() {
         "{stderr}"
     );
 
+    assert!(
+        stderr.contains(&format!(
+            "{} has no results at all; head `HEAD` (",
+            &first[..7]
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(") has results of pipeline(s) mocked"),
+        "{stderr}"
+    );
+
     let (code, _, stderr) = output(repo.regress().args(["compare", "nope", "HEAD"]));
     assert_eq!(code, 2);
     assert!(stderr.contains("`nope` does not name a commit"), "{stderr}");
+
+    // Results of another pipeline at base: named, with what head has.
+    repo.write("q.yaml", &mock_pipeline("other", 1, 1));
+    repo.write("README", "again\n");
+    repo.commit("third");
+    run_at(&repo, "q.yaml");
+    let (code, _, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no results stored for base `HEAD~1`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("has results of pipeline(s) mocked; head `HEAD` (")
+            && stderr.contains(") has results of pipeline(s) other"),
+        "{stderr}"
+    );
 }
 
 #[test]

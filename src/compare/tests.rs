@@ -25,6 +25,7 @@ fn input(records: Vec<Record>) -> SideInput {
         distance: 0,
         records,
         notes: Vec::new(),
+        unused_pipelines: Vec::new(),
     }
 }
 
