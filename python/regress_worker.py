@@ -24,6 +24,7 @@ Methodology, in the order a case runs:
 
 import contextlib
 import functools
+from collections.abc import Mapping
 import hashlib
 import importlib
 import importlib.util
@@ -482,14 +483,58 @@ def outputs_of(out):
     return []
 
 
+LOSS_HINT = "define `regress_loss(self, output, *inputs)` on the model to return the loss to differentiate"
+
+
+def first_float(out):
+    """The first floating-point tensor of an output, in its own order
+    (a dict's insertion order, not sorted), or None."""
+    if torch.is_tensor(out):
+        return out if out.is_floating_point() else None
+    if isinstance(out, Mapping):
+        values = out.values()
+    elif isinstance(out, (tuple, list)):
+        values = out
+    else:
+        return None
+    for value in values:
+        found = first_float(value)
+        if found is not None:
+            return found
+    return None
+
+
+def default_loss(out):
+    """(loss, where it came from). A transformers ModelOutput (a dict whose
+    keys are attributes) or a look-alike: its `loss`, else the mean square of
+    its `logits`; otherwise the mean square of the first floating-point
+    tensor, a dict's in insertion order."""
+    for key in ("loss", "logits"):
+        value = out.get(key) if isinstance(out, Mapping) else getattr(out, key, None)
+        if torch.is_tensor(value) and value.is_floating_point():
+            return (value.float().mean() if key == "loss" else value.float().square().mean()), key
+    if isinstance(out, Mapping):
+        for key, value in out.items():
+            found = first_float(value)
+            if found is not None:
+                return found.float().square().mean(), str(key)
+    found = first_float(out)
+    if found is None:
+        raise TypeError(f"the model's output ({type(out).__name__}) has no floating-point tensor to take a "
+                        f"loss of; {LOSS_HINT}")
+    return found.float().square().mean(), "output" if torch.is_tensor(out) else "first tensor"
+
+
 def loss_of(model, out, inputs):
+    """(loss, where it came from): the model's `regress_loss`, else `default_loss`."""
     custom = getattr(model, "regress_loss", None)
     if callable(custom):
-        return custom(out, *inputs)
-    tensors = [t for t in outputs_of(out) if t.is_floating_point()]
-    if not tensors:
-        raise TypeError("the model's output has no floating-point tensor to take a loss of")
-    return tensors[0].float().square().mean()
+        return custom(out, *inputs), "regress_loss"
+    loss, where = default_loss(out)
+    if not loss.requires_grad:
+        raise TypeError(f"the default loss was taken from the output's `{where}`, which no parameter or input "
+                        f"contributes to, so it has no gradient; {LOSS_HINT}")
+    return loss, where
 
 
 class Phase:
@@ -498,6 +543,8 @@ class Phase:
     def __init__(self, name, fn, model, inputs, autocast):
         self.name = name
         self.prepare = None
+        # Where the loss of backward and step comes from (see loss_of).
+        self.loss_from = None
         ctx = (lambda: torch.autocast(device_type=autocast[0], dtype=autocast[1])) if autocast else contextlib.nullcontext
         self.grad = contextlib.nullcontext if name != "forward" else torch.no_grad
 
@@ -522,14 +569,15 @@ class Phase:
                 for p in trainable:
                     p.grad = None
                 out = forward()
-                pending["loss"] = loss_of(model, out, inputs)
+                pending["loss"] = loss_of(model, out, inputs)[0]
 
             def body():
                 pending.pop("loss").backward()
 
             def first():
                 out = forward()
-                loss_of(model, out, inputs).backward()
+                loss, self.loss_from = loss_of(model, out, inputs)
+                loss.backward()
                 return out
 
             self.prepare, self.body, self.first = prepare, body, first
@@ -541,7 +589,8 @@ class Phase:
             def step():
                 opt.zero_grad(set_to_none=True)
                 out = forward()
-                loss_of(model, out, inputs).backward()
+                loss, self.loss_from = loss_of(model, out, inputs)
+                loss.backward()
                 opt.step()
                 return out
 
@@ -862,6 +911,8 @@ def run(req):
         out = phase.first()
         synchronize(device)
         first_call = time.perf_counter() - t0
+        if phase.loss_from is not None:
+            diagnostics["loss_from"] = phase.loss_from
 
         tensors = [t for t in outputs_of(out) if t.is_floating_point()]
         if tensors:

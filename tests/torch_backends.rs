@@ -558,3 +558,49 @@ fn native_and_python_mlp_compute_the_same_function() {
         "native {a:?} vs python {b:?}"
     );
 }
+
+/// Runs the transformers-style test pipeline (`tests/fixtures/tiny-hf.yaml`)
+/// on the cases `filter` selects; the record and the run's output.
+fn run_tiny_hf(python: &std::path::Path, filter: &str) -> (regress::record::Record, String) {
+    let repo = Repo::new();
+    repo.write("p.yaml", include_str!("fixtures/tiny-hf.yaml"));
+    repo.write(
+        "models/tiny_hf.py",
+        include_str!("fixtures/models/tiny_hf.py"),
+    );
+    repo.commit("c");
+    let (_, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml", "--filter", filter])
+            .env("REGRESS_PYTHON", python),
+    );
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    (record, format!("{stdout}{stderr}"))
+}
+
+#[test]
+fn default_loss_takes_model_output_loss_then_logits_and_dicts_in_order() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let (record, text) = run_tiny_hf(&python, "eager");
+    assert_eq!(record.cases.len(), 3, "{text}");
+    for (kind, from) in [("lm", "loss"), ("logits", "logits"), ("dict", "hidden")] {
+        let case = record
+            .cases
+            .iter()
+            .find(|c| c.label == format!("tiny-hf[kind={kind},fp32,eager]/step"))
+            .unwrap();
+        assert_eq!(
+            case.status,
+            CaseStatus::Ok,
+            "{kind}: {:?}\n{text}",
+            case.reason
+        );
+        assert_eq!(
+            case.diagnostics.maps()[0]["loss_from"],
+            from,
+            "{kind}: the loss comes from `{from}`"
+        );
+    }
+}
