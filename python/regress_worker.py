@@ -42,7 +42,7 @@ import traceback
 
 # The version of the messages exchanged with regress (src/runner/protocol.rs):
 # both sides check it and refuse a peer of another version.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # A host sample must last this long so the timer's cost (~0.1 us for a
 # perf_counter pair and the loop) stays under 0.1 % of it.
@@ -63,6 +63,9 @@ MAX_DROPPED_SHARE = 0.5
 
 torch = None  # imported by main() once the compile cache is set up
 _proto = None
+# What the running case has found so far (its diagnostics, its compile
+# watch), so that a case that fails keeps them too.
+_case = {}
 
 
 def finite(value):
@@ -82,9 +85,21 @@ def send(obj):
     _proto.flush()
 
 
-def fail(kind, message):
-    send({"type": "error", "kind": kind, "message": message})
+def fail(kind, message, diagnostics=None):
+    send({"type": "error", "kind": kind, "message": message, "diagnostics": diagnostics or {}})
     sys.exit(3)
+
+
+def failed_case_diagnostics():
+    """What a failed case had found: its diagnostics and what compiled."""
+    diagnostics = dict(_case.get("diagnostics", {}))
+    watch = _case.get("watch")
+    if watch is not None:
+        try:
+            diagnostics["compile"] = watch.summary()
+        except Exception as exc:  # the failure itself matters more
+            diagnostics["compile"] = {"error": str(exc)}
+    return diagnostics
 
 
 class Skip(Exception):
@@ -641,27 +656,84 @@ def check_accuracy(out, ref, tol, reference_name):
     return report
 
 
-def reference_output(req, params, device, precision, mode, phase_name):
-    """The eager output the case is checked against, or None when no check applies."""
-    if not req["accuracy"]["check"] or (mode == "eager" and precision == "fp32"):
-        return None, None
-    ref_precision = precision if (mode != "eager" and precision in ("fp32", "bf16", "fp16")) else "fp32"
-    model, inputs = build_model(req, params)
-    model, inputs, autocast = place(model, inputs, device, ref_precision, req["cast"], "scaled_mm")
-    # The measured case runs its forward in train mode for backward and step.
-    model.train(phase_name != "forward")
+DROPOUT_HINT = ("the model draws random numbers in training mode (dropout, most likely): two eager runs of it "
+                "differ, and so do eager and compiled runs unless they draw the same numbers")
+
+
+def reference_forward(model, inputs, autocast):
+    """The model's output tensors under no_grad, detached copies."""
     with torch.no_grad():
         if autocast:
             with torch.autocast(device_type=autocast[0], dtype=autocast[1]):
                 out = model(*inputs)
         else:
             out = model(*inputs)
-    detached = [t.detach().clone() for t in outputs_of(out)]
-    del model, out
+    return [t.detach().clone() for t in outputs_of(out)]
+
+
+def reference_output(req, params, device, precision, mode, phase_name):
+    """(output, name, random): the eager output the case is checked against
+    (None when no check applies), and whether the model draws random numbers
+    in training mode, found by running it twice."""
+    if not req["accuracy"]["check"] or (mode == "eager" and precision == "fp32"):
+        return None, None, False
+    ref_precision = reference_precision(precision, mode)
+    model, inputs = build_model(req, params)
+    model, inputs, autocast = place(model, inputs, device, ref_precision, req["cast"], "scaled_mm")
+    # The measured case runs its forward in train mode for backward and step.
+    training = phase_name != "forward"
+    model.train(training)
+    detached = reference_forward(model, inputs, autocast)
+    # The generator has moved on: a model that draws random numbers
+    # (dropout) now gives another output.
+    random = training and any(not torch.equal(a, b) for a, b in zip(detached, reference_forward(model, inputs, autocast)))
+    del model
     if device == "cuda":
         torch.cuda.empty_cache()
     name = f"eager {ref_precision}" + (" (autocast)" if autocast else "")
-    return detached, name
+    return detached, name, random
+
+
+def reference_precision(precision, mode):
+    """The precision of the eager reference: the case's own for compiled
+    cases (what compilation changes), fp32 for fp8 and eager ones."""
+    return precision if (mode != "eager" and precision in ("fp32", "bf16", "fp16")) else "fp32"
+
+
+def check_drawing_the_same_numbers(req, params, device, precision, mode, options, ref, ref_name):
+    """The accuracy check of a compiled model that draws random numbers, as
+    the TorchInductor dashboard's accuracy runs make it: a copy compiled with
+    inductor's `fallback_random`, which draws through the same eager
+    operators, from the same generator state as the reference, so dropout
+    masks agree. The copy is then dropped with everything dynamo compiled,
+    and the measured model compiles afresh, as fast as it can draw."""
+    import torch._inductor.config as inductor_config
+
+    model, inputs = build_model(req, params)
+    model, inputs, autocast = place(model, inputs, device, precision, req["cast"], req["fp8"])
+    model.train(True)
+    with inductor_config.patch(fallback_random=True):
+        compiled = compile_model(model, mode, options)
+        with torch.no_grad():
+            if autocast:
+                with torch.autocast(device_type=autocast[0], dtype=autocast[1]):
+                    out = compiled(*inputs)
+            else:
+                out = compiled(*inputs)
+    try:
+        report = check_accuracy(out, ref, tolerance(req), ref_name)
+    except AccuracyFail as exc:
+        exc.report["random"] = "fallback_random"
+        raise AccuracyFail(f"{exc} ({DROPOUT_HINT}; they did here, through inductor's fallback_random, so the "
+                           "difference is not dropout's)", exc.report) from None
+    finally:
+        del model, compiled, out
+        torch._dynamo.reset()
+        from torch._dynamo.utils import counters
+
+        counters.clear()
+    report["random"] = "fallback_random"
+    return report
 
 
 def tolerance(req):
@@ -876,15 +948,22 @@ def run(req):
     seed = req["seed"]
     options = req["compile_options"]
 
-    diagnostics = {"device": device, "precision": precision, "phase": phase_name, "seed": seed,
-                   "settings": torch_settings()}
+    diagnostics = _case.setdefault("diagnostics", {})
+    diagnostics.update(device=device, precision=precision, phase=phase_name, seed=seed, settings=torch_settings())
     state_before = gpu_state(device)
 
-    ref, ref_name = reference_output(req, params, device, precision, mode, phase_name)
+    ref, ref_name, random = reference_output(req, params, device, precision, mode, phase_name)
+    if random:
+        diagnostics["draws_random_numbers"] = True
+    if ref is not None and random and mode != "eager":
+        diagnostics["accuracy"] = check_drawing_the_same_numbers(
+            req, params, device, precision, mode, options, ref, ref_name)
+        ref = None  # checked; the measured model draws its numbers its own way
 
     model, inputs = build_model(req, params)
     model, inputs, autocast = place(model, inputs, device, precision, req["cast"], req["fp8"])
     watch = CompileWatch() if mode != "eager" else None
+    _case["watch"] = watch
     fn = compile_model(model, mode, options) if mode != "eager" else model
     cudagraphs = mode in ("reduce-overhead", "max-autotune") and device == "cuda"
     phase = Phase(phase_name, fn, model, inputs, autocast)
@@ -920,7 +999,12 @@ def run(req):
             # Equal models give equal digests, here and in the native backend.
             diagnostics["output_digest"] = {"sum": wide.sum().item(), "abs_sum": wide.abs().sum().item()}
         if ref is not None:
-            diagnostics["accuracy"] = check_accuracy(out, ref, tolerance(req), ref_name)
+            try:
+                diagnostics["accuracy"] = check_accuracy(out, ref, tolerance(req), ref_name)
+            except AccuracyFail as exc:
+                if random:
+                    raise AccuracyFail(f"{exc} ({DROPOUT_HINT})", exc.report) from None
+                raise
         else:
             for i, t in enumerate(outputs_of(out)):
                 if t.is_floating_point() and not torch.isfinite(t.detach()).all():
@@ -1021,12 +1105,15 @@ def main():
         except Skip as exc:
             send({"type": "skipped", "reason": str(exc)})
         except AccuracyFail as exc:
-            send({"type": "accuracy_fail", "message": str(exc), "accuracy": exc.report})
+            diagnostics = failed_case_diagnostics()
+            diagnostics["accuracy"] = exc.report
+            send({"type": "accuracy_fail", "message": str(exc), "accuracy": exc.report,
+                  "diagnostics": diagnostics})
         except torch.cuda.OutOfMemoryError as exc:
-            fail("oom", str(exc).splitlines()[0] if str(exc) else "CUDA out of memory")
+            fail("oom", str(exc).splitlines()[0] if str(exc) else "CUDA out of memory", failed_case_diagnostics())
         except Exception as exc:  # the case fails; regress goes on with the next
             traceback.print_exc()
-            fail("exception", f"{type(exc).__name__}: {exc}")
+            fail("exception", f"{type(exc).__name__}: {exc}", failed_case_diagnostics())
     finally:
         if cache_dir:
             shutil.rmtree(cache_dir, ignore_errors=True)

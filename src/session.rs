@@ -291,6 +291,7 @@ mod tests {
                 return Outcome::Failed {
                     kind: runner::FailureKind::Failed,
                     reason: "boom".into(),
+                    diagnostics: Default::default(),
                 };
             }
             Outcome::Measured(ProcessSamples {

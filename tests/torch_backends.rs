@@ -343,6 +343,14 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
         "{reason}"
     );
     assert!(stdout.contains("accuracy_fail"), "{stdout}");
+    // A failed case keeps what it found: the accuracy report, what compiled.
+    let kept = &wrong.diagnostics.maps()[0];
+    assert_eq!(kept["accuracy"]["passed"], false, "{kept:?}");
+    assert_eq!(kept["device"], "cpu", "{kept:?}");
+    assert!(
+        kept["compile"]["unique_graphs"].as_u64() >= Some(1),
+        "{kept:?}"
+    );
 
     let nan = record
         .cases
@@ -603,4 +611,21 @@ fn default_loss_takes_model_output_loss_then_logits_and_dicts_in_order() {
             "{kind}: the loss comes from `{from}`"
         );
     }
+}
+
+#[test]
+fn compiled_dropout_is_checked_drawing_the_same_numbers_as_eager() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let (record, text) = run_tiny_hf(&python, "kind=lm,fp32,default");
+    let case = &record.cases[0];
+    assert_eq!(case.label, "tiny-hf[kind=lm,fp32,default]/step");
+    assert_eq!(case.status, CaseStatus::Ok, "{:?}\n{text}", case.reason);
+    let diagnostics = &case.diagnostics.maps()[0];
+    assert_eq!(diagnostics["draws_random_numbers"], true, "{diagnostics:?}");
+    let accuracy = &diagnostics["accuracy"];
+    assert_eq!(accuracy["passed"], true, "{accuracy}");
+    assert_eq!(accuracy["random"], "fallback_random", "{accuracy}");
+    assert_eq!(accuracy["reference"], "eager fp32", "{accuracy}");
 }

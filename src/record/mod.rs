@@ -244,7 +244,14 @@ impl Record {
                 case.status = CaseStatus::Skipped;
                 case.reason = Some(reason);
             }
-            Outcome::Failed { kind, reason } => {
+            Outcome::Failed {
+                kind,
+                reason,
+                diagnostics,
+            } => {
+                if !diagnostics.is_empty() {
+                    case.diagnostics.push(diagnostics);
+                }
                 case.status = match kind {
                     FailureKind::Failed => CaseStatus::Failed,
                     FailureKind::Timeout => CaseStatus::Timeout,

@@ -141,6 +141,9 @@ pub enum Outcome {
     Failed {
         kind: FailureKind,
         reason: String,
+        /// What the process had found before it failed (settings, the
+        /// accuracy report, what compiled), kept with the case.
+        diagnostics: serde_json::Map<String, serde_json::Value>,
     },
     /// The user stopped the run while this process was going.
     Interrupted,

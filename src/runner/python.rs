@@ -129,7 +129,7 @@ mod tests {
         assert!(!out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
         let line = text.lines().next().expect("an answer");
-        let Message::Error { kind, message } = parse_line(line).unwrap() else {
+        let Message::Error { kind, message, .. } = parse_line(line).unwrap() else {
             panic!("an error: {line}")
         };
         assert_eq!(kind, "protocol");

@@ -242,7 +242,7 @@ impl Worker {
                         settings: p.settings,
                     });
                 }
-                Message::Error { kind, message } if kind == "no_torch" => {
+                Message::Error { kind, message, .. } if kind == "no_torch" => {
                     return Err(RunnerError::NoTorch {
                         python: self.name(),
                         detail: message,
@@ -269,6 +269,7 @@ impl Worker {
                 return Outcome::Failed {
                     kind: FailureKind::Failed,
                     reason: format!("cannot start `{}`: {e}", self.name()),
+                    diagnostics: Default::default(),
                 }
             }
         };
@@ -282,6 +283,7 @@ impl Worker {
                         "no result within the {:?} timeout (runner.timeout); stderr:\n{tail}",
                         self.timeout
                     ),
+                    diagnostics: Default::default(),
                 }
             }
             Ended::Exited(_) => {}
@@ -292,6 +294,7 @@ impl Worker {
                 return Outcome::Failed {
                     kind: FailureKind::Failed,
                     reason: format!("{e}; stderr:\n{tail}"),
+                    diagnostics: Default::default(),
                 }
             }
         };
@@ -299,13 +302,22 @@ impl Worker {
             match message {
                 Message::Result(r) => return Outcome::Measured(process_samples(r)),
                 Message::Skipped { reason } => return Outcome::Skipped(reason),
-                Message::AccuracyFail { message, .. } => {
+                Message::AccuracyFail {
+                    message,
+                    diagnostics,
+                    ..
+                } => {
                     return Outcome::Failed {
                         kind: FailureKind::AccuracyFail,
                         reason: message,
+                        diagnostics,
                     }
                 }
-                Message::Error { kind, message } => {
+                Message::Error {
+                    kind,
+                    message,
+                    diagnostics,
+                } => {
                     return Outcome::Failed {
                         kind: if kind == "oom" {
                             FailureKind::Oom
@@ -317,6 +329,7 @@ impl Worker {
                         } else {
                             format!("{message}\n{tail}")
                         },
+                        diagnostics,
                     };
                 }
                 Message::Probe(_) => {}
@@ -329,6 +342,7 @@ impl Worker {
         Outcome::Failed {
             kind: FailureKind::Failed,
             reason: format!("the worker {how} without a result; stderr:\n{tail}"),
+            diagnostics: Default::default(),
         }
     }
 }

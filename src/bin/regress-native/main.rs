@@ -52,6 +52,7 @@ fn error(kind: &str, message: String) -> ExitCode {
     send(&Message::Error {
         kind: kind.into(),
         message,
+        diagnostics: Default::default(),
     });
     ExitCode::from(FAILED)
 }
@@ -213,6 +214,7 @@ fn measure(req: &RunRequest) -> Result<Message, String> {
         return Ok(Message::AccuracyFail {
             message: "the model's output contains NaN or Inf".into(),
             accuracy: serde_json::json!({"nonfinite": true}),
+            diagnostics: Default::default(),
         });
     }
     // The same digest as the python worker's: equal built-in models give
