@@ -445,11 +445,28 @@ class CompileWatch:
                 logger = logging.getLogger(qname)
                 logger.addHandler(Handler())
                 logger.propagate = False
+        # Where dynamo says it gave up recompiling a function (the recompile
+        # limit): from then on that function runs eager, silently.
+        self.limit_hits = []
+        logging.getLogger("torch._dynamo.convert_frame").addHandler(Handler())
 
     def on_record(self, record):
         try:
             text = record.getMessage()
         except Exception:
+            return
+        if record.name == "torch._dynamo.convert_frame":
+            if "recompile_limit" in text or "cache_size_limit" in text:
+                lines = [ln.strip() for ln in text.splitlines()]
+                found = {"message": lines[0]}
+                for ln in lines[1:]:
+                    for key in ("function", "last reason"):
+                        if ln.startswith(key + ":"):
+                            found[key.replace(" ", "_")] = ln[len(key) + 1:].strip()[:300]
+                limit = re.search(r"\((\d+)\)", lines[0])
+                if limit:
+                    found["limit"] = int(limit.group(1))
+                self.limit_hits.append(found)
             return
         if record.name.endswith("__recompiles"):
             failures = [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- ")]
@@ -481,6 +498,7 @@ class CompileWatch:
             "unique_graphs": self.graphs(),
             "recompiles": len(self.recompiles),
             "recompile_reasons": self.recompiles[:20],
+            "recompile_limit_hits": self.limit_hits[:20],
         }
 
 

@@ -268,7 +268,7 @@ runner:
   measure: {min_iters: 10, min_time: 20ms, max_time: 1s}
   timeout: 5m
 matrix:
-  kind: [abort, graph_break, recompile, wrong]
+  kind: [abort, graph_break, recompile, wrong, recompile_limit]
   compile: [default]
   include:
     - {kind: nan, compile: eager}
@@ -333,6 +333,24 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
         recompiled.diagnostics.maps()[0]["dropped_compiling"],
         0,
         "the recompile happened in warm-up, not among the samples"
+    );
+
+    // Trouble with compilation is shown in the run's table, not only in the JSON.
+    let limited = case("recompile_limit");
+    assert_eq!(limited.status, CaseStatus::Ok, "{:?}", limited.reason);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("diag[kind=recompile_limit,fp32,default]"))
+        .unwrap();
+    assert!(row.contains(" ok* "), "{stdout}");
+    assert!(
+        stdout.contains("* diag[kind=recompile_limit,fp32,default]/forward: hit torch.compile's recompile limit (2) in 'forward'")
+            && stdout.contains("fell back to eager"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("* diag[kind=graph_break,fp32,default]/forward: 1 graph break(s): "),
+        "{stdout}"
     );
 
     let wrong = case("wrong");

@@ -8,6 +8,7 @@ mod diagnostics;
 #[cfg(test)]
 mod rank_tests;
 mod samples;
+mod warnings;
 
 use std::collections::BTreeMap;
 

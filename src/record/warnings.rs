@@ -1,0 +1,80 @@
+//! What a case's numbers cannot say by themselves: compile trouble (graph
+//! breaks, recompiles, the recompile limit), read from its record so that
+//! `run` shows it beside an `ok` instead of leaving it in the JSON.
+
+use serde_json::Value;
+
+use super::{metric, CaseRecord};
+
+/// Characters of a reason quoted in a warning; the record has all of it.
+const QUOTED_CHARS: usize = 160;
+
+/// `text` on one line, runs of blanks as one, cut to `QUOTED_CHARS` with
+/// an ellipsis when cut.
+fn quoted(text: &str) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = text.chars().take(QUOTED_CHARS).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+impl CaseRecord {
+    /// Warnings about how the case ran, one line each, most serious first.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let processes = self.diagnostics.maps();
+        let compile: Vec<&serde_json::Map<String, Value>> = processes
+            .iter()
+            .filter_map(|p| p.get("compile").and_then(Value::as_object))
+            .collect();
+        let first_str = |key: &str| {
+            compile
+                .iter()
+                .filter_map(|c| c.get(key).and_then(Value::as_array))
+                .flatten()
+                .find_map(Value::as_str)
+                .map(quoted)
+        };
+        // The recompile limit: torch.compile gave up and ran the rest eager.
+        let hit = compile
+            .iter()
+            .filter_map(|c| c.get("recompile_limit_hits").and_then(Value::as_array))
+            .flatten()
+            .find_map(Value::as_object);
+        if let Some(hit) = hit {
+            let text = |k: &str| hit.get(k).and_then(Value::as_str).map(quoted);
+            let limit = hit
+                .get("limit")
+                .and_then(Value::as_u64)
+                .map_or(String::new(), |l| format!(" ({l})"));
+            out.push(format!(
+                "hit torch.compile's recompile limit{limit}{} and fell back to eager for it: the numbers are not all compiled code{}",
+                text("function").map_or(String::new(), |f| format!(" in {f}")),
+                text("last_reason").map_or(String::new(), |r| format!("; last reason: {r}"))
+            ));
+        }
+        let most = |name: &str| {
+            self.metrics
+                .get(name)
+                .map(|m| m.processes.iter().map(|p| p.max).fold(0.0, f64::max))
+                .unwrap_or(0.0)
+        };
+        let recompiles = most(metric::RECOMPILES);
+        if recompiles > 0.0 && hit.is_none() {
+            out.push(format!(
+                "{recompiles} recompile(s){}",
+                first_str("recompile_reasons").map_or(String::new(), |r| format!(": {r}"))
+            ));
+        }
+        let breaks = most(metric::GRAPH_BREAKS);
+        if breaks > 0.0 {
+            out.push(format!(
+                "{breaks} graph break(s){}",
+                first_str("graph_break_reasons").map_or(String::new(), |r| format!(": {r}"))
+            ));
+        }
+        out
+    }
+}
