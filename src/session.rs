@@ -9,8 +9,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exit::Exit;
-use crate::record::{CommitInfo, Record, RunState};
-use crate::runner::{self, Machine, RunContext, RunnerError, StopFlag};
+use crate::record::{CommitInfo, Record, RunState, CUT_SHORT};
+use crate::runner::{self, Machine, Outcome, RunContext, RunnerError, StopFlag};
 use crate::spec::{Case, Pipeline, ShardPlan};
 use crate::store::{Store, StoreError};
 
@@ -54,6 +54,9 @@ pub struct Lane {
     pub cases: Vec<Case>,
     pub record: Record,
     processes: u32,
+    /// The samples a process is asked for, and the time that may cut it short.
+    min_iters: u64,
+    max_time: Duration,
 }
 
 impl Lane {
@@ -94,7 +97,30 @@ impl Lane {
             cases,
             record,
             processes: pipeline.runner.processes,
+            min_iters: pipeline.runner.measure.min_iters,
+            max_time: pipeline.runner.measure.max_time,
         })
+    }
+
+    /// The outcome, with a process that `max_time` stopped before it had
+    /// `min_iters` samples marked as such (`cut_short`), so that `run`
+    /// warns and `compare` says so: the budget silently overrode the count.
+    fn mark_cut_short(&self, outcome: Outcome) -> Outcome {
+        let Outcome::Measured(mut s) = outcome else {
+            return outcome;
+        };
+        let n = s.latency.len() as u64;
+        if n > 0 && n < self.min_iters {
+            s.diagnostics.insert(
+                CUT_SHORT.into(),
+                serde_json::json!({
+                    "samples": n,
+                    "min_iters": self.min_iters,
+                    "max_time": self.max_time.as_secs_f64(),
+                }),
+            );
+        }
+        Outcome::Measured(s)
     }
 }
 
@@ -200,6 +226,7 @@ pub fn run_schedule(
                 lane.processes
             ));
             let outcome = lane.backend.run_process(case, repeat);
+            let outcome = lane.mark_cut_short(outcome);
             if stop.is_set() {
                 break 'rounds;
             }

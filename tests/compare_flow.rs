@@ -573,3 +573,41 @@ fn list_takes_several_files_processes_are_overridden_and_commands_have_no_phase(
     let (code, _, stderr) = output(repo.regress().args(["run", "p.yaml", "--processes", "0"]));
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn max_time_cutting_min_iters_short_is_recorded_warned_and_marked() {
+    let _guard = serial();
+    let repo = Repo::new();
+    // Mock samples take 1 to 2 ms of virtual time: 5 ms allows a few.
+    repo.write(
+        "p.yaml",
+        "version: 1\nname: short\nmodel: {builtin: mlp}\nrunner: {backend: mock, processes: 2, measure: {min_iters: 20, min_time: 5ms, max_time: 5ms}}\nmatrix: {batch: [1]}\n",
+    );
+    repo.commit("base");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("mlp[batch=1"))
+        .unwrap();
+    assert!(row.contains(" ok* "), "{stdout}");
+    assert!(
+        stdout.contains("max_time (0.005s) stopped 2 of 2 process(es) short of min_iters (20)"),
+        "{stdout}"
+    );
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    let kept = &record.cases[0].diagnostics.maps()[0];
+    assert_eq!(kept["cut_short"]["min_iters"], 20, "{kept:?}");
+
+    repo.write("README", "change\n");
+    repo.commit("head");
+    run_at(&repo, "p.yaml");
+    let (code, stdout, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let row = stdout.lines().find(|l| l.contains("mlp[batch=1")).unwrap();
+    assert!(
+        row.contains("base: max_time (0.005s) stopped 2 of 2")
+            && row.contains("head: max_time (0.005s) stopped 2 of 2"),
+        "the compared case is marked:\n{stdout}"
+    );
+}

@@ -6,6 +6,10 @@ use serde_json::Value;
 
 use super::{metric, CaseRecord};
 
+/// The diagnostics key of a process that `max_time` stopped before it had
+/// `min_iters` samples: `{"samples", "min_iters", "max_time"}`.
+pub const CUT_SHORT: &str = "cut_short";
+
 /// Characters of a reason quoted in a warning; the record has all of it.
 const QUOTED_CHARS: usize = 160;
 
@@ -55,6 +59,11 @@ impl CaseRecord {
                 text("last_reason").map_or(String::new(), |r| format!("; last reason: {r}"))
             ));
         }
+        if let Some(caution) = self.cut_short() {
+            out.push(format!(
+                "{caution}: the numbers rest on fewer samples than asked; raise measure.max_time or lower measure.min_iters"
+            ));
+        }
         let most = |name: &str| {
             self.metrics
                 .get(name)
@@ -76,5 +85,37 @@ impl CaseRecord {
             ));
         }
         out
+    }
+
+    /// What a comparison should say about how this case was sampled, if
+    /// anything: processes cut short of `min_iters` by `max_time`.
+    pub fn cautions(&self) -> Vec<String> {
+        self.cut_short().into_iter().collect()
+    }
+
+    /// `max_time (1s) stopped 2 of 3 processes short of min_iters (10): 3, 2
+    /// samples`, when it did.
+    fn cut_short(&self) -> Option<String> {
+        let processes = self.diagnostics.maps();
+        let cut: Vec<&serde_json::Map<String, Value>> = processes
+            .iter()
+            .filter_map(|p| p.get(CUT_SHORT).and_then(Value::as_object))
+            .collect();
+        let first = cut.first()?;
+        let number = |m: &serde_json::Map<String, Value>, k: &str| {
+            m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN)
+        };
+        let samples: Vec<String> = cut
+            .iter()
+            .map(|c| number(c, "samples").to_string())
+            .collect();
+        Some(format!(
+            "max_time ({}s) stopped {} of {} process(es) short of min_iters ({}): {} sample(s)",
+            number(first, "max_time"),
+            cut.len(),
+            processes.len(),
+            number(first, "min_iters"),
+            samples.join(", ")
+        ))
     }
 }
