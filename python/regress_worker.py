@@ -964,6 +964,8 @@ def run(req):
         share_isa_checks(req["isa_checks"])
     params = dict(req["args"], **case["params"])
     seed = req["seed"]
+    if req.get("threads"):
+        torch.set_num_threads(req["threads"])
     options = req["compile_options"]
 
     diagnostics = _case.setdefault("diagnostics", {})

@@ -9,8 +9,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exit::Exit;
-use crate::record::{CommitInfo, Record, RunState, CUT_SHORT};
-use crate::runner::{self, Machine, Outcome, RunContext, RunnerError, StopFlag};
+use crate::record::{CommitInfo, Record, RunState, CUT_SHORT, LOAD};
+use crate::runner::{self, Load, Machine, Outcome, RunContext, RunnerError, StopFlag};
 use crate::spec::{Case, Pipeline, ShardPlan};
 use crate::store::{Store, StoreError};
 
@@ -46,6 +46,11 @@ pub fn install_stop_handler(second_exits: bool) -> Result<StopFlag, SessionError
         flag.stop();
     })?;
     Ok(stop)
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// One record being produced: a backend, its cases and the record they fill.
@@ -102,13 +107,19 @@ impl Lane {
         })
     }
 
-    /// The outcome, with a process that `max_time` stopped before it had
-    /// `min_iters` samples marked as such (`cut_short`), so that `run`
-    /// warns and `compare` says so: the budget silently overrode the count.
-    fn mark_cut_short(&self, outcome: Outcome) -> Outcome {
+    /// The outcome with what the process's numbers need beside them: a
+    /// process that `max_time` stopped before it had `min_iters` samples
+    /// is marked as such (`cut_short`), so that `run` warns and `compare`
+    /// says so (the budget silently overrode the count); and the machine's
+    /// load before and after it (`load`), so that a busy machine shows.
+    fn annotate(&self, outcome: Outcome, before: Option<Load>, after: Option<Load>) -> Outcome {
         let Outcome::Measured(mut s) = outcome else {
             return outcome;
         };
+        s.diagnostics.insert(
+            LOAD.into(),
+            serde_json::json!({"before": before, "after": after, "cores": cores()}),
+        );
         let n = s.latency.len() as u64;
         if n > 0 && n < self.min_iters {
             s.diagnostics.insert(
@@ -225,8 +236,9 @@ pub fn run_schedule(
                 repeat + 1,
                 lane.processes
             ));
+            let before = Load::now();
             let outcome = lane.backend.run_process(case, repeat);
-            let outcome = lane.mark_cut_short(outcome);
+            let outcome = lane.annotate(outcome, before, Load::now());
             if stop.is_set() {
                 break 'rounds;
             }

@@ -201,7 +201,7 @@ fn failing_command_fails_its_case_the_run_goes_on_and_exits_1() {
             .lines()
             .find(|l| l.contains(&format!("flaky[n={n}]")))
             .unwrap();
-        assert!(ok.contains(" ok "), "{stdout}");
+        assert!(ok.contains(" ok"), "{stdout}");
     }
     let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml", "--keep-going"]));
     assert_eq!(code, 0, "--keep-going exits 0:\n{stdout}{stderr}");

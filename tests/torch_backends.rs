@@ -157,7 +157,7 @@ fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
         "{stdout}"
     );
     assert!(stdout.contains("killed by signal 11 (SIGSEGV)"), "{stdout}");
-    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok "), "{stdout}");
+    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok"), "{stdout}");
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn python_worker_gets_no_secrets_and_times_out_cleanly() {
         line("mlp[batch=4,bf16,eager]").contains("timeout"),
         "{stdout}"
     );
-    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok "), "{stdout}");
+    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok"), "{stdout}");
     let env = std::fs::read_to_string(repo.path().join("spy/env.txt")).unwrap();
     assert!(
         !env.contains("ghp_do_not_leak") && !env.contains("GITHUB_TOKEN"),
@@ -623,10 +623,20 @@ fn default_loss_takes_model_output_loss_then_logits_and_dicts_in_order() {
             "{kind}: {:?}\n{text}",
             case.reason
         );
+        let diagnostics = &case.diagnostics.maps()[0];
         assert_eq!(
-            case.diagnostics.maps()[0]["loss_from"],
-            from,
+            diagnostics["loss_from"], from,
             "{kind}: the loss comes from `{from}`"
+        );
+        // runner.threads is applied and recorded, with the machine's load.
+        assert_eq!(diagnostics["settings"]["threads"], 1, "{diagnostics:?}");
+        assert!(
+            diagnostics["load"]["before"]["load1"].is_number(),
+            "{diagnostics:?}"
+        );
+        assert!(
+            diagnostics["load"]["cores"].as_u64() >= Some(1),
+            "{diagnostics:?}"
         );
     }
 }

@@ -27,7 +27,7 @@ pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
 pub use diagnostics::Diagnostics;
 pub use samples::{summary_of, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS};
-pub use warnings::CUT_SHORT;
+pub use warnings::{CUT_SHORT, LOAD};
 
 /// The metric table: names, units, directions and kinds.
 pub use crate::metric;

@@ -52,7 +52,11 @@ impl CommandBackend {
             warmup: pipeline.runner.warmup.clone(),
             rule: StopRule::from(&pipeline.runner.measure),
             timeout: pipeline.runner.timeout,
-            env: scrubbed_env(&pipeline.runner.env_passthrough),
+            env: {
+                let mut env = scrubbed_env(&pipeline.runner.env_passthrough);
+                env.extend(super::worker::thread_env(pipeline.runner.threads));
+                env
+            },
             clock: Box::new(WallClock::default()),
         }
     }

@@ -26,7 +26,7 @@ use crate::metric;
 use crate::spec::{BackendKind, Case, Pipeline};
 
 pub use env::{is_secret_name, scrubbed_env};
-pub use machine::{fingerprint, Fingerprint, FingerprintKey, Machine};
+pub use machine::{fingerprint, Fingerprint, FingerprintKey, Load, Machine};
 pub use native::NATIVE_WORKER_ENV;
 pub use python::{interpreter, PYTHON_ENV};
 

@@ -132,6 +132,9 @@ pub struct RunRequest {
     pub case: CaseSpec,
     pub repeat: u32,
     pub seed: u64,
+    /// `runner.threads`: the worker sets torch's threads to it; None keeps
+    /// torch's choice.
+    pub threads: Option<u32>,
     pub isa_checks: Option<PathBuf>,
     pub warmup: WarmupSpec,
     pub measure: MeasureSpec,

@@ -102,6 +102,7 @@ impl Worker {
             },
             repeat: 0,
             seed: ctx.seed,
+            threads: r.threads,
             isa_checks,
             warmup: WarmupSpec {
                 min_iters: r.warmup.min_iters,
@@ -125,6 +126,7 @@ impl Worker {
             accuracy: accuracy_spec(&pipeline.accuracy, Precision::Fp32),
         };
         let mut env = scrubbed_env(&r.env_passthrough);
+        env.extend(thread_env(r.threads));
         env.extend(
             extra_env
                 .iter()
@@ -345,6 +347,19 @@ impl Worker {
             diagnostics: Default::default(),
         }
     }
+}
+
+/// Variables that size the thread pools of OpenMP and MKL, set to
+/// `runner.threads` when the pipeline gives it, so that libraries a worker
+/// loads before torch applies the setting use as many threads too.
+pub(super) fn thread_env(threads: Option<u32>) -> Vec<(OsString, OsString)> {
+    let Some(n) = threads else {
+        return Vec::new();
+    };
+    ["OMP_NUM_THREADS", "MKL_NUM_THREADS"]
+        .into_iter()
+        .map(|k| (OsString::from(k), OsString::from(n.to_string())))
+        .collect()
 }
 
 /// The accuracy gate for one precision: the pipeline's tolerances where it

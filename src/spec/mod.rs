@@ -132,6 +132,9 @@ pub struct RunnerConfig {
     /// Independent repeats of every case, each in a fresh process where the
     /// backend allows.
     pub processes: u32,
+    /// Threads each worker computes with (torch's intra-op threads, and
+    /// OpenMP's); None leaves torch's own choice, which is recorded.
+    pub threads: Option<u32>,
     pub warmup: Warmup,
     pub measure: Measure,
     pub l2: L2Policy,
@@ -261,6 +264,9 @@ impl Pipeline {
         let extra = measured.as_object_mut().expect("a JSON object");
         if (r.measure.target_rel_iqr - defaults::TARGET_REL_IQR).abs() > f64::EPSILON {
             extra.insert("target_rel_iqr".into(), r.measure.target_rel_iqr.into());
+        }
+        if let Some(threads) = r.threads {
+            extra.insert("threads".into(), threads.into());
         }
         if r.l2 != defaults::L2 {
             extra.insert("l2".into(), r.l2.as_str().into());
@@ -491,5 +497,12 @@ mod tests {
             c.hash(),
             "threshold and matrix do not change how a case is measured"
         );
+        let threads = parse(&format!("{BASE}runner: {{threads: 1}}\n")).unwrap();
+        assert_eq!(threads.runner.threads, Some(1));
+        assert_ne!(a.hash(), threads.hash(), "threads change the numbers");
+        let err = parse(&format!("{BASE}runner: {{threads: 0}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("runner.threads: must be at least 1"), "{err}");
     }
 }

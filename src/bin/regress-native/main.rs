@@ -148,6 +148,9 @@ fn main() -> ExitCode {
 
 /// One process of one case: a result, or why it was skipped.
 fn measure(req: &RunRequest) -> Result<Message, String> {
+    if let Some(n) = req.threads {
+        tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
+    }
     let skipped = |reason: String| Ok(Message::Skipped { reason });
     let Some(device) = device(req.device) else {
         return skipped(format!(

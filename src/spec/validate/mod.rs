@@ -123,6 +123,12 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
             "must be at least 1: each process is one independent repeat of the case",
         ));
     }
+    if raw.threads == Some(0) {
+        return Err(Invalid::new(
+            key.key("threads"),
+            "must be at least 1, or left out for torch's own choice (which is recorded)",
+        ));
+    }
     let (warm_iters, measure_iters) = defaults::iterations(backend);
     let warmup_raw = raw.warmup.unwrap_or_default();
     let wkey = key.key("warmup");
@@ -176,6 +182,7 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
         backend,
         device,
         processes,
+        threads: raw.threads,
         warmup,
         measure,
         l2,
