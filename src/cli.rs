@@ -182,6 +182,10 @@ pub struct ReportArgs {
     /// Compare results from machines whose fingerprints differ (the report says so).
     #[arg(long)]
     pub allow_fingerprint_mismatch: bool,
+    /// Use runs made with uncommitted changes too; by default they are left
+    /// out (they measured code no commit holds) and the report says so.
+    #[arg(long)]
+    pub allow_dirty: bool,
 }
 
 /// A finding that `--fail-on` turns into exit status 1.

@@ -611,3 +611,54 @@ fn max_time_cutting_min_iters_short_is_recorded_warned_and_marked() {
         "the compared case is marked:\n{stdout}"
     );
 }
+
+#[test]
+fn dirty_runs_and_uncommitted_pipeline_files_are_kept_out_of_comparisons() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 1, 2));
+    repo.commit("base");
+    run_at(&repo, "p.yaml");
+    repo.write("README", "change\n");
+    repo.commit("head");
+    // A pipeline file that is not committed: the run is dirty.
+    repo.write("u.yaml", &mock_pipeline("mocked", 1, 2));
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "u.yaml"])
+            .env("REGRESS_MOCK_SCALE", "1.5"),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("u.yaml is not committed"), "{stderr}");
+    assert!(stdout.contains(" (dirty) "), "{stdout}");
+
+    let compare = |extra: &[&str]| {
+        let mut args = vec!["compare", "HEAD~1", "HEAD"];
+        args.extend_from_slice(extra);
+        output(repo.regress().args(&args))
+    };
+    let (code, _, stderr) = compare(&[]);
+    assert_eq!(
+        code, 2,
+        "only a dirty run at head: nothing to compare\n{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("1 run(s) made with uncommitted changes, left out (--allow-dirty uses them)"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = compare(&["--allow-dirty"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 regressed"), "{stdout}");
+
+    // A clean run at head is compared; the dirty one stays out, and the report says so.
+    std::fs::remove_file(repo.path().join("u.yaml")).unwrap();
+    run_at(&repo, "p.yaml");
+    let (code, stdout, stderr) = compare(&[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("regressed"), "{stdout}");
+    assert!(
+        stdout.contains("left out 1 run(s) made with uncommitted changes"),
+        "{stdout}"
+    );
+}

@@ -159,6 +159,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     let selection = Selection {
         pipeline: None,
         allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
+        allow_dirty: args.report.allow_dirty,
     };
     let comparison = compare_sides(
         &SideInput::exact(&args.base, base_commit, base_records),

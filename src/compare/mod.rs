@@ -135,10 +135,14 @@ fn stored_pipelines(input: &SideInput) -> String {
             names.push(name);
         }
     }
-    if names.is_empty() {
+    let held = if names.is_empty() {
         "no results at all".to_string()
     } else {
         format!("results of pipeline(s) {}", names.join(", "))
+    };
+    match input.dirty_left_out {
+        0 => held,
+        n => format!("{held} and {n} run(s) made with uncommitted changes, left out (--allow-dirty uses them)"),
     }
 }
 

@@ -26,6 +26,7 @@ fn input(records: Vec<Record>) -> SideInput {
         records,
         notes: Vec::new(),
         unused_pipelines: Vec::new(),
+        dirty_left_out: 0,
     }
 }
 

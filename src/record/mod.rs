@@ -38,7 +38,9 @@ pub struct CommitInfo {
     pub sha: CommitSha,
     pub time: Option<DateTime<Utc>>,
     pub branch: Option<String>,
-    /// Tracked files differed from the commit when the run started.
+    /// Tracked files differed from the commit when the run started, or
+    /// files the run used (its pipeline file, its entrypoint) were not
+    /// committed.
     pub dirty: bool,
     pub summary: Option<String>,
 }

@@ -106,6 +106,23 @@ fn top_level(source: &str, name: &str) -> Found {
 }
 
 impl Pipeline {
+    /// The file of the entrypoint's module under `root`, if the model is an
+    /// entrypoint and the file is there (a dotted module may be installed
+    /// elsewhere instead).
+    pub fn entrypoint_file(&self, root: &Path) -> Option<std::path::PathBuf> {
+        let Model::Entrypoint { target, .. } = &self.model else {
+            return None;
+        };
+        let (module, _) = target.rsplit_once(':')?;
+        let candidates = if module.ends_with(".py") {
+            vec![root.join(module)]
+        } else {
+            let base = root.join(module.replace('.', "/"));
+            vec![base.with_extension("py"), base.join("__init__.py")]
+        };
+        candidates.into_iter().find(|f| f.is_file())
+    }
+
     /// Checks that the entrypoint's file exists under `root` (the checkout
     /// the worker runs in) and defines the factory at its top level. A
     /// dotted module that is not a file under `root` may be installed, and
@@ -117,24 +134,14 @@ impl Pipeline {
         let (module, factory) = target
             .rsplit_once(':')
             .expect("validation checked the entrypoint's form");
-        let file = if module.ends_with(".py") {
-            let file = root.join(module);
-            if !file.is_file() {
-                return Err(self.entrypoint_error(format!(
-                    "no file `{module}` in {}; the path is relative to the repository root",
-                    root.display().to_string().trim_end_matches('/')
-                )));
+        let Some(file) = self.entrypoint_file(root) else {
+            if !module.ends_with(".py") {
+                return Ok(()); // perhaps installed: the worker will tell
             }
-            file
-        } else {
-            let base = root.join(module.replace('.', "/"));
-            match [base.with_extension("py"), base.join("__init__.py")]
-                .into_iter()
-                .find(|f| f.is_file())
-            {
-                Some(file) => file,
-                None => return Ok(()), // perhaps installed: the worker will tell
-            }
+            return Err(self.entrypoint_error(format!(
+                "no file `{module}` in {}; the path is relative to the repository root",
+                root.display().to_string().trim_end_matches('/')
+            )));
         };
         let source = std::fs::read_to_string(&file)
             .map_err(|e| self.entrypoint_error(format!("cannot read `{}`: {e}", file.display())))?;
