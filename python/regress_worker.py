@@ -24,6 +24,7 @@ Methodology, in the order a case runs:
 
 import contextlib
 import functools
+from collections.abc import Mapping
 import hashlib
 import importlib
 import importlib.util
@@ -41,7 +42,7 @@ import traceback
 
 # The version of the messages exchanged with regress (src/runner/protocol.rs):
 # both sides check it and refuse a peer of another version.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # A host sample must last this long so the timer's cost (~0.1 us for a
 # perf_counter pair and the loop) stays under 0.1 % of it.
@@ -62,6 +63,9 @@ MAX_DROPPED_SHARE = 0.5
 
 torch = None  # imported by main() once the compile cache is set up
 _proto = None
+# What the running case has found so far (its diagnostics, its compile
+# watch), so that a case that fails keeps them too.
+_case = {}
 
 
 def finite(value):
@@ -81,9 +85,21 @@ def send(obj):
     _proto.flush()
 
 
-def fail(kind, message):
-    send({"type": "error", "kind": kind, "message": message})
+def fail(kind, message, diagnostics=None):
+    send({"type": "error", "kind": kind, "message": message, "diagnostics": diagnostics or {}})
     sys.exit(3)
+
+
+def failed_case_diagnostics():
+    """What a failed case had found: its diagnostics and what compiled."""
+    diagnostics = dict(_case.get("diagnostics", {}))
+    watch = _case.get("watch")
+    if watch is not None:
+        try:
+            diagnostics["compile"] = watch.summary()
+        except Exception as exc:  # the failure itself matters more
+            diagnostics["compile"] = {"error": str(exc)}
+    return diagnostics
 
 
 class Skip(Exception):
@@ -429,11 +445,28 @@ class CompileWatch:
                 logger = logging.getLogger(qname)
                 logger.addHandler(Handler())
                 logger.propagate = False
+        # Where dynamo says it gave up recompiling a function (the recompile
+        # limit): from then on that function runs eager, silently.
+        self.limit_hits = []
+        logging.getLogger("torch._dynamo.convert_frame").addHandler(Handler())
 
     def on_record(self, record):
         try:
             text = record.getMessage()
         except Exception:
+            return
+        if record.name == "torch._dynamo.convert_frame":
+            if "recompile_limit" in text or "cache_size_limit" in text:
+                lines = [ln.strip() for ln in text.splitlines()]
+                found = {"message": lines[0]}
+                for ln in lines[1:]:
+                    for key in ("function", "last reason"):
+                        if ln.startswith(key + ":"):
+                            found[key.replace(" ", "_")] = ln[len(key) + 1:].strip()[:300]
+                limit = re.search(r"\((\d+)\)", lines[0])
+                if limit:
+                    found["limit"] = int(limit.group(1))
+                self.limit_hits.append(found)
             return
         if record.name.endswith("__recompiles"):
             failures = [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- ")]
@@ -465,6 +498,7 @@ class CompileWatch:
             "unique_graphs": self.graphs(),
             "recompiles": len(self.recompiles),
             "recompile_reasons": self.recompiles[:20],
+            "recompile_limit_hits": self.limit_hits[:20],
         }
 
 
@@ -482,14 +516,58 @@ def outputs_of(out):
     return []
 
 
+LOSS_HINT = "define `regress_loss(self, output, *inputs)` on the model to return the loss to differentiate"
+
+
+def first_float(out):
+    """The first floating-point tensor of an output, in its own order
+    (a dict's insertion order, not sorted), or None."""
+    if torch.is_tensor(out):
+        return out if out.is_floating_point() else None
+    if isinstance(out, Mapping):
+        values = out.values()
+    elif isinstance(out, (tuple, list)):
+        values = out
+    else:
+        return None
+    for value in values:
+        found = first_float(value)
+        if found is not None:
+            return found
+    return None
+
+
+def default_loss(out):
+    """(loss, where it came from). A transformers ModelOutput (a dict whose
+    keys are attributes) or a look-alike: its `loss`, else the mean square of
+    its `logits`; otherwise the mean square of the first floating-point
+    tensor, a dict's in insertion order."""
+    for key in ("loss", "logits"):
+        value = out.get(key) if isinstance(out, Mapping) else getattr(out, key, None)
+        if torch.is_tensor(value) and value.is_floating_point():
+            return (value.float().mean() if key == "loss" else value.float().square().mean()), key
+    if isinstance(out, Mapping):
+        for key, value in out.items():
+            found = first_float(value)
+            if found is not None:
+                return found.float().square().mean(), str(key)
+    found = first_float(out)
+    if found is None:
+        raise TypeError(f"the model's output ({type(out).__name__}) has no floating-point tensor to take a "
+                        f"loss of; {LOSS_HINT}")
+    return found.float().square().mean(), "output" if torch.is_tensor(out) else "first tensor"
+
+
 def loss_of(model, out, inputs):
+    """(loss, where it came from): the model's `regress_loss`, else `default_loss`."""
     custom = getattr(model, "regress_loss", None)
     if callable(custom):
-        return custom(out, *inputs)
-    tensors = [t for t in outputs_of(out) if t.is_floating_point()]
-    if not tensors:
-        raise TypeError("the model's output has no floating-point tensor to take a loss of")
-    return tensors[0].float().square().mean()
+        return custom(out, *inputs), "regress_loss"
+    loss, where = default_loss(out)
+    if not loss.requires_grad:
+        raise TypeError(f"the default loss was taken from the output's `{where}`, which no parameter or input "
+                        f"contributes to, so it has no gradient; {LOSS_HINT}")
+    return loss, where
 
 
 class Phase:
@@ -498,6 +576,8 @@ class Phase:
     def __init__(self, name, fn, model, inputs, autocast):
         self.name = name
         self.prepare = None
+        # Where the loss of backward and step comes from (see loss_of).
+        self.loss_from = None
         ctx = (lambda: torch.autocast(device_type=autocast[0], dtype=autocast[1])) if autocast else contextlib.nullcontext
         self.grad = contextlib.nullcontext if name != "forward" else torch.no_grad
 
@@ -522,14 +602,15 @@ class Phase:
                 for p in trainable:
                     p.grad = None
                 out = forward()
-                pending["loss"] = loss_of(model, out, inputs)
+                pending["loss"] = loss_of(model, out, inputs)[0]
 
             def body():
                 pending.pop("loss").backward()
 
             def first():
                 out = forward()
-                loss_of(model, out, inputs).backward()
+                loss, self.loss_from = loss_of(model, out, inputs)
+                loss.backward()
                 return out
 
             self.prepare, self.body, self.first = prepare, body, first
@@ -541,7 +622,8 @@ class Phase:
             def step():
                 opt.zero_grad(set_to_none=True)
                 out = forward()
-                loss_of(model, out, inputs).backward()
+                loss, self.loss_from = loss_of(model, out, inputs)
+                loss.backward()
                 opt.step()
                 return out
 
@@ -592,27 +674,84 @@ def check_accuracy(out, ref, tol, reference_name):
     return report
 
 
-def reference_output(req, params, device, precision, mode, phase_name):
-    """The eager output the case is checked against, or None when no check applies."""
-    if not req["accuracy"]["check"] or (mode == "eager" and precision == "fp32"):
-        return None, None
-    ref_precision = precision if (mode != "eager" and precision in ("fp32", "bf16", "fp16")) else "fp32"
-    model, inputs = build_model(req, params)
-    model, inputs, autocast = place(model, inputs, device, ref_precision, req["cast"], "scaled_mm")
-    # The measured case runs its forward in train mode for backward and step.
-    model.train(phase_name != "forward")
+DROPOUT_HINT = ("the model draws random numbers in training mode (dropout, most likely): two eager runs of it "
+                "differ, and so do eager and compiled runs unless they draw the same numbers")
+
+
+def reference_forward(model, inputs, autocast):
+    """The model's output tensors under no_grad, detached copies."""
     with torch.no_grad():
         if autocast:
             with torch.autocast(device_type=autocast[0], dtype=autocast[1]):
                 out = model(*inputs)
         else:
             out = model(*inputs)
-    detached = [t.detach().clone() for t in outputs_of(out)]
-    del model, out
+    return [t.detach().clone() for t in outputs_of(out)]
+
+
+def reference_output(req, params, device, precision, mode, phase_name):
+    """(output, name, random): the eager output the case is checked against
+    (None when no check applies), and whether the model draws random numbers
+    in training mode, found by running it twice."""
+    if not req["accuracy"]["check"] or (mode == "eager" and precision == "fp32"):
+        return None, None, False
+    ref_precision = reference_precision(precision, mode)
+    model, inputs = build_model(req, params)
+    model, inputs, autocast = place(model, inputs, device, ref_precision, req["cast"], "scaled_mm")
+    # The measured case runs its forward in train mode for backward and step.
+    training = phase_name != "forward"
+    model.train(training)
+    detached = reference_forward(model, inputs, autocast)
+    # The generator has moved on: a model that draws random numbers
+    # (dropout) now gives another output.
+    random = training and any(not torch.equal(a, b) for a, b in zip(detached, reference_forward(model, inputs, autocast)))
+    del model
     if device == "cuda":
         torch.cuda.empty_cache()
     name = f"eager {ref_precision}" + (" (autocast)" if autocast else "")
-    return detached, name
+    return detached, name, random
+
+
+def reference_precision(precision, mode):
+    """The precision of the eager reference: the case's own for compiled
+    cases (what compilation changes), fp32 for fp8 and eager ones."""
+    return precision if (mode != "eager" and precision in ("fp32", "bf16", "fp16")) else "fp32"
+
+
+def check_drawing_the_same_numbers(req, params, device, precision, mode, options, ref, ref_name):
+    """The accuracy check of a compiled model that draws random numbers, as
+    the TorchInductor dashboard's accuracy runs make it: a copy compiled with
+    inductor's `fallback_random`, which draws through the same eager
+    operators, from the same generator state as the reference, so dropout
+    masks agree. The copy is then dropped with everything dynamo compiled,
+    and the measured model compiles afresh, as fast as it can draw."""
+    import torch._inductor.config as inductor_config
+
+    model, inputs = build_model(req, params)
+    model, inputs, autocast = place(model, inputs, device, precision, req["cast"], req["fp8"])
+    model.train(True)
+    with inductor_config.patch(fallback_random=True):
+        compiled = compile_model(model, mode, options)
+        with torch.no_grad():
+            if autocast:
+                with torch.autocast(device_type=autocast[0], dtype=autocast[1]):
+                    out = compiled(*inputs)
+            else:
+                out = compiled(*inputs)
+    try:
+        report = check_accuracy(out, ref, tolerance(req), ref_name)
+    except AccuracyFail as exc:
+        exc.report["random"] = "fallback_random"
+        raise AccuracyFail(f"{exc} ({DROPOUT_HINT}; they did here, through inductor's fallback_random, so the "
+                           "difference is not dropout's)", exc.report) from None
+    finally:
+        del model, compiled, out
+        torch._dynamo.reset()
+        from torch._dynamo.utils import counters
+
+        counters.clear()
+    report["random"] = "fallback_random"
+    return report
 
 
 def tolerance(req):
@@ -825,17 +964,26 @@ def run(req):
         share_isa_checks(req["isa_checks"])
     params = dict(req["args"], **case["params"])
     seed = req["seed"]
+    if req.get("threads"):
+        torch.set_num_threads(req["threads"])
     options = req["compile_options"]
 
-    diagnostics = {"device": device, "precision": precision, "phase": phase_name, "seed": seed,
-                   "settings": torch_settings()}
+    diagnostics = _case.setdefault("diagnostics", {})
+    diagnostics.update(device=device, precision=precision, phase=phase_name, seed=seed, settings=torch_settings())
     state_before = gpu_state(device)
 
-    ref, ref_name = reference_output(req, params, device, precision, mode, phase_name)
+    ref, ref_name, random = reference_output(req, params, device, precision, mode, phase_name)
+    if random:
+        diagnostics["draws_random_numbers"] = True
+    if ref is not None and random and mode != "eager":
+        diagnostics["accuracy"] = check_drawing_the_same_numbers(
+            req, params, device, precision, mode, options, ref, ref_name)
+        ref = None  # checked; the measured model draws its numbers its own way
 
     model, inputs = build_model(req, params)
     model, inputs, autocast = place(model, inputs, device, precision, req["cast"], req["fp8"])
     watch = CompileWatch() if mode != "eager" else None
+    _case["watch"] = watch
     fn = compile_model(model, mode, options) if mode != "eager" else model
     cudagraphs = mode in ("reduce-overhead", "max-autotune") and device == "cuda"
     phase = Phase(phase_name, fn, model, inputs, autocast)
@@ -862,6 +1010,8 @@ def run(req):
         out = phase.first()
         synchronize(device)
         first_call = time.perf_counter() - t0
+        if phase.loss_from is not None:
+            diagnostics["loss_from"] = phase.loss_from
 
         tensors = [t for t in outputs_of(out) if t.is_floating_point()]
         if tensors:
@@ -869,7 +1019,12 @@ def run(req):
             # Equal models give equal digests, here and in the native backend.
             diagnostics["output_digest"] = {"sum": wide.sum().item(), "abs_sum": wide.abs().sum().item()}
         if ref is not None:
-            diagnostics["accuracy"] = check_accuracy(out, ref, tolerance(req), ref_name)
+            try:
+                diagnostics["accuracy"] = check_accuracy(out, ref, tolerance(req), ref_name)
+            except AccuracyFail as exc:
+                if random:
+                    raise AccuracyFail(f"{exc} ({DROPOUT_HINT})", exc.report) from None
+                raise
         else:
             for i, t in enumerate(outputs_of(out)):
                 if t.is_floating_point() and not torch.isfinite(t.detach()).all():
@@ -970,12 +1125,15 @@ def main():
         except Skip as exc:
             send({"type": "skipped", "reason": str(exc)})
         except AccuracyFail as exc:
-            send({"type": "accuracy_fail", "message": str(exc), "accuracy": exc.report})
+            diagnostics = failed_case_diagnostics()
+            diagnostics["accuracy"] = exc.report
+            send({"type": "accuracy_fail", "message": str(exc), "accuracy": exc.report,
+                  "diagnostics": diagnostics})
         except torch.cuda.OutOfMemoryError as exc:
-            fail("oom", str(exc).splitlines()[0] if str(exc) else "CUDA out of memory")
+            fail("oom", str(exc).splitlines()[0] if str(exc) else "CUDA out of memory", failed_case_diagnostics())
         except Exception as exc:  # the case fails; regress goes on with the next
             traceback.print_exc()
-            fail("exception", f"{type(exc).__name__}: {exc}")
+            fail("exception", f"{type(exc).__name__}: {exc}", failed_case_diagnostics())
     finally:
         if cache_dir:
             shutil.rmtree(cache_dir, ignore_errors=True)

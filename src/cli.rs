@@ -103,8 +103,9 @@ pub enum CommentArg {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Pipeline file.
-    pub pipeline: PathBuf,
+    /// Pipeline files.
+    #[arg(required = true)]
+    pub pipelines: Vec<PathBuf>,
     /// Only cases whose label contains this text.
     #[arg(long)]
     pub filter: Option<String>,
@@ -122,6 +123,10 @@ pub struct RunArgs {
     /// Only cases whose label or pipeline name contains this text.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Independent repeats of every case (fresh processes), instead of
+    /// each pipeline's `runner.processes`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub processes: Option<u32>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -213,6 +218,12 @@ pub struct RunCommand {
     /// shard's record names its shard, and `compare` merges them.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::spec::Shard>,
+    /// Exit with status 0 although cases failed, for exploring. Without it
+    /// a run in which a case crashed, timed out, ran out of memory or
+    /// failed its accuracy check exits with status 1. Every case runs and
+    /// is stored either way.
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -250,6 +261,10 @@ pub struct ReportArgs {
     /// Compare results from machines whose fingerprints differ (the report says so).
     #[arg(long)]
     pub allow_fingerprint_mismatch: bool,
+    /// Use runs made with uncommitted changes too; by default they are left
+    /// out (they measured code no commit holds) and the report says so.
+    #[arg(long)]
+    pub allow_dirty: bool,
 }
 
 /// A finding that `--fail-on` turns into exit status 1.

@@ -8,8 +8,8 @@ pub enum Exit {
     Success,
     /// A case regressed and the gate asked to fail on regressions.
     Regressed,
-    /// A case failed at head (crash, timeout, out of memory, accuracy) and
-    /// the gate asked to fail on failures.
+    /// A case failed (crash, timeout, out of memory, accuracy): in a run,
+    /// or at head when the gate asked to fail on failures.
     Failed,
     /// Input was invalid (already reported).
     Invalid,

@@ -94,6 +94,29 @@ impl Repo {
         Ok(info)
     }
 
+    /// The files among `paths` that the checked-out commit does not hold
+    /// although they are in the work tree: untracked or ignored. Files
+    /// outside the work tree, or missing, are not listed.
+    pub fn uncommitted(&self, paths: &[PathBuf]) -> Vec<PathBuf> {
+        let Ok(root) = std::fs::canonicalize(self.workdir()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for path in paths {
+            let Ok(abs) = std::fs::canonicalize(path) else {
+                continue;
+            };
+            let Ok(rel) = abs.strip_prefix(&root) else {
+                continue;
+            };
+            let status = self.repo.status_file(rel);
+            if status.is_ok_and(|s| s.intersects(git2::Status::WT_NEW | git2::Status::IGNORED)) {
+                out.push(rel.to_path_buf());
+            }
+        }
+        out
+    }
+
     /// Untracked files do not count: only changes to what the commit holds.
     fn is_dirty(&self) -> Result<bool, GitError> {
         let mut opts = git2::StatusOptions::new();

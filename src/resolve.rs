@@ -4,7 +4,8 @@
 //! history behind the base for the run-to-run variance. Works on any
 //! `Store` and any commit graph (`Ancestry`), so it is tested without git.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::git::{Ancestry, GitError};
 use crate::id::{CommitSha, Fingerprint};
@@ -30,6 +31,12 @@ pub struct SideInput {
     pub records: Vec<Record>,
     /// What the reader should know about how this side was chosen.
     pub notes: Vec<String>,
+    /// Pipelines stored at the commit whose results could not serve (none
+    /// of them ran at head): named when a side has no results to use.
+    pub unused_pipelines: Vec<String>,
+    /// Runs at the commit left out because they were made with
+    /// uncommitted changes (`Selection::allow_dirty` keeps them).
+    pub dirty_left_out: usize,
 }
 
 impl SideInput {
@@ -41,6 +48,8 @@ impl SideInput {
             distance: 0,
             records,
             notes: Vec::new(),
+            unused_pipelines: Vec::new(),
+            dirty_left_out: 0,
         }
     }
 }
@@ -52,6 +61,8 @@ pub struct Selection {
     pub pipeline: Option<String>,
     /// Compare results from different machines anyway (and say so).
     pub allow_fingerprint_mismatch: bool,
+    /// Use runs made with uncommitted changes too (left out by default).
+    pub allow_dirty: bool,
 }
 
 impl Selection {
@@ -94,8 +105,74 @@ pub struct Resolved {
     pub warnings: Vec<String>,
 }
 
-/// Gathers base, head and history for `req`.
+/// The store as a comparison reads it: runs made with uncommitted changes
+/// are left out, counted per commit, since they measured code that no
+/// commit holds (results filed under a commit must be that commit's).
+struct Committed<'a> {
+    inner: &'a dyn Store,
+    left_out: RefCell<BTreeMap<CommitSha, usize>>,
+}
+
+impl Store for Committed<'_> {
+    fn save(&self, record: &Record) -> Result<(), StoreError> {
+        self.inner.save(record)
+    }
+
+    fn load(&self, sha: &CommitSha) -> Result<Vec<Record>, StoreError> {
+        let (clean, dirty): (Vec<Record>, Vec<Record>) = self
+            .inner
+            .load(sha)?
+            .into_iter()
+            .partition(|r| !r.commit.dirty);
+        if !dirty.is_empty() {
+            self.left_out.borrow_mut().insert(sha.clone(), dirty.len());
+        }
+        Ok(clean)
+    }
+
+    fn location(&self, record: &Record) -> String {
+        self.inner.location(record)
+    }
+}
+
+/// Gathers base, head and history for `req`. Runs made with uncommitted
+/// changes are left out, and a note says so, unless the selection allows
+/// them.
 pub fn resolve(
+    graph: &dyn Ancestry,
+    store: &dyn Store,
+    req: &Request,
+) -> Result<Resolved, ResolveError> {
+    let committed = Committed {
+        inner: store,
+        left_out: RefCell::default(),
+    };
+    let store: &dyn Store = if req.selection.allow_dirty {
+        store
+    } else {
+        &committed
+    };
+    let mut resolved = resolve_all(graph, store, req)?;
+    let left_out = committed.left_out.into_inner();
+    if !left_out.is_empty() {
+        let head = &mut resolved.head;
+        head.dirty_left_out = left_out.get(&head.commit.sha).copied().unwrap_or(0);
+        let base = &mut resolved.base;
+        base.dirty_left_out = left_out.get(&base.commit.sha).copied().unwrap_or(0);
+        let listed: Vec<String> = left_out
+            .iter()
+            .map(|(sha, n)| format!("{n} at {}", sha.short()))
+            .collect();
+        resolved.head.notes.push(format!(
+            "left out {} run(s) made with uncommitted changes ({}): they measured code no commit holds; --allow-dirty uses them",
+            left_out.values().sum::<usize>(),
+            listed.join(", ")
+        ));
+    }
+    Ok(resolved)
+}
+
+fn resolve_all(
     graph: &dyn Ancestry,
     store: &dyn Store,
     req: &Request,
@@ -368,6 +445,8 @@ fn resolve_base(
                 distance,
                 records,
                 notes: start.notes.clone(),
+                unused_pipelines: Vec::new(),
+                dirty_left_out: 0,
             });
             continue;
         };
@@ -390,6 +469,12 @@ fn resolve_base(
         // No pipeline has base results: the start commit with the distance
         // walked, for the error that says so (or, when head has no results
         // either, with what it holds).
+        let mut unused_pipelines: Vec<String> = Vec::new();
+        for r in &start_records {
+            if !unused_pipelines.contains(&r.pipeline.name) {
+                unused_pipelines.push(r.pipeline.name.clone());
+            }
+        }
         let records = if head.is_empty() {
             start_records
         } else {
@@ -401,6 +486,8 @@ fn resolve_base(
             distance: if head.is_empty() { 0 } else { walked },
             records,
             notes: start.notes,
+            unused_pipelines,
+            dirty_left_out: 0,
         };
         return Ok((side, history_records));
     };

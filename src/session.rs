@@ -9,8 +9,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exit::Exit;
-use crate::record::{CommitInfo, Record, RunState};
-use crate::runner::{self, Machine, RunContext, RunnerError, StopFlag};
+use crate::record::{CommitInfo, Record, RunState, CUT_SHORT, LOAD};
+use crate::runner::{self, Load, Machine, Outcome, RunContext, RunnerError, StopFlag};
 use crate::spec::{Case, Pipeline, ShardPlan};
 use crate::store::{Store, StoreError};
 
@@ -48,12 +48,20 @@ pub fn install_stop_handler(second_exits: bool) -> Result<StopFlag, SessionError
     Ok(stop)
 }
 
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// One record being produced: a backend, its cases and the record they fill.
 pub struct Lane {
     backend: Box<dyn runner::Backend>,
     pub cases: Vec<Case>,
     pub record: Record,
     processes: u32,
+    /// The samples a process is asked for, and the time that may cut it short.
+    min_iters: u64,
+    max_time: Duration,
 }
 
 impl Lane {
@@ -72,7 +80,7 @@ impl Lane {
             backend: pipeline.runner.backend.to_string(),
             source,
         };
-        let mut backend = runner::select(pipeline, ctx).map_err(backend_error)?;
+        let mut backend = runner::select(pipeline, &cases, ctx).map_err(backend_error)?;
         let env = backend.environment().map_err(backend_error)?;
         Lane::with_backend(pipeline, cases, shard, commit, backend, &env, store)
     }
@@ -94,7 +102,36 @@ impl Lane {
             cases,
             record,
             processes: pipeline.runner.processes,
+            min_iters: pipeline.runner.measure.min_iters,
+            max_time: pipeline.runner.measure.max_time,
         })
+    }
+
+    /// The outcome with what the process's numbers need beside them: a
+    /// process that `max_time` stopped before it had `min_iters` samples
+    /// is marked as such (`cut_short`), so that `run` warns and `compare`
+    /// says so (the budget silently overrode the count); and the machine's
+    /// load before and after it (`load`), so that a busy machine shows.
+    fn annotate(&self, outcome: Outcome, before: Option<Load>, after: Option<Load>) -> Outcome {
+        let Outcome::Measured(mut s) = outcome else {
+            return outcome;
+        };
+        s.diagnostics.insert(
+            LOAD.into(),
+            serde_json::json!({"before": before, "after": after, "cores": cores()}),
+        );
+        let n = s.latency.len() as u64;
+        if n > 0 && n < self.min_iters {
+            s.diagnostics.insert(
+                CUT_SHORT.into(),
+                serde_json::json!({
+                    "samples": n,
+                    "min_iters": self.min_iters,
+                    "max_time": self.max_time.as_secs_f64(),
+                }),
+            );
+        }
+        Outcome::Measured(s)
     }
 }
 
@@ -199,7 +236,9 @@ pub fn run_schedule(
                 repeat + 1,
                 lane.processes
             ));
+            let before = Load::now();
             let outcome = lane.backend.run_process(case, repeat);
+            let outcome = lane.annotate(outcome, before, Load::now());
             if stop.is_set() {
                 break 'rounds;
             }
@@ -291,6 +330,7 @@ mod tests {
                 return Outcome::Failed {
                     kind: runner::FailureKind::Failed,
                     reason: "boom".into(),
+                    diagnostics: Default::default(),
                 };
             }
             Outcome::Measured(ProcessSamples {

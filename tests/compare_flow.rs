@@ -52,7 +52,7 @@ fn command_pipeline_slower_script_regresses() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let line = stdout
         .lines()
-        .find(|l| l.contains("sleepy[ms=20]/forward"))
+        .find(|l| l.contains("sleepy[ms=20]"))
         .expect(&stdout);
     assert!(line.contains("regressed"), "{stdout}");
     assert!(stdout.contains("1 regressed"), "{stdout}");
@@ -85,7 +85,7 @@ fn command_pipeline_unchanged_script_does_not_regress() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let line = stdout
         .lines()
-        .find(|l| l.contains("sleepy[ms=20]/forward"))
+        .find(|l| l.contains("sleepy[ms=20]"))
         .expect(&stdout);
     assert!(
         line.contains("unchanged") || line.contains("inconclusive"),
@@ -165,33 +165,50 @@ fn a_command_reporting_an_unknown_metric_fails_with_the_valid_ones() {
     );
     repo.commit("c");
     let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("unknown metric `tokens`"), "{stdout}");
     assert!(stdout.contains("\"throughput\""), "{stdout}");
 }
 
 #[test]
-fn failing_command_fails_its_case_and_the_run_goes_on() {
+fn failing_command_fails_its_case_the_run_goes_on_and_exits_1() {
     let _guard = serial();
     let repo = Repo::new();
+    // A traceback's worth of stderr: the error is named on the last line.
+    repo.write_executable(
+        "bench.sh",
+        "#!/bin/sh\ntest \"$1\" -ne 2 && exit 0\necho 'Traceback (most recent call last):' >&2\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo \"  frame $i\" >&2; done\necho 'ValueError: the last line names it' >&2\nexit 3\n",
+    );
     repo.write(
         "p.yaml",
-        "version: 1\nname: flaky\nmodel: {command: \"sh -c 'test {{ n }} -ne 2 || { echo boom >&2; exit 3; }'\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 3, min_time: 0s, max_time: 500ms}}\nmatrix: {n: [1, 2, 3]}\n",
+        "version: 1\nname: flaky\nmodel: {command: \"./bench.sh {{ n }}\"}\nrunner: {backend: command, processes: 1, measure: {min_iters: 3, min_time: 0s, max_time: 500ms}}\nmatrix: {n: [1, 2, 3]}\n",
     );
     repo.commit("c");
     let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 1, "a failed case fails the run:\n{stdout}{stderr}");
+    assert!(stderr.contains("1 case(s) failed"), "{stderr}");
+    assert!(stderr.contains("--keep-going"), "{stderr}");
     let failed = stdout.lines().find(|l| l.contains("flaky[n=2]")).unwrap();
     assert!(failed.contains("failed"), "{stdout}");
     assert!(stdout.contains("exited with status 3"), "{stdout}");
-    assert!(stdout.contains("boom"), "{stdout}");
+    assert!(
+        stdout.contains("ValueError: the last line names it"),
+        "the end of stderr is shown:\n{stdout}"
+    );
+    assert!(stdout.contains("frame 12"), "{stdout}");
     for n in [1, 3] {
         let ok = stdout
             .lines()
             .find(|l| l.contains(&format!("flaky[n={n}]")))
             .unwrap();
-        assert!(ok.contains(" ok "), "{stdout}");
+        assert!(ok.contains(" ok"), "{stdout}");
     }
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml", "--keep-going"]));
+    assert_eq!(code, 0, "--keep-going exits 0:\n{stdout}{stderr}");
+    assert!(
+        stdout.contains("flaky[n=3]"),
+        "every case still runs:\n{stdout}"
+    );
 }
 
 #[test]
@@ -297,9 +314,38 @@ fn missing_results_say_which_commit_and_how_to_fix() {
         "{stderr}"
     );
 
+    assert!(
+        stderr.contains(&format!(
+            "{} has no results at all; head `HEAD` (",
+            &first[..7]
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(") has results of pipeline(s) mocked"),
+        "{stderr}"
+    );
+
     let (code, _, stderr) = output(repo.regress().args(["compare", "nope", "HEAD"]));
     assert_eq!(code, 2);
     assert!(stderr.contains("`nope` does not name a commit"), "{stderr}");
+
+    // Results of another pipeline at base: named, with what head has.
+    repo.write("q.yaml", &mock_pipeline("other", 1, 1));
+    repo.write("README", "again\n");
+    repo.commit("third");
+    run_at(&repo, "q.yaml");
+    let (code, _, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no results stored for base `HEAD~1`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("has results of pipeline(s) mocked; head `HEAD` (")
+            && stderr.contains(") has results of pipeline(s) other"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -384,7 +430,8 @@ fn a_case_that_crashes_at_head_fails_the_gate_and_is_named_first() {
         "if [ \"$1\" = 2 ]; then echo 'Traceback (most recent call last):' >&2; echo 'RuntimeError: CUDA error: an illegal memory access' >&2; exit 1; fi\n",
     );
     repo.commit("head breaks n=2");
-    run_at(&repo, "p.yaml");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml", "--keep-going"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
 
     let compare = |extra: &[&str]| {
         let mut args = vec!["compare", "HEAD~1", "HEAD"];
@@ -415,7 +462,7 @@ fn a_case_that_crashes_at_head_fails_the_gate_and_is_named_first() {
     let (_, json, _) = compare(&["--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["gate"]["failed"], true);
-    assert_eq!(v["failures"][0]["label"], "crashy[n=2]/forward");
+    assert_eq!(v["failures"][0]["label"], "crashy[n=2]");
 }
 
 #[test]
@@ -481,4 +528,135 @@ fn shards_merge_into_one_comparison_and_a_missing_shard_is_named() {
         );
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("missing"), "{stdout}");
+}
+
+#[test]
+fn list_takes_several_files_processes_are_overridden_and_commands_have_no_phase() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 2, 3));
+    repo.write(
+        "c.yaml",
+        "version: 1\nname: cmd\nmodel: {command: \"true {{ n }}\"}\nrunner: {backend: command, processes: 3, measure: {min_iters: 2, min_time: 0s, max_time: 200ms}}\nmatrix: {n: [1]}\n",
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(repo.regress().args(["list", "p.yaml", "c.yaml"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("mocked (mock backend): 4 cases"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cmd (command backend): 1 cases"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.ends_with("  cmd[n=1]")),
+        "a command is timed whole: no /forward\n{stdout}"
+    );
+    let (code, stdout, stderr) =
+        output(
+            repo.regress()
+                .args(["run", "p.yaml", "c.yaml", "--processes", "1"]),
+        );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let files = repo.record_files();
+    assert_eq!(files.len(), 2);
+    for file in files {
+        let record = regress::store::read_record(&file).unwrap();
+        for case in record.cases.iter().filter(|c| !c.metrics.is_empty()) {
+            assert_eq!(case.metrics["latency"].processes.len(), 1, "{}", case.label);
+        }
+    }
+    let (code, _, stderr) = output(repo.regress().args(["run", "p.yaml", "--processes", "0"]));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn max_time_cutting_min_iters_short_is_recorded_warned_and_marked() {
+    let _guard = serial();
+    let repo = Repo::new();
+    // Mock samples take 1 to 2 ms of virtual time: 5 ms allows a few.
+    repo.write(
+        "p.yaml",
+        "version: 1\nname: short\nmodel: {builtin: mlp}\nrunner: {backend: mock, processes: 2, measure: {min_iters: 20, min_time: 5ms, max_time: 5ms}}\nmatrix: {batch: [1]}\n",
+    );
+    repo.commit("base");
+    let (code, stdout, stderr) = output(repo.regress().args(["run", "p.yaml"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("mlp[batch=1"))
+        .unwrap();
+    assert!(row.contains(" ok* "), "{stdout}");
+    assert!(
+        stdout.contains("max_time (0.005s) stopped 2 of 2 process(es) short of min_iters (20)"),
+        "{stdout}"
+    );
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    let kept = &record.cases[0].diagnostics.maps()[0];
+    assert_eq!(kept["cut_short"]["min_iters"], 20, "{kept:?}");
+
+    repo.write("README", "change\n");
+    repo.commit("head");
+    run_at(&repo, "p.yaml");
+    let (code, stdout, stderr) = output(repo.regress().args(["compare", "HEAD~1", "HEAD"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let row = stdout.lines().find(|l| l.contains("mlp[batch=1")).unwrap();
+    assert!(
+        row.contains("base: max_time (0.005s) stopped 2 of 2")
+            && row.contains("head: max_time (0.005s) stopped 2 of 2"),
+        "the compared case is marked:\n{stdout}"
+    );
+}
+
+#[test]
+fn dirty_runs_and_uncommitted_pipeline_files_are_kept_out_of_comparisons() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 1, 2));
+    repo.commit("base");
+    run_at(&repo, "p.yaml");
+    repo.write("README", "change\n");
+    repo.commit("head");
+    // A pipeline file that is not committed: the run is dirty.
+    repo.write("u.yaml", &mock_pipeline("mocked", 1, 2));
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "u.yaml"])
+            .env("REGRESS_MOCK_SCALE", "1.5"),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("u.yaml is not committed"), "{stderr}");
+    assert!(stdout.contains(" (dirty) "), "{stdout}");
+
+    let compare = |extra: &[&str]| {
+        let mut args = vec!["compare", "HEAD~1", "HEAD"];
+        args.extend_from_slice(extra);
+        output(repo.regress().args(&args))
+    };
+    let (code, _, stderr) = compare(&[]);
+    assert_eq!(
+        code, 2,
+        "only a dirty run at head: nothing to compare\n{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("1 run(s) made with uncommitted changes, left out (--allow-dirty uses them)"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = compare(&["--allow-dirty"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 regressed"), "{stdout}");
+
+    // A clean run at head is compared; the dirty one stays out, and the report says so.
+    std::fs::remove_file(repo.path().join("u.yaml")).unwrap();
+    run_at(&repo, "p.yaml");
+    let (code, stdout, stderr) = compare(&[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("regressed"), "{stdout}");
+    assert!(
+        stdout.contains("left out 1 run(s) made with uncommitted changes"),
+        "{stdout}"
+    );
 }

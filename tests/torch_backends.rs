@@ -150,14 +150,14 @@ fn python_worker_crash_fails_the_case_and_the_run_goes_on() {
             .args(["run", "p.yaml"])
             .env("REGRESS_PYTHON", &wrapper),
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 1, "a crashed case fails the run:\n{stdout}{stderr}");
     let line = |l: &str| stdout.lines().find(|x| x.contains(l)).unwrap().to_string();
     assert!(
         line("mlp[batch=4,fp16,eager]").contains("failed"),
         "{stdout}"
     );
     assert!(stdout.contains("killed by signal 11 (SIGSEGV)"), "{stdout}");
-    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok "), "{stdout}");
+    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok"), "{stdout}");
 }
 
 #[test]
@@ -236,13 +236,13 @@ fn python_worker_gets_no_secrets_and_times_out_cleanly() {
             .env("GITHUB_TOKEN", "ghp_do_not_leak")
             .env("SOME_SECRET", "s3cr3t"),
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 1, "a timed-out case fails the run:\n{stdout}{stderr}");
     let line = |l: &str| stdout.lines().find(|x| x.contains(l)).unwrap().to_string();
     assert!(
         line("mlp[batch=4,bf16,eager]").contains("timeout"),
         "{stdout}"
     );
-    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok "), "{stdout}");
+    assert!(line("mlp[batch=4,fp32,eager]").contains(" ok"), "{stdout}");
     let env = std::fs::read_to_string(repo.path().join("spy/env.txt")).unwrap();
     assert!(
         !env.contains("ghp_do_not_leak") && !env.contains("GITHUB_TOKEN"),
@@ -268,7 +268,7 @@ runner:
   measure: {min_iters: 10, min_time: 20ms, max_time: 1s}
   timeout: 5m
 matrix:
-  kind: [abort, graph_break, recompile, wrong]
+  kind: [abort, graph_break, recompile, wrong, recompile_limit]
   compile: [default]
   include:
     - {kind: nan, compile: eager}
@@ -288,7 +288,10 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
             .args(["run", "p.yaml"])
             .env("REGRESS_PYTHON", &python),
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        code, 1,
+        "the aborting and wrong models fail the run:\n{stdout}{stderr}"
+    );
     let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
     let case = |kind: &str| {
         record
@@ -332,6 +335,24 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
         "the recompile happened in warm-up, not among the samples"
     );
 
+    // Trouble with compilation is shown in the run's table, not only in the JSON.
+    let limited = case("recompile_limit");
+    assert_eq!(limited.status, CaseStatus::Ok, "{:?}", limited.reason);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("diag[kind=recompile_limit,fp32,default]"))
+        .unwrap();
+    assert!(row.contains(" ok* "), "{stdout}");
+    assert!(
+        stdout.contains("* diag[kind=recompile_limit,fp32,default]/forward: hit torch.compile's recompile limit (2) in 'forward'")
+            && stdout.contains("fell back to eager"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("* diag[kind=graph_break,fp32,default]/forward: 1 graph break(s): "),
+        "{stdout}"
+    );
+
     let wrong = case("wrong");
     assert_eq!(wrong.status, CaseStatus::AccuracyFail);
     let reason = wrong.reason.as_deref().unwrap_or("");
@@ -340,6 +361,14 @@ fn compiled_user_models_report_breaks_recompiles_accuracy_and_crashes() {
         "{reason}"
     );
     assert!(stdout.contains("accuracy_fail"), "{stdout}");
+    // A failed case keeps what it found: the accuracy report, what compiled.
+    let kept = &wrong.diagnostics.maps()[0];
+    assert_eq!(kept["accuracy"]["passed"], false, "{kept:?}");
+    assert_eq!(kept["device"], "cpu", "{kept:?}");
+    assert!(
+        kept["compile"]["unique_graphs"].as_u64() >= Some(1),
+        "{kept:?}"
+    );
 
     let nan = record
         .cases
@@ -554,4 +583,77 @@ fn native_and_python_mlp_compute_the_same_function() {
         (a.0 - b.0).abs() < 1e-4 * a.1 && (a.1 - b.1).abs() < 1e-4 * a.1,
         "native {a:?} vs python {b:?}"
     );
+}
+
+/// Runs the transformers-style test pipeline (`tests/fixtures/tiny-hf.yaml`)
+/// on the cases `filter` selects; the record and the run's output.
+fn run_tiny_hf(python: &std::path::Path, filter: &str) -> (regress::record::Record, String) {
+    let repo = Repo::new();
+    repo.write("p.yaml", include_str!("fixtures/tiny-hf.yaml"));
+    repo.write(
+        "models/tiny_hf.py",
+        include_str!("fixtures/models/tiny_hf.py"),
+    );
+    repo.commit("c");
+    let (_, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml", "--filter", filter])
+            .env("REGRESS_PYTHON", python),
+    );
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    (record, format!("{stdout}{stderr}"))
+}
+
+#[test]
+fn default_loss_takes_model_output_loss_then_logits_and_dicts_in_order() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let (record, text) = run_tiny_hf(&python, "eager");
+    assert_eq!(record.cases.len(), 3, "{text}");
+    for (kind, from) in [("lm", "loss"), ("logits", "logits"), ("dict", "hidden")] {
+        let case = record
+            .cases
+            .iter()
+            .find(|c| c.label == format!("tiny-hf[kind={kind},fp32,eager]/step"))
+            .unwrap();
+        assert_eq!(
+            case.status,
+            CaseStatus::Ok,
+            "{kind}: {:?}\n{text}",
+            case.reason
+        );
+        let diagnostics = &case.diagnostics.maps()[0];
+        assert_eq!(
+            diagnostics["loss_from"], from,
+            "{kind}: the loss comes from `{from}`"
+        );
+        // runner.threads is applied and recorded, with the machine's load.
+        assert_eq!(diagnostics["settings"]["threads"], 1, "{diagnostics:?}");
+        assert!(
+            diagnostics["load"]["before"]["load1"].is_number(),
+            "{diagnostics:?}"
+        );
+        assert!(
+            diagnostics["load"]["cores"].as_u64() >= Some(1),
+            "{diagnostics:?}"
+        );
+    }
+}
+
+#[test]
+fn compiled_dropout_is_checked_drawing_the_same_numbers_as_eager() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let (record, text) = run_tiny_hf(&python, "kind=lm,fp32,default");
+    let case = &record.cases[0];
+    assert_eq!(case.label, "tiny-hf[kind=lm,fp32,default]/step");
+    assert_eq!(case.status, CaseStatus::Ok, "{:?}\n{text}", case.reason);
+    let diagnostics = &case.diagnostics.maps()[0];
+    assert_eq!(diagnostics["draws_random_numbers"], true, "{diagnostics:?}");
+    let accuracy = &diagnostics["accuracy"];
+    assert_eq!(accuracy["passed"], true, "{accuracy}");
+    assert_eq!(accuracy["random"], "fallback_random", "{accuracy}");
+    assert_eq!(accuracy["reference"], "eager fp32", "{accuracy}");
 }

@@ -23,8 +23,16 @@ compare: {threshold: 3%, alpha: 0.01}
 ";
 
 fn validate(yaml: &str) -> (i32, String) {
+    validate_with(yaml, &[])
+}
+
+/// Validates `yaml` in a repository that also holds `files` (path, text).
+fn validate_with(yaml: &str, files: &[(&str, &str)]) -> (i32, String) {
     let repo = Repo::new();
     repo.write("p.yaml", yaml);
+    for (path, text) in files {
+        repo.write(path, text);
+    }
     let (code, stdout, stderr) = output(repo.regress().args(["validate", "p.yaml"]));
     (code, format!("{stdout}{stderr}"))
 }
@@ -209,7 +217,30 @@ fn seed_style_pipeline_is_valid() {
             "compare:",
             "phases: [forward, backward, step]\ncompile_options: {fullgraph: true, dynamic: false, scope: [rope, attn.split_qkv], cache: warm}\naccuracy: {rtol: 0.02, rmse: 0.05}\ncompare:",
         );
-    let (code, text) = validate(&yaml);
+    let (code, text) = validate_with(&yaml, &[("models/rd.py", "def build(params):\n    ...\n")]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(text, "ok: p.yaml (demo, 18 cases)\n");
+}
+
+#[test]
+fn entrypoint_file_and_factory_must_exist() {
+    let yaml = VALID.replace(
+        "  builtin: mlp\n  args: {dim: 64}",
+        "  entrypoint: models/rd.py:build",
+    );
+    let (code, text) = validate(&yaml);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.starts_with("error: p.yaml:4:15: model.entrypoint: no file `models/rd.py`"),
+        "{text}"
+    );
+    let (code, text) = validate_with(
+        &yaml,
+        &[("models/rd.py", "import torch\n\nclass Net(torch.nn.Module):\n    def build(self):\n        pass\n\ndef make(params):\n    return Net(), ()\n")],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("model.entrypoint: `models/rd.py` has no top-level function `build` (it defines: torch, Net, make)"),
+        "{text}"
+    );
 }

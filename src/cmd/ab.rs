@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::{current_repo, filtered, load_pipelines, report, select, store_for, warn_all};
+use super::{
+    current_repo, filtered, load_pipelines, report, select, store_for, warn_all, with_processes,
+};
 use crate::cli::AbArgs;
 use crate::compare::compare as compare_sides;
 use crate::compare::RunLevel;
@@ -90,13 +92,14 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     }
     let load = |wt: &Worktree| -> anyhow::Result<Vec<Pipeline>> {
         let paths: Vec<PathBuf> = rel.iter().map(|r| wt.path.join(r)).collect();
-        load_pipelines(&paths).with_context(|| {
+        let pipelines = load_pipelines(&paths).with_context(|| {
             format!(
                 "reading the pipelines at {} ({})",
                 wt.commit.sha.short(),
                 wt.name
             )
-        })
+        })?;
+        Ok(with_processes(pipelines, args.run.processes))
     };
     let base_pipelines = load(&guard.trees[0])?;
     let head_selected = select(load(&guard.trees[1])?, args.run.filter.as_deref())?;
@@ -157,6 +160,7 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     let selection = Selection {
         pipeline: None,
         allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
+        allow_dirty: args.report.allow_dirty,
     };
     let mut comparison = compare_sides(
         &SideInput::exact(&args.base, base_commit, base_records),

@@ -18,6 +18,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     let selection = Selection {
         pipeline: args.pipeline.clone(),
         allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
+        allow_dirty: args.report.allow_dirty,
     };
     if let Some(files) = &args.records {
         let mut sides = Vec::new();

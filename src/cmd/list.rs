@@ -1,12 +1,11 @@
 //! `regress list`: the cases a pipeline expands to, with their ids.
 
-use super::{filtered, out};
+use super::{filtered, load_pipelines, out};
 use crate::cli::ListArgs;
 use crate::exit::Exit;
-use crate::spec::Pipeline;
 
 pub fn list(args: &ListArgs) -> anyhow::Result<Exit> {
-    let pipelines = Pipeline::load(&args.pipeline)?;
+    let pipelines = load_pipelines(&args.pipelines)?;
     if args.json {
         let all: Vec<_> = pipelines
             .iter()

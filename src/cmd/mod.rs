@@ -94,6 +94,17 @@ fn filtered(pipeline: &Pipeline, filter: Option<&str>) -> Vec<Case> {
         .collect()
 }
 
+/// The pipelines with `--processes` (when given) in place of their
+/// `runner.processes`.
+fn with_processes(mut pipelines: Vec<Pipeline>, processes: Option<u32>) -> Vec<Pipeline> {
+    if let Some(n) = processes {
+        for p in &mut pipelines {
+            p.runner.processes = n;
+        }
+    }
+    pipelines
+}
+
 /// Every pipeline of the files, in order; a name used twice is an error.
 fn load_pipelines(paths: &[PathBuf]) -> anyhow::Result<Vec<Pipeline>> {
     let mut pipelines: Vec<Pipeline> = Vec::new();

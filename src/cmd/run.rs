@@ -1,21 +1,26 @@
 //! `regress run`: measure pipelines at the checked-out commit and store
 //! the records.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 
-use super::{current_repo, load_pipelines, out, select, store_for};
+use super::{current_repo, load_pipelines, out, select, store_for, with_processes};
 use crate::cli::RunCommand;
 use crate::exit::Exit;
+use crate::git::Repo;
+use crate::record::CommitInfo;
 use crate::report::render_record_terminal;
 use crate::runner::RunContext;
 use crate::session::{compile_groups, install_stop_handler, run_schedule, Lane, SEED};
-use crate::spec::split_shards;
+use crate::spec::{split_shards, Case, Pipeline};
 use crate::store::Store;
 
 pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
     let args = &command.run;
     // Validate everything before measuring anything.
-    let selected = select(load_pipelines(&args.pipelines)?, args.filter.as_deref())?;
+    let pipelines = with_processes(load_pipelines(&args.pipelines)?, args.processes);
+    let selected = select(pipelines, args.filter.as_deref())?;
     let shares: Vec<_> = match command.shard {
         Some(shard) => split_shards(&selected, shard)
             .into_iter()
@@ -24,17 +29,22 @@ pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
         None => selected.iter().map(|(_, c)| (c.clone(), None)).collect(),
     };
     let repo = current_repo()?;
-    let commit = repo.head()?;
+    for (pipeline, _) in &selected {
+        pipeline.check_entrypoint(&repo.workdir())?;
+    }
+    let mut commit = repo.head()?;
+    if commit.dirty {
+        anstream::eprintln!(
+            "warning: the work tree has uncommitted changes; results are stored under {} and marked dirty (compare leaves them out unless --allow-dirty)",
+            commit.sha.short()
+        );
+    }
+    mark_uncommitted_files(&repo, &selected, &mut commit);
     let store = store_for(&repo, &args.store)?;
     let stop = install_stop_handler(true)?;
     let ctx = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
         .context("cannot create a temporary directory")?;
-    if commit.dirty {
-        anstream::eprintln!(
-            "warning: the work tree has uncommitted changes; results are stored under {} and marked dirty",
-            commit.sha.short()
-        );
-    }
+    let mut failed = 0;
     for ((pipeline, _), (cases, plan)) in selected.iter().zip(shares) {
         if cases.is_empty() {
             let shard = command.shard.expect("only a shard can have no cases");
@@ -58,6 +68,7 @@ pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
         ))?;
         out(&render_record_terminal(r))?;
         out(&format!("stored {}\n\n", store.location(r)))?;
+        failed += r.cases.iter().filter(|c| c.status.is_failure()).count();
         if interrupted {
             anstream::eprintln!(
                 "interrupted: the cases that finished are stored in {}",
@@ -66,5 +77,42 @@ pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
             return Ok(Exit::Interrupted);
         }
     }
+    if failed > 0 && !command.keep_going {
+        anstream::eprintln!(
+            "{failed} case(s) failed (see the reasons above); exit status 1 (`--keep-going` exits 0)"
+        );
+        return Ok(Exit::Failed);
+    }
     Ok(Exit::Success)
+}
+
+/// Marks the run dirty, and says so, when a file it uses (a pipeline file,
+/// an entrypoint's module) is not committed: results filed under a commit
+/// must be of the code that commit holds.
+fn mark_uncommitted_files(
+    repo: &Repo,
+    selected: &[(Pipeline, Vec<Case>)],
+    commit: &mut CommitInfo,
+) {
+    let root = repo.workdir();
+    let used: Vec<PathBuf> = selected
+        .iter()
+        .flat_map(|(p, _)| [Some(p.source.clone()), p.entrypoint_file(&root)])
+        .flatten()
+        .collect();
+    let uncommitted = repo.uncommitted(&used);
+    if uncommitted.is_empty() {
+        return;
+    }
+    let names: Vec<String> = uncommitted
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    anstream::eprintln!(
+        "warning: {} {} not committed; results are stored under {} and marked dirty (compare leaves them out unless --allow-dirty)",
+        names.join(", "),
+        if names.len() == 1 { "is" } else { "are" },
+        commit.sha.short()
+    );
+    commit.dirty = true;
 }

@@ -266,6 +266,22 @@ pub(super) fn both_sides(
         }
         rows.push(row);
     }
+    // How either side was sampled, on the latency row.
+    let cautions: Vec<String> = [("base", b), ("head", h)]
+        .iter()
+        .flat_map(|(side, p)| p.cautions.iter().map(move |c| format!("{side}: {c}")))
+        .collect();
+    if let Some(row) = rows
+        .iter_mut()
+        .find(|r| r.metric.name == metric::LATENCY)
+        .filter(|_| !cautions.is_empty())
+    {
+        let cautions = cautions.join("; ");
+        row.note = Some(match row.note.take() {
+            Some(note) => format!("{note}; {cautions}"),
+            None => cautions,
+        });
+    }
     rows
 }
 

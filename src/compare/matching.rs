@@ -23,6 +23,9 @@ pub(super) struct Pooled<'a> {
     pub processes: BTreeMap<&'static str, Vec<&'a ProcessSummary>>,
     pub hash: &'a str,
     pub compare: CompareConfig,
+    /// How the runs sampled the case, where a reader should know
+    /// (`CaseRecord::cautions`).
+    pub cautions: Vec<String>,
 }
 
 /// Which status a case pooled over several runs shows: any run that
@@ -61,8 +64,14 @@ pub(super) fn pool<'a>(records: &[&'a Record]) -> (Vec<CaseId>, BTreeMap<CaseId,
                     processes: BTreeMap::new(),
                     hash: &record.pipeline.hash,
                     compare: record.pipeline.compare,
+                    cautions: Vec::new(),
                 }
             });
+            for caution in case.cautions() {
+                if !entry.cautions.contains(&caution) {
+                    entry.cautions.push(caution);
+                }
+            }
             if rank(case.status) > rank(entry.status) {
                 entry.status = case.status;
                 entry.reason = case.reason.clone();

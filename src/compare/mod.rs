@@ -113,14 +113,42 @@ impl Comparison {
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    #[error("no results stored for {side} `{rev}` ({short}){filter}{walked}\n  produce them: git checkout {short} && regress run <pipeline.yaml>")]
+    #[error("no results stored for {side} `{rev}` ({short}){scope}\n  {stored}\n  produce them: git checkout {short} && regress run <pipeline.yaml>")]
     MissingResults {
         side: &'static str,
         rev: String,
         short: String,
-        filter: String,
-        walked: String,
+        /// The pipeline asked for and the ancestors walked, if any.
+        scope: String,
+        /// What the commit and the other side do hold, so a mix-up of
+        /// pipelines or commits shows.
+        stored: String,
     },
+}
+
+/// The pipelines a side holds, or could not use, in order: `a, b` or
+/// `no results at all`.
+fn stored_pipelines(input: &SideInput) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for name in input
+        .records
+        .iter()
+        .map(|r| r.pipeline.name.as_str())
+        .chain(input.unused_pipelines.iter().map(String::as_str))
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let held = if names.is_empty() {
+        "no results at all".to_string()
+    } else {
+        format!("results of pipeline(s) {}", names.join(", "))
+    };
+    match input.dirty_left_out {
+        0 => held,
+        n => format!("{held} and {n} run(s) made with uncommitted changes, left out (--allow-dirty uses them)"),
+    }
 }
 
 /// Every record of pipeline `name`, over all machines.
@@ -161,7 +189,9 @@ pub fn compare(
     let filter_note = filter
         .map(|p| format!(" for pipeline {p}"))
         .unwrap_or_default();
-    for (name, input) in [("base", base), ("head", head)] {
+    for (name, input, other_name, other) in
+        [("base", base, "head", head), ("head", head, "base", base)]
+    {
         if !input
             .records
             .iter()
@@ -171,12 +201,22 @@ pub fn compare(
                 side: name,
                 rev: input.rev.clone(),
                 short: input.commit.sha.short().to_string(),
-                filter: filter_note.clone(),
-                walked: if input.distance > 0 {
-                    format!(" or any of its {} first-parent ancestors", input.distance)
+                scope: if input.distance > 0 {
+                    format!(
+                        "{filter_note} or any of its {} first-parent ancestors",
+                        input.distance
+                    )
                 } else {
-                    String::new()
+                    filter_note.clone()
                 },
+                stored: format!(
+                    "{} has {}; {other_name} `{}` ({}) has {}",
+                    input.commit.sha.short(),
+                    stored_pipelines(input),
+                    other.rev,
+                    other.commit.sha.short(),
+                    stored_pipelines(other)
+                ),
             });
         }
     }

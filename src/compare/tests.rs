@@ -27,6 +27,8 @@ fn input(records: Vec<Record>) -> SideInput {
         distance: 0,
         records,
         notes: Vec::new(),
+        unused_pipelines: Vec::new(),
+        dirty_left_out: 0,
     }
 }
 

@@ -8,6 +8,7 @@ mod diagnostics;
 #[cfg(test)]
 mod rank_tests;
 mod samples;
+mod warnings;
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,7 @@ pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
 pub use diagnostics::Diagnostics;
 pub use samples::{summary_of, Location, Metric, ProcessSummary, Sketch, SKETCH_POINTS};
+pub use warnings::{CUT_SHORT, LOAD};
 
 /// The metric table: names, units, directions and kinds.
 pub use crate::metric;
@@ -36,7 +38,9 @@ pub struct CommitInfo {
     pub sha: CommitSha,
     pub time: Option<DateTime<Utc>>,
     pub branch: Option<String>,
-    /// Tracked files differed from the commit when the run started.
+    /// Tracked files differed from the commit when the run started, or
+    /// files the run used (its pipeline file, its entrypoint) were not
+    /// committed.
     pub dirty: bool,
     pub summary: Option<String>,
 }
@@ -80,6 +84,15 @@ impl CaseStatus {
             CaseStatus::AccuracyFail => "accuracy_fail",
             CaseStatus::Interrupted => "interrupted",
         }
+    }
+
+    /// Whether the case ran and failed (crash, timeout, out of memory,
+    /// accuracy), as opposed to not running (skipped, interrupted).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            CaseStatus::Failed | CaseStatus::Timeout | CaseStatus::Oom | CaseStatus::AccuracyFail
+        )
     }
 }
 
@@ -235,7 +248,14 @@ impl Record {
                 case.status = CaseStatus::Skipped;
                 case.reason = Some(reason);
             }
-            Outcome::Failed { kind, reason } => {
+            Outcome::Failed {
+                kind,
+                reason,
+                diagnostics,
+            } => {
+                if !diagnostics.is_empty() {
+                    case.diagnostics.push(diagnostics);
+                }
                 case.status = match kind {
                     FailureKind::Failed => CaseStatus::Failed,
                     FailureKind::Timeout => CaseStatus::Timeout,

@@ -233,6 +233,7 @@ pub fn render_record_terminal(record: &Record) -> String {
         rows: Vec::new(),
     };
     let mut reasons = Vec::new();
+    let mut notes = Vec::new();
     for case in &record.cases {
         let summary = case.metrics.get(metric::LATENCY).and_then(|m| m.summary());
         let compile = case
@@ -244,9 +245,15 @@ pub fn render_record_terminal(record: &Record) -> String {
             .metrics
             .get(metric::LATENCY)
             .map_or(0, |m| m.processes.len());
+        let warnings = case.warnings();
+        let status = if warnings.is_empty() {
+            case.status.as_str().to_string()
+        } else {
+            format!("{}*", case.status.as_str())
+        };
         table.rows.push(vec![
             (case.label.clone(), Style::new()),
-            (case.status.as_str().to_string(), status_style(case.status)),
+            (status, status_style(case.status)),
             (
                 summary.map_or("—".into(), |s| format_duration(s.median)),
                 Style::new(),
@@ -265,17 +272,33 @@ pub fn render_record_terminal(record: &Record) -> String {
             ),
             (compile, Style::new()),
         ]);
+        for w in warnings {
+            notes.push(format!("* {}: {w}", case.label));
+        }
         if let Some(reason) = &case.reason {
+            let lines: Vec<&str> = reason.lines().filter(|l| !l.trim().is_empty()).collect();
             reasons.push(format!(
                 "{}: {}",
                 case.label,
-                reason.lines().next().unwrap_or("")
+                lines.first().copied().unwrap_or("")
             ));
+            // A failure's last lines name the error (a traceback's end).
+            if case.status.is_failure() {
+                let rest = lines.get(1..).unwrap_or_default();
+                let hidden = rest.len().saturating_sub(FAILURE_LINES);
+                if hidden > 0 {
+                    reasons.push(format!("  … {hidden} more line(s) in the record"));
+                }
+                reasons.extend(rest[hidden..].iter().map(|l| format!("  {l}")));
+            }
         }
     }
     table.render(&mut out);
     for r in reasons {
         out.push_str(&format!("{DIM}  {r}{DIM:#}\n"));
+    }
+    for n in notes {
+        out.push_str(&format!("{YELLOW}  {n}{YELLOW:#}\n"));
     }
     out
 }

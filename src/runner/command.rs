@@ -52,7 +52,11 @@ impl CommandBackend {
             warmup: pipeline.runner.warmup.clone(),
             rule: StopRule::from(&pipeline.runner.measure),
             timeout: pipeline.runner.timeout,
-            env: scrubbed_env(&pipeline.runner.env_passthrough),
+            env: {
+                let mut env = scrubbed_env(&pipeline.runner.env_passthrough);
+                env.extend(super::worker::thread_env(pipeline.runner.threads));
+                env
+            },
             clock: Box::new(WallClock::default()),
         }
     }
@@ -68,6 +72,7 @@ impl CommandBackend {
             Box::new(Outcome::Failed {
                 kind: FailureKind::Failed,
                 reason,
+                diagnostics: Default::default(),
             })
         };
         let mut cmd = Command::new(Self::shell());
@@ -119,6 +124,7 @@ impl CommandBackend {
                     describe_exit(status),
                     proc.stderr_tail()
                 ),
+                diagnostics: Default::default(),
             })),
             Ok(Ended::TimedOut) => Err(Box::new(Outcome::Failed {
                 kind: FailureKind::Timeout,
@@ -126,11 +132,13 @@ impl CommandBackend {
                     "`{line}` ran past the {:?} timeout (runner.timeout)",
                     self.timeout
                 ),
+                diagnostics: Default::default(),
             })),
             Ok(Ended::Stopped) => Err(Box::new(Outcome::Interrupted)),
             Err(e) => Err(Box::new(Outcome::Failed {
                 kind: FailureKind::Failed,
                 reason: format!("waiting for `{line}` failed: {e}"),
+                diagnostics: Default::default(),
             })),
         }
     }
@@ -244,6 +252,7 @@ impl Backend for CommandBackend {
                 return Outcome::Failed {
                     kind: FailureKind::Failed,
                     reason,
+                    diagnostics: Default::default(),
                 }
             }
         };
@@ -261,6 +270,7 @@ impl Backend for CommandBackend {
                 Err(reason) => Outcome::Failed {
                     kind: FailureKind::Failed,
                     reason: format!("`{line}`: {reason}"),
+                    diagnostics: Default::default(),
                 },
             },
             Err(o) => *o,

@@ -135,6 +135,44 @@ fn nvidia_smi() -> Option<(String, String, u32)> {
     ))
 }
 
+/// How busy the machine is at one moment: the 1-minute load average and
+/// the processes ready to run besides the one asking (Linux's
+/// `/proc/loadavg`; elsewhere the load average alone).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    pub load1: f64,
+    /// Runnable processes other than the reader, when the system says.
+    pub runnable: Option<u32>,
+}
+
+impl Load {
+    /// The machine's load now, if it can be read.
+    pub fn now() -> Option<Load> {
+        if let Ok(text) = std::fs::read_to_string("/proc/loadavg") {
+            return Load::parse(&text);
+        }
+        let mut avg = [0f64; 3];
+        // SAFETY: getloadavg(3) writes at most `nelem` doubles into `avg`.
+        let n = unsafe { libc::getloadavg(avg.as_mut_ptr(), 3) };
+        (n >= 1).then_some(Load {
+            load1: avg[0],
+            runnable: None,
+        })
+    }
+
+    /// `/proc/loadavg`: `0.52 0.58 0.59 3/467 12345`, where `3/467` counts
+    /// the runnable processes (the reader among them) and all of them.
+    fn parse(text: &str) -> Option<Load> {
+        let mut fields = text.split_whitespace();
+        let load1 = fields.next()?.parse().ok()?;
+        let runnable = fields
+            .nth(2)
+            .and_then(|f| f.split('/').next()?.parse::<u32>().ok())
+            .map(|r| r.saturating_sub(1));
+        Some(Load { load1, runnable })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +193,20 @@ mod tests {
         });
         assert_ne!(a.fingerprint, b.fingerprint);
         assert_eq!(a.fingerprint, a2.fingerprint);
+    }
+
+    #[test]
+    fn the_load_counts_runnable_processes_besides_the_reader() {
+        let load = Load::parse("2.50 1.00 0.50 3/467 12345\n").unwrap();
+        assert_eq!(
+            load,
+            Load {
+                load1: 2.5,
+                runnable: Some(2)
+            }
+        );
+        assert!(Load::parse("garbage").is_none());
+        let now = Load::now().expect("a load on a Unix machine");
+        assert!(now.load1 >= 0.0);
     }
 }

@@ -26,7 +26,7 @@ use crate::metric;
 use crate::spec::{BackendKind, Case, Pipeline};
 
 pub use env::{is_secret_name, scrubbed_env};
-pub use machine::{fingerprint, Fingerprint, FingerprintKey, Machine};
+pub use machine::{fingerprint, Fingerprint, FingerprintKey, Load, Machine};
 pub use native::NATIVE_WORKER_ENV;
 pub use python::{interpreter, PYTHON_ENV};
 
@@ -141,6 +141,9 @@ pub enum Outcome {
     Failed {
         kind: FailureKind,
         reason: String,
+        /// What the process had found before it failed (settings, the
+        /// accuracy report, what compiled), kept with the case.
+        diagnostics: serde_json::Map<String, serde_json::Value>,
     },
     /// The user stopped the run while this process was going.
     Interrupted,
@@ -180,10 +183,16 @@ pub trait Backend {
     fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome;
 }
 
-/// Chooses the backend a pipeline asks for. The only place that knows them all.
-pub fn select(pipeline: &Pipeline, ctx: RunContext) -> Result<Box<dyn Backend>, RunnerError> {
+/// Chooses the backend a pipeline asks for, to run `cases` (the ones
+/// selected, which decide what needs setting up). The only place that
+/// knows them all.
+pub fn select(
+    pipeline: &Pipeline,
+    cases: &[Case],
+    ctx: RunContext,
+) -> Result<Box<dyn Backend>, RunnerError> {
     Ok(match pipeline.runner.backend {
-        BackendKind::Python => Box::new(python::PythonBackend::new(pipeline, ctx)?),
+        BackendKind::Python => Box::new(python::PythonBackend::new(pipeline, cases, ctx)?),
         BackendKind::Native => Box::new(native::NativeBackend::new(pipeline, ctx)),
         BackendKind::Command => Box::new(command::CommandBackend::new(pipeline, ctx)),
         BackendKind::Mock => Box::new(mock::MockBackend::new(pipeline, ctx)),

@@ -20,7 +20,7 @@ use crate::spec::{
 };
 
 /// Version of the messages below. Bump it with any change to their shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// What regress asks of a worker process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,6 +132,9 @@ pub struct RunRequest {
     pub case: CaseSpec,
     pub repeat: u32,
     pub seed: u64,
+    /// `runner.threads`: the worker sets torch's threads to it; None keeps
+    /// torch's choice.
+    pub threads: Option<u32>,
     pub isa_checks: Option<PathBuf>,
     pub warmup: WarmupSpec,
     pub measure: MeasureSpec,
@@ -155,11 +158,17 @@ pub enum Message {
         message: String,
         #[serde(default)]
         accuracy: Value,
+        /// What the case had found when it failed (4: new).
+        #[serde(default)]
+        diagnostics: Map<String, Value>,
     },
     Error {
         /// `no_torch`, `oom`, `protocol` or `exception`.
         kind: String,
         message: String,
+        /// What the case had found when it failed (4: new).
+        #[serde(default)]
+        diagnostics: Map<String, Value>,
     },
 }
 

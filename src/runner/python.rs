@@ -50,7 +50,10 @@ pub struct PythonBackend {
 }
 
 impl PythonBackend {
-    pub fn new(pipeline: &Pipeline, ctx: RunContext) -> Result<Self, RunnerError> {
+    /// The backend for `cases` of `pipeline`: only when one of them
+    /// compiles is inductor's set-up made (a `--filter` that keeps eager
+    /// cases pays nothing for the compiled ones left out).
+    pub fn new(pipeline: &Pipeline, cases: &[Case], ctx: RunContext) -> Result<Self, RunnerError> {
         let dir = tempfile::Builder::new()
             .prefix("regress-worker-")
             .tempdir()
@@ -58,8 +61,7 @@ impl PythonBackend {
         for (name, text) in WORKER_FILES {
             std::fs::write(dir.path().join(name), text).map_err(RunnerError::Worker)?;
         }
-        let compiles = pipeline
-            .cases()
+        let compiles = cases
             .iter()
             .any(|c| c.compile.is_some_and(|m| m != CompileMode::Eager));
         // Inductor's CPU vector-ISA checks, kept for the run, so the probe
@@ -96,7 +98,10 @@ impl Backend for PythonBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::super::protocol::{parse_line, Message, PROTOCOL_VERSION};
+    use super::super::protocol::{parse_line, Message, Request, PROTOCOL_VERSION};
+    use super::super::{RunContext, StopFlag};
+    use super::PythonBackend;
+    use crate::spec::{CompileMode, Pipeline};
     use serde_json::json;
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -124,7 +129,7 @@ mod tests {
         assert!(!out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
         let line = text.lines().next().expect("an answer");
-        let Message::Error { kind, message } = parse_line(line).unwrap() else {
+        let Message::Error { kind, message, .. } = parse_line(line).unwrap() else {
             panic!("an error: {line}")
         };
         assert_eq!(kind, "protocol");
@@ -133,5 +138,30 @@ mod tests {
                 && message.contains(&format!("speaks {PROTOCOL_VERSION}")),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_compile_set_up_is_made_only_when_a_selected_case_compiles() {
+        let src =
+            "version: 1\nname: f\nmodel: {builtin: mlp}\nmatrix: {compile: [eager, default]}\n";
+        let p = Pipeline::parse(src, std::path::Path::new("f.yaml"))
+            .unwrap()
+            .remove(0);
+        let dir = std::env::temp_dir();
+        let ctx = RunContext::new(dir.clone(), dir, StopFlag::default(), 0).unwrap();
+        let isa_checks = |cases: &[crate::spec::Case]| {
+            let backend = PythonBackend::new(&p, cases, ctx.clone()).unwrap();
+            let Request::Run(run) = backend.worker.request(&cases[0], 0) else {
+                panic!("a run request")
+            };
+            run.isa_checks
+        };
+        let all = p.cases();
+        assert!(isa_checks(&all).is_some(), "a compiled case is selected");
+        let eager: Vec<_> = all
+            .into_iter()
+            .filter(|c| c.compile == Some(CompileMode::Eager))
+            .collect();
+        assert_eq!(isa_checks(&eager), None, "--filter kept only eager cases");
     }
 }

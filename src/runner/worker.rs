@@ -102,6 +102,7 @@ impl Worker {
             },
             repeat: 0,
             seed: ctx.seed,
+            threads: r.threads,
             isa_checks,
             warmup: WarmupSpec {
                 min_iters: r.warmup.min_iters,
@@ -125,6 +126,7 @@ impl Worker {
             accuracy: accuracy_spec(&pipeline.accuracy, Precision::Fp32),
         };
         let mut env = scrubbed_env(&r.env_passthrough);
+        env.extend(thread_env(r.threads));
         env.extend(
             extra_env
                 .iter()
@@ -242,7 +244,7 @@ impl Worker {
                         settings: p.settings,
                     });
                 }
-                Message::Error { kind, message } if kind == "no_torch" => {
+                Message::Error { kind, message, .. } if kind == "no_torch" => {
                     return Err(RunnerError::NoTorch {
                         python: self.name(),
                         detail: message,
@@ -269,6 +271,7 @@ impl Worker {
                 return Outcome::Failed {
                     kind: FailureKind::Failed,
                     reason: format!("cannot start `{}`: {e}", self.name()),
+                    diagnostics: Default::default(),
                 }
             }
         };
@@ -282,6 +285,7 @@ impl Worker {
                         "no result within the {:?} timeout (runner.timeout); stderr:\n{tail}",
                         self.timeout
                     ),
+                    diagnostics: Default::default(),
                 }
             }
             Ended::Exited(_) => {}
@@ -292,6 +296,7 @@ impl Worker {
                 return Outcome::Failed {
                     kind: FailureKind::Failed,
                     reason: format!("{e}; stderr:\n{tail}"),
+                    diagnostics: Default::default(),
                 }
             }
         };
@@ -299,13 +304,22 @@ impl Worker {
             match message {
                 Message::Result(r) => return Outcome::Measured(process_samples(r)),
                 Message::Skipped { reason } => return Outcome::Skipped(reason),
-                Message::AccuracyFail { message, .. } => {
+                Message::AccuracyFail {
+                    message,
+                    diagnostics,
+                    ..
+                } => {
                     return Outcome::Failed {
                         kind: FailureKind::AccuracyFail,
                         reason: message,
+                        diagnostics,
                     }
                 }
-                Message::Error { kind, message } => {
+                Message::Error {
+                    kind,
+                    message,
+                    diagnostics,
+                } => {
                     return Outcome::Failed {
                         kind: if kind == "oom" {
                             FailureKind::Oom
@@ -317,6 +331,7 @@ impl Worker {
                         } else {
                             format!("{message}\n{tail}")
                         },
+                        diagnostics,
                     };
                 }
                 Message::Probe(_) => {}
@@ -329,8 +344,22 @@ impl Worker {
         Outcome::Failed {
             kind: FailureKind::Failed,
             reason: format!("the worker {how} without a result; stderr:\n{tail}"),
+            diagnostics: Default::default(),
         }
     }
+}
+
+/// Variables that size the thread pools of OpenMP and MKL, set to
+/// `runner.threads` when the pipeline gives it, so that libraries a worker
+/// loads before torch applies the setting use as many threads too.
+pub(super) fn thread_env(threads: Option<u32>) -> Vec<(OsString, OsString)> {
+    let Some(n) = threads else {
+        return Vec::new();
+    };
+    ["OMP_NUM_THREADS", "MKL_NUM_THREADS"]
+        .into_iter()
+        .map(|k| (OsString::from(k), OsString::from(n.to_string())))
+        .collect()
 }
 
 /// The accuracy gate for one precision: the pipeline's tolerances where it

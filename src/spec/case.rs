@@ -62,19 +62,25 @@ pub struct Case {
     pub precision: Option<Precision>,
     pub compile: Option<CompileMode>,
     pub phase: Phase,
+    /// A command's case: the whole command is timed, so its label names no
+    /// phase.
+    #[serde(skip)]
+    pub whole_command: bool,
 }
 
 impl Case {
     /// The label with the compile mode left out: cases that differ only in
     /// compile mode share it, which is how eager and compiled are paired.
     pub fn group_label(&self, model_name: &str) -> String {
-        label(model_name, &self.params, self.phase, true)
+        let phase = (!self.whole_command).then_some(self.phase);
+        label(model_name, &self.params, phase, true)
     }
 }
 
 /// `model[k=v,...,precision,compile]/phase`: shape parameters in matrix
-/// order, then precision and compile mode as bare words, as people write them.
-fn label(model_name: &str, params: &Params, phase: Phase, without_compile: bool) -> String {
+/// order, then precision and compile mode as bare words, as people write
+/// them; a command's case has no `/phase`.
+fn label(model_name: &str, params: &Params, phase: Option<Phase>, without_compile: bool) -> String {
     let mut parts: Vec<String> = params
         .0
         .iter()
@@ -92,7 +98,8 @@ fn label(model_name: &str, params: &Params, phase: Phase, without_compile: bool)
             .filter_map(|k| params.get(k))
             .map(|v| v.to_string()),
     );
-    format!("{model_name}[{}]/{phase}", parts.join(","))
+    let phase = phase.map_or(String::new(), |p| format!("/{p}"));
+    format!("{model_name}[{}]{phase}", parts.join(","))
 }
 
 fn matches(params: &Params, filter: &[(String, ParamValue)]) -> bool {
@@ -120,8 +127,20 @@ pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
             .collect();
     }
     points.retain(|pt| !p.matrix.exclude.iter().any(|ex| matches(pt, ex)));
+    // An included point inherits every axis that has a single value: such
+    // an axis is a setting of the whole matrix (`batch: [8]`), and without
+    // it the point would miss a parameter its model needs and pair with
+    // no eager case.
+    let single_valued: Params = Params(
+        p.matrix
+            .axes
+            .iter()
+            .filter(|(_, values)| values.len() == 1)
+            .map(|(axis, values)| (axis.clone(), values[0].clone()))
+            .collect(),
+    );
     for inc in &p.matrix.include {
-        let mut extra = Params::default();
+        let mut extra = single_valued.clone();
         for (k, v) in inc {
             extra.set(k, v.clone());
         }
@@ -133,6 +152,7 @@ pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
     );
     let model_json = serde_json::to_string(&p.model).expect("models serialise");
     let model_name = p.model.label_name(&p.name).to_string();
+    let whole_command = p.runner.backend == BackendKind::Command;
     let mut seen = std::collections::HashSet::new();
     let mut cases = Vec::new();
     for mut params in points {
@@ -164,11 +184,17 @@ pub(crate) fn expand(p: &Pipeline) -> Vec<Case> {
             }
             cases.push(Case {
                 id,
-                label: label(&model_name, &params, phase, false),
+                label: label(
+                    &model_name,
+                    &params,
+                    (!whole_command).then_some(phase),
+                    false,
+                ),
                 params: params.clone(),
                 precision,
                 compile,
                 phase,
+                whole_command,
             });
         }
     }

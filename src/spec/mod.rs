@@ -9,6 +9,7 @@
 mod case;
 pub mod defaults;
 mod duration;
+mod entrypoint;
 mod error;
 mod locate;
 mod raw;
@@ -44,6 +45,10 @@ pub struct Pipeline {
     pub name: String,
     #[serde(skip)]
     pub source: PathBuf,
+    /// Which document of its file this is (0 for the first), for placing
+    /// errors found after parsing.
+    #[serde(skip)]
+    pub doc: usize,
     pub description: Option<String>,
     pub model: Model,
     pub runner: RunnerConfig,
@@ -127,6 +132,9 @@ pub struct RunnerConfig {
     /// Independent repeats of every case, each in a fresh process where the
     /// backend allows.
     pub processes: u32,
+    /// Threads each worker computes with (torch's intra-op threads, and
+    /// OpenMP's); None leaves torch's own choice, which is recorded.
+    pub threads: Option<u32>,
     pub warmup: Warmup,
     pub measure: Measure,
     pub l2: L2Policy,
@@ -223,8 +231,9 @@ impl Pipeline {
         for (doc, de) in serde_yaml::Deserializer::from_str(src).enumerate() {
             let raw =
                 raw::RawPipeline::deserialize(de).map_err(|e| SpecError::from_yaml(path, &e))?;
-            let pipeline =
+            let mut pipeline =
                 validate::pipeline(raw, path).map_err(|e| e.into_spec_error(src, doc, path))?;
+            pipeline.doc = doc;
             if pipelines.iter().any(|p| p.name == pipeline.name) {
                 let e = error::Invalid::new(
                     KeyPath::root().key("name"),
@@ -273,6 +282,9 @@ impl Pipeline {
         let extra = measured.as_object_mut().expect("a JSON object");
         if (r.measure.target_rel_iqr - defaults::TARGET_REL_IQR).abs() > f64::EPSILON {
             extra.insert("target_rel_iqr".into(), r.measure.target_rel_iqr.into());
+        }
+        if let Some(threads) = r.threads {
+            extra.insert("threads".into(), threads.into());
         }
         if r.l2 != defaults::L2 {
             extra.insert("l2".into(), r.l2.as_str().into());
@@ -357,6 +369,32 @@ mod tests {
                 "attention[batch=32,fp32,default]/forward",
             ]
         );
+    }
+
+    #[test]
+    fn include_inherits_the_single_valued_axes_and_pairs_with_its_eager_case() {
+        let p = parse(
+            "version: 1\nname: t\nmodel: {entrypoint: \"m.py:build\"}\nmatrix:\n  batch: [8]\n  memory_format: [channels_last, contiguous]\n  compile: [eager]\n  include:\n    - {memory_format: contiguous, compile: default}\n",
+        )
+        .unwrap();
+        let cases = p.cases();
+        let labels: Vec<_> = cases.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "t[batch=8,memory_format=channels_last,fp32,eager]/forward",
+                "t[batch=8,memory_format=contiguous,fp32,eager]/forward",
+                "t[batch=8,memory_format=contiguous,fp32,default]/forward",
+            ]
+        );
+        assert_eq!(cases[2].params.get("batch"), Some(&ParamValue::Int(8)));
+        assert_eq!(cases[2].group_label("t"), cases[1].group_label("t"));
+        // A value the include gives itself wins over the inherited one.
+        let p = parse(
+            "version: 1\nname: t\nmodel: {entrypoint: \"m.py:build\"}\nmatrix:\n  batch: [8]\n  include:\n    - {batch: 32, compile: default}\n",
+        )
+        .unwrap();
+        assert_eq!(p.cases()[1].label, "t[batch=32,fp32,default]/forward");
     }
 
     #[test]
@@ -477,5 +515,12 @@ mod tests {
             c.hash(),
             "threshold and matrix do not change how a case is measured"
         );
+        let threads = parse(&format!("{BASE}runner: {{threads: 1}}\n")).unwrap();
+        assert_eq!(threads.runner.threads, Some(1));
+        assert_ne!(a.hash(), threads.hash(), "threads change the numbers");
+        let err = parse(&format!("{BASE}runner: {{threads: 0}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("runner.threads: must be at least 1"), "{err}");
     }
 }

@@ -82,6 +82,8 @@ pub(crate) struct RawRunner {
     #[serde(default)]
     pub processes: Option<u32>,
     #[serde(default)]
+    pub threads: Option<u32>,
+    #[serde(default)]
     pub warmup: Option<RawWarmup>,
     #[serde(default)]
     pub measure: Option<RawMeasure>,

@@ -220,8 +220,9 @@ impl BackendKind {
     /// Phases this backend can time.
     pub fn phases(self) -> &'static [Phase] {
         match self {
-            BackendKind::Python | BackendKind::Mock | BackendKind::Command => Phase::ALL,
-            BackendKind::Native => &[Phase::Forward],
+            BackendKind::Python | BackendKind::Mock => Phase::ALL,
+            // A command is timed as a whole: one "phase", named forward.
+            BackendKind::Native | BackendKind::Command => &[Phase::Forward],
         }
     }
 

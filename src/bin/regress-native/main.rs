@@ -52,6 +52,7 @@ fn error(kind: &str, message: String) -> ExitCode {
     send(&Message::Error {
         kind: kind.into(),
         message,
+        diagnostics: Default::default(),
     });
     ExitCode::from(FAILED)
 }
@@ -147,6 +148,9 @@ fn main() -> ExitCode {
 
 /// One process of one case: a result, or why it was skipped.
 fn measure(req: &RunRequest) -> Result<Message, String> {
+    if let Some(n) = req.threads {
+        tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
+    }
     let skipped = |reason: String| Ok(Message::Skipped { reason });
     let Some(device) = device(req.device) else {
         return skipped(format!(
@@ -213,6 +217,7 @@ fn measure(req: &RunRequest) -> Result<Message, String> {
         return Ok(Message::AccuracyFail {
             message: "the model's output contains NaN or Inf".into(),
             accuracy: serde_json::json!({"nonfinite": true}),
+            diagnostics: Default::default(),
         });
     }
     // The same digest as the python worker's: equal built-in models give

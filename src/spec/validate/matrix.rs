@@ -54,20 +54,76 @@ fn typed_value(axis: &str, value: &ParamValue, backend: BackendKind, key: &KeyPa
     Ok(())
 }
 
+/// Axes regress gives a meaning of its own (besides `include`/`exclude`).
+const TYPED_AXES: [&str; 2] = ["precision", "compile"];
+
+/// Edits (insertions, deletions, substitutions, swaps of neighbours) between
+/// two names: the optimal string alignment distance.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// Characters per edit a name may be off by and still count as a typo of
+/// a known one: one edit in a short name, two in `precision`. More would
+/// take real axis names (`patch` for `batch`) for typos.
+const CHARS_PER_EDIT: usize = 4;
+
+/// The known name `name` is most likely a typo of, if any: the same but for
+/// case and `-`/`_`, or within one edit per `CHARS_PER_EDIT` characters.
+pub(super) fn near_miss<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let plain = name.to_ascii_lowercase().replace('-', "_");
+    known
+        .iter()
+        .filter(|k| **k != name)
+        .map(|k| (edits(&plain, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / CHARS_PER_EDIT).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
 pub(super) fn check_param_name(name: &str, model: &Model, key: &KeyPath) -> Result<()> {
-    if name == "precision" || name == "compile" {
+    if TYPED_AXES.contains(&name) {
         return Ok(());
     }
+    let reserved: Vec<&str> = TYPED_AXES.iter().chain(&MATRIX_RESERVED).copied().collect();
     if let Model::Builtin { name: builtin, .. } = model {
         if !builtin.params().contains(&name) {
+            let known: Vec<&str> = builtin.params().iter().chain(&reserved).copied().collect();
+            let hint =
+                near_miss(name, &known).map_or(String::new(), |k| format!("did you mean `{k}`? "));
             return Err(Invalid::new(
                 key.clone(),
                 format!(
-                    "`{name}` is not a parameter of built-in model {builtin}; valid: {}, precision, compile",
+                    "`{name}` is not a parameter of built-in model {builtin}; {hint}valid: {}, precision, compile",
                     builtin.params().join(", ")
                 ),
             ));
         }
+    }
+    if let Some(k) = near_miss(name, &reserved) {
+        return Err(Invalid::new(
+            key.clone(),
+            format!(
+                "did you mean `{k}`? `{name}` is so close to the reserved key `{k}` that it is taken for a typo, not a user axis; spell it `{k}`, or give the axis a name further from it (reserved: precision, compile, include, exclude)"
+            ),
+        ));
     }
     let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
@@ -194,4 +250,72 @@ pub(super) fn matrix(
         }
     }
     Ok(matrix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::near_miss;
+    use crate::spec::Pipeline;
+    use std::path::Path;
+
+    fn error(matrix: &str) -> String {
+        let src = format!(
+            "version: 1\nname: t\nmodel: {{entrypoint: \"m.py:build\"}}\nmatrix:\n{matrix}"
+        );
+        Pipeline::parse(&src, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_near_miss_of_a_reserved_axis_is_an_error_that_names_it() {
+        let err = error("  precison: [bf16]\n");
+        assert!(
+            err.starts_with("t.yaml:5:13: matrix.precison: did you mean `precision`?"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `precision`?"), "{err}");
+        for (typo, meant) in [
+            ("percision", "precision"),
+            ("Precision", "precision"),
+            ("compiel", "compile"),
+            ("compile-", "compile"),
+            ("includes", "include"),
+        ] {
+            let err = error(&format!("  {typo}: [a]\n"));
+            assert!(err.contains(&format!("did you mean `{meant}`?")), "{err}");
+        }
+        // In `include` entries too.
+        let err = error("  batch: [1]\n  include:\n    - {batch: 2, compil: default}\n");
+        assert!(
+            err.contains("matrix.include[0].compil") && err.contains("did you mean `compile`?"),
+            "{err}"
+        );
+        // Built-in models suggest among their own parameters as well.
+        let src = "version: 1\nname: t\nmodel: {builtin: mlp}\nmatrix: {batchh: [1]}\n";
+        let err = Pipeline::parse(src, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `batch`?"), "{err}");
+    }
+
+    #[test]
+    fn names_far_from_every_reserved_axis_are_user_axes() {
+        for name in [
+            "batch",
+            "patch",
+            "compiler_flags",
+            "dtype",
+            "seq_len",
+            "mode",
+        ] {
+            assert_eq!(
+                near_miss(name, &["precision", "compile", "include", "exclude"]),
+                None,
+                "{name}"
+            );
+        }
+        let src = "version: 1\nname: t\nmodel: {entrypoint: \"m.py:build\"}\nmatrix: {patch: [16], precision: [bf16]}\n";
+        assert!(Pipeline::parse(src, Path::new("t.yaml")).is_ok());
+    }
 }

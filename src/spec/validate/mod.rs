@@ -54,6 +54,7 @@ pub(crate) fn pipeline(raw: RawPipeline, path: &Path) -> Result<Pipeline> {
     let pipeline = Pipeline {
         name: raw.name,
         source: path.to_path_buf(),
+        doc: 0,
         description: raw.description,
         model,
         runner,
@@ -122,6 +123,12 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
             "must be at least 1: each process is one independent repeat of the case",
         ));
     }
+    if raw.threads == Some(0) {
+        return Err(Invalid::new(
+            key.key("threads"),
+            "must be at least 1, or left out for torch's own choice (which is recorded)",
+        ));
+    }
     let (warm_iters, measure_iters) = defaults::iterations(backend);
     let warmup_raw = raw.warmup.unwrap_or_default();
     let wkey = key.key("warmup");
@@ -175,6 +182,7 @@ fn runner(raw: RawRunner, key: &KeyPath) -> Result<RunnerConfig> {
         backend,
         device,
         processes,
+        threads: raw.threads,
         warmup,
         measure,
         l2,
@@ -298,6 +306,12 @@ fn phases(raw: Option<Vec<String>>, backend: BackendKind, key: &KeyPath) -> Resu
             return Err(Invalid::new(
                 key.index(i),
                 format!("phase `{text}` is listed twice"),
+            ));
+        }
+        if backend == BackendKind::Command && phase != Phase::Forward {
+            return Err(Invalid::new(
+                key.index(i),
+                format!("the command backend times the whole command, so it has no phase `{phase}`; leave `phases` out"),
             ));
         }
         if !backend.phases().contains(&phase) {
