@@ -54,15 +54,44 @@ fn imported(statement: &str) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// Top-level statements whose indented bodies run at module level.
+const BLOCKS: [&str; 9] = [
+    "if ", "elif ", "else:", "try:", "except", "finally:", "with ", "for ", "while ",
+];
+
+/// Whether one statement binds `name`: defines, imports or assigns it.
+fn binds(statement: &str, name: &str) -> bool {
+    let statement = statement.strip_prefix("async ").unwrap_or(statement);
+    for keyword in ["def ", "class "] {
+        if let Some(rest) = statement.strip_prefix(keyword) {
+            return ident(rest) == Some(name);
+        }
+    }
+    if statement.starts_with("import ") || statement.starts_with("from ") {
+        return imported(statement).is_none_or(|names| names.iter().any(|n| n == name));
+    }
+    let after = statement.get(name.len()..).unwrap_or("").trim_start();
+    ident(statement) == Some(name)
+        && (after.starts_with(':') || (after.starts_with('=') && !after.starts_with("==")))
+}
+
 /// Whether `source` binds `name` at its top level, by its lines that start
 /// in column 0 (continuation lines of parenthesised imports included).
 fn top_level(source: &str, name: &str) -> Found {
     let mut defined: Vec<String> = Vec::new();
+    // Inside a top-level `if`/`try`/`with`… block, an indented binding of
+    // the name binds it at module level too (`try: from x import build`).
+    let (mut in_block, mut maybe) = (false, false);
     let mut lines = source.lines();
     while let Some(line) = lines.next() {
-        if line.starts_with(|c: char| c.is_whitespace() || c == '#') {
+        if line.starts_with(char::is_whitespace) {
+            maybe |= in_block && binds(line.trim_start(), name);
             continue;
         }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        in_block = BLOCKS.iter().any(|k| line.starts_with(k));
         let mut statement = line.split('#').next().unwrap_or("").to_string();
         if statement.starts_with("import ") || statement.starts_with("from ") {
             while statement.contains('(') && !statement.contains(')') {
@@ -98,7 +127,7 @@ fn top_level(source: &str, name: &str) -> Found {
     }
     if defined.iter().any(|d| d == name) {
         Found::Yes
-    } else if defined.iter().any(|d| d == "__getattr__") {
+    } else if maybe || defined.iter().any(|d| d == "__getattr__") {
         Found::CannotTell
     } else {
         Found::No(defined)
@@ -197,6 +226,18 @@ mod tests {
         };
         assert!(defined.contains(&"build".to_string()), "{defined:?}");
         assert_eq!(top_level(src, "other"), top_level(src, "build_nested"));
+    }
+
+    #[test]
+    fn a_factory_bound_inside_a_top_level_block_passes() {
+        let src = "try:\n    from fast import build\nexcept ImportError:\n    def build(p):\n        return None\n";
+        assert_eq!(top_level(src, "build"), Found::CannotTell);
+        let src = "import torch\nif torch.cuda.is_available():\n    make = 1\nelse:\n    def make(p): ...\n";
+        assert_eq!(top_level(src, "make"), Found::CannotTell);
+        // A method is still not a module-level function.
+        let Found::No(_) = top_level("class A:\n    def build(self): ...\n", "build") else {
+            panic!("a method is not a top-level function")
+        };
     }
 
     #[test]
