@@ -632,3 +632,67 @@ fn store_ls_names_each_runs_shard() {
         );
     }
 }
+
+#[test]
+fn shard_results_uploaded_as_directories_are_imported_into_the_git_store() {
+    let _guard = machine_lock();
+    let repo = Repo::new();
+    repo.write(SHARDED, &sharded_pipeline());
+    let sha = repo.commit("pipelines");
+    // Two shards, each into its own directory store (what PR shards upload),
+    // then both directories merged as download-artifact merges them.
+    let artifacts = tempfile::tempdir().unwrap();
+    let merged = artifacts.path().join("merged");
+    for i in 1..=2 {
+        let dir = artifacts.path().join(format!("shard-{i}"));
+        let (code, out, err) = output(repo.regress().args([
+            "run",
+            SHARDED,
+            "--shard",
+            &format!("{i}/2"),
+            "--store",
+            dir.to_str().unwrap(),
+        ]));
+        assert_eq!(code, 0, "{out}{err}");
+        std::fs::create_dir_all(&merged).unwrap();
+        let copied = Command::new("cp")
+            .args([
+                "-r",
+                &format!("{}/.", dir.display()),
+                merged.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    let import = || {
+        output(
+            repo.regress()
+                .args(["store", "import", merged.to_str().unwrap()]),
+        )
+    };
+    let (code, out, err) = import();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("imported 2 record(s) into refs/regress/results"),
+        "{out}"
+    );
+    let records = stored(&git_dir(&repo));
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(records.values().all(|(_, r)| r.commit.sha.as_str() == sha));
+    // Importing again changes nothing: the same records are already there.
+    let tip_before = tip(&git_dir(&repo));
+    let (code, _, err) = import();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tip(&git_dir(&repo)), tip_before);
+    let (code, out, _) = output(repo.regress().args(["store", "ls", &sha]));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("shard 1/2") && out.contains("shard 2/2"),
+        "{out}"
+    );
+    // A directory that is not a store is refused by name.
+    let (code, _, err) = output(repo.regress().args(["store", "import", "nowhere"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("nowhere is not a directory"), "{err}");
+}
