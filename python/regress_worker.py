@@ -593,14 +593,22 @@ class Phase:
         model.train()
         trainable = [p for p in model.parameters() if p.requires_grad]
         if name == "backward":
+            # Without parameters the gradient flows to the inputs instead.
+            # Their .grad is cleared before every iteration like a
+            # parameter's: left alone, each timed backward would also add
+            # into it (an extra kernel per input, and under CUDA graphs a
+            # read of a freed graph output).
+            leaves = []
             if not trainable:
-                inputs = tuple(x.requires_grad_(True) if torch.is_tensor(x) and x.is_floating_point() else x
-                               for x in inputs)
+                leaves = [x.requires_grad_(True) for x in inputs if torch.is_tensor(x) and x.is_floating_point()]
             pending = {}
 
+            def clear_grads():
+                for t in (*trainable, *leaves):
+                    t.grad = None
+
             def prepare():
-                for p in trainable:
-                    p.grad = None
+                clear_grads()
                 out = forward()
                 pending["loss"] = loss_of(model, out, inputs)[0]
 
@@ -608,6 +616,7 @@ class Phase:
                 pending.pop("loss").backward()
 
             def first():
+                clear_grads()
                 out = forward()
                 loss, self.loss_from = loss_of(model, out, inputs)
                 loss.backward()
@@ -634,6 +643,26 @@ class Phase:
         if self.prepare is not None:
             self.prepare()
         self.body()
+
+    def mark_steps(self, mark):
+        """Calls `mark` (cudagraph_mark_step_begin) at the start of every
+        iteration: before the untimed preparation when there is one
+        (backward's forward), else before the body, and before the first
+        call. Never between a forward and its backward: a new CUDA-graph
+        step frees the forward's outputs, the activations the backward
+        reads (torch 2.11's cudagraph trees advance the generation on a
+        mark before looking for pending backwards)."""
+        def marked(f):
+            def call():
+                mark()
+                return f()
+            return call
+
+        if self.prepare is not None:
+            self.prepare = marked(self.prepare)
+        else:
+            self.body = marked(self.body)
+        self.first = marked(self.first)
 
 
 # ---------------------------------------------------------------- accuracy
@@ -988,15 +1017,7 @@ def run(req):
     cudagraphs = mode in ("reduce-overhead", "max-autotune") and device == "cuda"
     phase = Phase(phase_name, fn, model, inputs, autocast)
     if cudagraphs:
-        body, first = phase.body, phase.first
-
-        def marked(f):
-            def call():
-                torch.compiler.cudagraph_mark_step_begin()
-                return f()
-            return call
-
-        phase.body, phase.first = marked(body), marked(first)
+        phase.mark_steps(torch.compiler.cudagraph_mark_step_begin)
 
     with phase.grad():
         if options.get("cache") == "warm" and mode != "eager":

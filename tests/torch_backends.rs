@@ -658,3 +658,83 @@ fn compiled_dropout_is_checked_drawing_the_same_numbers_as_eager() {
     assert_eq!(accuracy["random"], "fallback_random", "{accuracy}");
     assert_eq!(accuracy["reference"], "eager fp32", "{accuracy}");
 }
+
+/// The worker's phases as a CUDA-graph run drives them, replayed on CPU
+/// with logging: where the step marks fall, and what happens to the
+/// inputs' gradients of a model without parameters.
+const PHASE_PROBE: &str = r#"
+import sys, torch
+sys.path.insert(0, "python")
+import regress_worker as w
+w.torch = torch  # the worker imports torch lazily
+log = []
+
+class Logged(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        log.append("F")
+        return x * 2
+    @staticmethod
+    def backward(ctx, g):
+        log.append("B")
+        return g * 2
+
+class WithParam(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.ones(4))
+    def forward(self, x):
+        return Logged.apply(x * self.p)
+
+class NoParam(torch.nn.Module):
+    def forward(self, x):
+        return Logged.apply(x)
+
+for name in ("forward", "backward", "step"):
+    log.clear()
+    model = WithParam()
+    phase = w.Phase(name, model, model, (torch.randn(4),), None)
+    phase.mark_steps(lambda: log.append("M"))
+    with phase.grad():
+        phase.first(); log.append("|")
+        for _ in range(2):
+            phase.iterate(); log.append("|")
+    print(name, " ".join(log))
+
+x = torch.ones(4)
+model = NoParam()
+phase = w.Phase("backward", model, model, (x,), None)
+phase.first()
+one = x.grad.clone()
+for _ in range(4):
+    phase.iterate()
+print("grad", float((x.grad / one).mean()))
+"#;
+
+#[test]
+fn cuda_graph_marks_start_iterations_and_input_gradients_do_not_pile_up() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let out = std::process::Command::new(&python)
+        .args(["-c", PHASE_PROBE])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A mark never falls between a forward and its backward.
+    assert!(stdout.contains("forward M F | M F | M F |"), "{stdout}");
+    assert!(
+        stdout.contains("backward M F B | M F B | M F B |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("step M F B | M F B | M F B |"), "{stdout}");
+    // After four more backwards the input's gradient is one backward's,
+    // not five summed.
+    assert!(stdout.contains("grad 1.0"), "{stdout}");
+}
