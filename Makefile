@@ -18,12 +18,22 @@ export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
 .PHONY: demo test build venv actionlint lint bench-timer bench-compare
 
-# The marker file makes the venv step re-run if torch is missing or changes.
-venv: $(VENV)/.torch-$(TORCH_VERSION)
+# Where torch's wheel comes from. Empty: PyPI, whose Linux wheel of 2.11.0
+# is the CUDA 13 build (it needs an NVIDIA driver >= 580; fine on CPU).
+# GPU runners with an older driver pick the build of their CUDA, e.g.
+#   make venv TORCH_INDEX=https://download.pytorch.org/whl/cu128   (or cu126)
+# and CPU-only machines can save the CUDA libraries with .../whl/cpu.
+TORCH_INDEX ?=
+TORCH_PIP   := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
+# The marker names the version and the index, so changing either reinstalls.
+TORCH_MARK  := $(VENV)/.torch-$(TORCH_VERSION)$(if $(TORCH_INDEX),-$(notdir $(TORCH_INDEX)))
 
-$(VENV)/.torch-$(TORCH_VERSION):
+venv: $(TORCH_MARK)
+
+$(TORCH_MARK):
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION) numpy==$(NUMPY_VERSION)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check $(TORCH_PIP) torch==$(TORCH_VERSION) numpy==$(NUMPY_VERSION)
+	rm -f $(VENV)/.torch-*
 	touch $@
 
 # actionlint for the example GitHub Actions workflows: the kjanat/actionlint
