@@ -134,18 +134,41 @@ def synchronize(device):
         torch.mps.synchronize()
 
 
+# Environment variables that change speed without changing the code.
+SPEED_ENV = ("NVIDIA_TF32_OVERRIDE", "CUDA_LAUNCH_BLOCKING", "PYTORCH_CUDA_ALLOC_CONF",
+             "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def torch_settings():
-    """Settings that change speed without changing the code: recorded per run."""
-    return {
-        "threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-        "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "cudnn_deterministic": torch.backends.cudnn.deterministic,
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    """Settings that change speed without changing the code: recorded per
+    case after the user's code has run (a factory may enable TF32).
+
+    Each getter is read on its own: in torch 2.11, once code used the new
+    fp32_precision API, reading the legacy allow_tf32 getters raises, and
+    a setting that cannot be read is recorded as such, never a crash.
+    """
+    def read(get):
+        try:
+            return get()
+        except Exception as exc:  # noqa: BLE001 - any getter may refuse
+            return f"unreadable: {type(exc).__name__}"
+
+    settings = {
+        "threads": read(torch.get_num_threads),
+        "interop_threads": read(torch.get_num_interop_threads),
+        "matmul_fp32_precision": read(lambda: torch.backends.cuda.matmul.fp32_precision),
+        "cudnn_conv_fp32_precision": read(lambda: torch.backends.cudnn.conv.fp32_precision),
+        "float32_matmul_precision": read(torch.get_float32_matmul_precision),
+        "cuda_matmul_allow_tf32": read(lambda: torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": read(lambda: torch.backends.cudnn.allow_tf32),
+        "cudnn_benchmark": read(lambda: torch.backends.cudnn.benchmark),
+        "cudnn_deterministic": read(lambda: torch.backends.cudnn.deterministic),
+        "deterministic_algorithms": read(torch.are_deterministic_algorithms_enabled),
     }
+    env = {k: v for k, v in os.environ.items() if k in SPEED_ENV or k.startswith("TORCHINDUCTOR_")}
+    if env:
+        settings["env"] = dict(sorted(env.items()))
+    return settings
 
 
 def share_isa_checks(path):
@@ -1010,6 +1033,8 @@ def run(req):
         ref = None  # checked; the measured model draws its numbers its own way
 
     model, inputs = build_model(req, params)
+    # The user's factory has run: what it set is what the case runs with.
+    diagnostics["settings"] = torch_settings()
     model, inputs, autocast = place(model, inputs, device, precision, req["cast"], req["fp8"])
     watch = CompileWatch() if mode != "eager" else None
     _case["watch"] = watch

@@ -738,3 +738,42 @@ fn cuda_graph_marks_start_iterations_and_input_gradients_do_not_pile_up() {
     // not five summed.
     assert!(stdout.contains("grad 1.0"), "{stdout}");
 }
+
+#[test]
+fn settings_are_read_after_the_factory_and_survive_the_new_tf32_api() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let repo = Repo::new();
+    // The factory switches fp32 matmuls to TF32 with torch 2.11's new API,
+    // after which the legacy getters raise.
+    repo.write(
+        "models/tf32.py",
+        "import torch\n\n\ndef build(params):\n    torch.backends.cuda.matmul.fp32_precision = \"tf32\"\n    return torch.nn.Linear(4, 4), (torch.randn(2, 4),)\n",
+    );
+    repo.write(
+        "p.yaml",
+        "version: 1\nname: tf\nmodel:\n  entrypoint: models/tf32.py:build\nrunner:\n  backend: python\n  device: cpu\n  processes: 1\n  warmup: {min_iters: 1, min_time: 0s}\n  measure: {min_iters: 3, min_time: 1ms, max_time: 200ms}\n",
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_PYTHON", &python)
+            .env("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let record = regress::store::read_record(&repo.record_files()[0]).unwrap();
+    let case = &record.cases[0];
+    assert_eq!(case.status, CaseStatus::Ok, "{:?}", case.reason);
+    let settings = &case.diagnostics.maps()[0]["settings"];
+    assert_eq!(settings["matmul_fp32_precision"], "tf32", "{settings}");
+    assert_eq!(
+        settings["cuda_matmul_allow_tf32"], "unreadable: RuntimeError",
+        "{settings}"
+    );
+    assert_eq!(
+        settings["env"]["CUBLAS_WORKSPACE_CONFIG"], ":4096:8",
+        "{settings}"
+    );
+}
