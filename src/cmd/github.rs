@@ -185,27 +185,32 @@ fn post(
         Some(url) => format!("[{}]({url})", target.whole),
         None => target.whole.to_string(),
     };
+    let key = args
+        .comment_key
+        .clone()
+        .unwrap_or_else(|| view.pipelines.join(","));
+    // One rendering serves both the comment (after its marker line) and
+    // the check's summary: within the smaller of their two limits.
+    let marker_len = github::marker(&key).chars().count() + 1;
+    let limit = (COMMENT_LIMIT - marker_len).min(SUMMARY_LIMIT);
+    let rendered = render_within(
+        templates,
+        TemplateFormat::Markdown,
+        view,
+        Limit::Chars(limit),
+        &whole,
+    );
+    let text = || rendered.as_deref().map_err(|e| anyhow::anyhow!("{e}"));
     let mut ok = true;
     let mode = mode_of(args.comment);
     if let (Some(pr), true) = (target.pr, mode != CommentMode::Never) {
         let result = (|| -> anyhow::Result<()> {
-            let key = args
-                .comment_key
-                .clone()
-                .unwrap_or_else(|| view.pipelines.join(","));
-            let marker_len = github::marker(&key).chars().count() + 1;
-            let text = render_within(
-                templates,
-                TemplateFormat::Markdown,
-                view,
-                Limit::Chars(COMMENT_LIMIT - marker_len),
-                &whole,
-            )?;
+            let text = text()?;
             let author = match &args.comment_author {
                 Some(a) => a.clone(),
                 None => github::identity(api)?,
             };
-            let body = github::comment_body(&key, &text);
+            let body = github::comment_body(&key, text);
             let create = creates(mode, view, gate);
             let outcome = github::upsert(api, &ctx.repo, pr, &key, &author, &body, create)?;
             anstream::eprintln!("{}", describe_comment(pr, &outcome));
@@ -215,13 +220,7 @@ fn post(
     }
     if let (Some(sha), false) = (target.sha, args.no_check) {
         let result = (|| -> anyhow::Result<()> {
-            let summary = render_within(
-                templates,
-                TemplateFormat::Markdown,
-                view,
-                Limit::Chars(SUMMARY_LIMIT),
-                &whole,
-            )?;
+            let summary = text()?;
             let title = match view.counts.total {
                 0 => "nothing to compare".to_string(),
                 _ => view.counts.phrase(),
@@ -233,7 +232,7 @@ fn post(
                     sha,
                     conclusion: conclusion(view, gate),
                     title: &title,
-                    summary: &summary,
+                    summary,
                     details_url: ctx.run_url.as_deref(),
                 },
             )?;
