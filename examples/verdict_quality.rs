@@ -1,7 +1,8 @@
 //! How often regress's verdicts are right, on simulated benchmark noise.
 //!
 //! For each noise scenario it prints the false-positive rate at 0 % true
-//! change (any `regressed` or `improved`), the detection rate (`regressed`)
+//! change (any `regressed` or `improved`), the rate of `suspect` verdicts
+//! at 0 % (which gate CI too), the detection rate (`regressed`)
 //! at +2 %, +5 % and +10 %, and, for runs of 500 cases of which 10 are truly
 //! 5 % slower, how many of the 490 unchanged cases are flagged per run and
 //! how many of the 10 are found — after Benjamini–Hochberg across the run,
@@ -22,8 +23,8 @@
 
 use regress::record::ProcessSummary;
 use regress::stats::{
-    bh_qvalues, decide, evidence, evidence_of, process_location, run_to_run_variance, Decision,
-    Direction, Evidence, Process,
+    bh_qvalues, decide, evidence, evidence_of, process_location, Decision, Direction, Evidence,
+    Process,
 };
 
 /// The pipeline defaults: 3 % threshold, alpha 0.01.
@@ -62,12 +63,12 @@ impl Rng {
 enum Noise {
     /// Log-normal with this coefficient of variation.
     LogNormal(f64),
-    /// 1 % log-normal, and this fraction of samples 1.5–3× slower.
-    Outliers(f64),
+    /// Log-normal with CV `cv`, and this fraction of samples 1.5–3× slower.
+    Outliers { frac: f64, cv: f64 },
     /// 1 % log-normal; each iteration runs in a slow clock state (×1.08)
-    /// with a probability drawn per process from [0, 0.5]: clocks that
+    /// with a probability drawn per process from U(`lo`, `hi`): clocks that
     /// drop for part of a run.
-    Bimodal,
+    ClockStates { lo: f64, hi: f64 },
     /// 1 % log-normal; a whole process runs in the slow clock state (×1.08)
     /// with probability 0.3. A stress case: with three processes per side,
     /// all-fast against all-slow looks exactly like an 8 % change.
@@ -75,52 +76,79 @@ enum Noise {
     /// Log-normal with CV `within` inside a process; each process's level
     /// shifted by a uniform draw in ± `shift`.
     RunShift { shift: f64, within: f64 },
+    /// Log-normal with CV `within` inside a process; each process's level
+    /// log-normal with standard deviation `sd` (on the log scale).
+    RunOffsets { sd: f64, within: f64 },
     /// Log-normal with CV `cv`, read by a timer that resolves `step` of the
     /// level (CUDA events resolve about 0.5 µs: 2.5 % of a 20 µs kernel).
     Quantized { cv: f64, step: f64 },
 }
+
+/// Scenario d's clocks: P(slow state) per process from U(0.2, 0.8).
+const CLOCKS: Noise = Noise::ClockStates { lo: 0.2, hi: 0.8 };
 
 struct Scenario {
     name: &'static str,
     noise: Noise,
     processes: usize,
     samples: usize,
+    /// Whether the history's level moves: one commit in ten by ±3 %
+    /// (otherwise the base branch's performance stays put).
+    steps: bool,
 }
 
 impl Scenario {
+    fn new(name: &'static str, noise: Noise, processes: usize, samples: usize) -> Scenario {
+        Scenario {
+            name,
+            noise,
+            processes,
+            samples,
+            steps: false,
+        }
+    }
+
+    fn with_steps(self) -> Scenario {
+        Scenario {
+            steps: true,
+            ..self
+        }
+    }
+
     /// One side: `processes` lists of `samples` latencies at `level`.
     fn side(&self, rng: &mut Rng, level: f64) -> Vec<Vec<f64>> {
         (0..self.processes)
             .map(|_| {
                 let slow_share = match self.noise {
-                    Noise::Bimodal => 0.5 * rng.uniform(),
+                    Noise::ClockStates { lo, hi } => lo + (hi - lo) * rng.uniform(),
                     _ => 0.0,
                 };
                 let process_factor = match self.noise {
                     Noise::BimodalProcess if rng.uniform() < 0.3 => 1.08,
                     Noise::RunShift { shift, .. } => 1.0 + shift * (2.0 * rng.uniform() - 1.0),
+                    Noise::RunOffsets { sd, .. } => (sd * rng.normal()).exp(),
                     _ => 1.0,
                 };
                 (0..self.samples)
                     .map(|_| {
                         let x = match self.noise {
-                            Noise::LogNormal(cv) | Noise::RunShift { within: cv, .. } => {
-                                (cv * rng.normal()).exp()
-                            }
+                            Noise::LogNormal(cv)
+                            | Noise::RunShift { within: cv, .. }
+                            | Noise::RunOffsets { within: cv, .. } => (cv * rng.normal()).exp(),
                             Noise::Quantized { cv, step } => {
                                 // Quantized at the timer's resolution of the base level.
                                 let t = level * process_factor * (cv * rng.normal()).exp();
                                 return 1e-3 * ((t / step).round() * step).max(step);
                             }
-                            Noise::Outliers(frac) => {
-                                let base = (0.01 * rng.normal()).exp();
+                            Noise::Outliers { frac, cv } => {
+                                let base = (cv * rng.normal()).exp();
                                 if rng.uniform() < frac {
                                     base * (1.5 + 1.5 * rng.uniform())
                                 } else {
                                     base
                                 }
                             }
-                            Noise::Bimodal if rng.uniform() < slow_share => {
+                            Noise::ClockStates { .. } if rng.uniform() < slow_share => {
                                 1.08 * (0.01 * rng.normal()).exp()
                             }
                             _ => (0.01 * rng.normal()).exp(),
@@ -132,13 +160,14 @@ impl Scenario {
             .collect()
     }
 
-    /// Per-process locations of 30 earlier commits of the baseline branch:
-    /// most commits leave performance alone, one in ten moves it (±3 %).
+    /// Per-process locations of 30 earlier runs of the baseline branch,
+    /// nearest first; with `steps`, one commit in ten moves the level
+    /// (±3 %).
     fn history(&self, rng: &mut Rng) -> Vec<Vec<f64>> {
         let mut level = 1.0;
-        (0..HISTORY_RUNS)
+        let mut runs: Vec<Vec<f64>> = (0..HISTORY_RUNS)
             .map(|_| {
-                if rng.uniform() < 0.1 {
+                if self.steps && rng.uniform() < 0.1 {
                     level *= (0.03 * rng.normal()).exp();
                 }
                 self.side(rng, level)
@@ -146,19 +175,28 @@ impl Scenario {
                     .map(|p| process_location(p).expect("positive samples"))
                     .collect()
             })
-            .collect()
+            .collect();
+        // Oldest was drawn first; base and head sit at the last level, so
+        // rescale to put that at 1.
+        for r in runs.iter_mut() {
+            for x in r.iter_mut() {
+                *x -= level.ln();
+            }
+        }
+        runs.reverse();
+        runs
     }
 
     /// Evidence for one case whose head is `1 + change` times base.
     fn case(&self, rng: &mut Rng, change: f64, history: bool) -> regress::stats::Evidence {
-        let prior = if history {
-            run_to_run_variance(&self.history(rng))
+        let runs = if history {
+            self.history(rng)
         } else {
-            None
+            Vec::new()
         };
         let base = self.side(rng, 1.0);
         let head = self.side(rng, 1.0 + change);
-        evidence(&base, &head, prior, ALPHA).expect("simulated samples are positive")
+        evidence(&base, &head, &runs, ALPHA).expect("simulated samples are positive")
     }
 }
 
@@ -223,54 +261,37 @@ fn compacted(side: &[Vec<f64>]) -> Vec<Process> {
 /// and in 500-case runs with Benjamini–Hochberg.
 fn compact_agreement(rng: &mut Rng) {
     let scenarios = [
-        Scenario {
-            name: "log-normal CV 5%, 3×1000",
-            noise: Noise::LogNormal(0.05),
-            processes: 3,
-            samples: 1000,
-        },
-        Scenario {
-            name: "log-normal CV 30%, 3×5000",
-            noise: Noise::LogNormal(0.30),
-            processes: 3,
-            samples: 5000,
-        },
-        Scenario {
-            name: "log-normal CV 5%, 1×2000",
-            noise: Noise::LogNormal(0.05),
-            processes: 1,
-            samples: 2000,
-        },
-        Scenario {
-            name: "5% outliers 1.5-3x, 3×2000",
-            noise: Noise::Outliers(0.05),
-            processes: 3,
-            samples: 2000,
-        },
-        Scenario {
-            name: "bimodal clock, 3×2000",
-            noise: Noise::Bimodal,
-            processes: 3,
-            samples: 2000,
-        },
-        Scenario {
-            name: "run shift ±2%, 3×2000",
-            noise: Noise::RunShift {
+        Scenario::new("log-normal CV 5%, 3×1000", Noise::LogNormal(0.05), 3, 1000),
+        Scenario::new("log-normal CV 30%, 3×5000", Noise::LogNormal(0.30), 3, 5000),
+        Scenario::new("log-normal CV 5%, 1×2000", Noise::LogNormal(0.05), 1, 2000),
+        Scenario::new(
+            "5% outliers 1.5-3x, 3×2000",
+            Noise::Outliers {
+                frac: 0.05,
+                cv: 0.01,
+            },
+            3,
+            2000,
+        ),
+        Scenario::new("clock states, 3×2000", CLOCKS, 3, 2000),
+        Scenario::new(
+            "run shift ±2%, 3×2000",
+            Noise::RunShift {
                 shift: 0.02,
                 within: 0.01,
             },
-            processes: 3,
-            samples: 2000,
-        },
-        Scenario {
-            name: "quantized timer 2.5%, 3×5000",
-            noise: Noise::Quantized {
+            3,
+            2000,
+        ),
+        Scenario::new(
+            "quantized timer 2.5%, 3×5000",
+            Noise::Quantized {
                 cv: 0.03,
                 step: 0.025,
             },
-            processes: 3,
-            samples: 5000,
-        },
+            3,
+            5000,
+        ),
     ];
     let changes = [0.0, 0.02, 0.03, 0.05];
     println!(
@@ -284,8 +305,8 @@ fn compact_agreement(rng: &mut Rng) {
             for _ in 0..COMPACT_TRIALS {
                 let base = s.side(rng, 1.0);
                 let head = s.side(rng, 1.0 + change);
-                let full = evidence(&base, &head, None, ALPHA).expect("positive");
-                let compact = evidence_of(&compacted(&base), &compacted(&head), None, ALPHA)
+                let full = evidence(&base, &head, &[], ALPHA).expect("positive");
+                let compact = evidence_of(&compacted(&base), &compacted(&head), &[], ALPHA)
                     .expect("positive");
                 let verdict =
                     |e: &Evidence| decide(e, e.p, THRESHOLD, ALPHA, Direction::LowerIsBetter);
@@ -303,9 +324,9 @@ fn compact_agreement(rng: &mut Rng) {
             for i in 0..SUITE_CASES {
                 let base = s.side(rng, 1.0);
                 let head = s.side(rng, if i < SUITE_SLOWER { 1.05 } else { 1.0 });
-                full.push(evidence(&base, &head, None, ALPHA).expect("positive"));
+                full.push(evidence(&base, &head, &[], ALPHA).expect("positive"));
                 compact.push(
-                    evidence_of(&compacted(&base), &compacted(&head), None, ALPHA)
+                    evidence_of(&compacted(&base), &compacted(&head), &[], ALPHA)
                         .expect("positive"),
                 );
             }
@@ -340,91 +361,46 @@ fn main() {
         compact_agreement(&mut Rng(0xc0de));
         return;
     }
+    // The scenarios of issue 12's comparison with other tools (a–e), then
+    // histories whose level moves, then stress rows.
+    let outliers = Noise::Outliers {
+        frac: 0.05,
+        cv: 0.02,
+    };
+    let offsets = Noise::RunOffsets {
+        sd: 0.02,
+        within: 0.01,
+    };
     let scenarios = [
-        Scenario {
-            name: "log-normal CV 1%, 3×30",
-            noise: Noise::LogNormal(0.01),
-            processes: 3,
-            samples: 30,
-        },
-        Scenario {
-            name: "log-normal CV 1%, 1×30",
-            noise: Noise::LogNormal(0.01),
-            processes: 1,
-            samples: 30,
-        },
-        Scenario {
-            name: "log-normal CV 5%, 1×10",
-            noise: Noise::LogNormal(0.05),
-            processes: 1,
-            samples: 10,
-        },
-        Scenario {
-            name: "log-normal CV 5%, 1×30",
-            noise: Noise::LogNormal(0.05),
-            processes: 1,
-            samples: 30,
-        },
-        Scenario {
-            name: "log-normal CV 5%, 3×10",
-            noise: Noise::LogNormal(0.05),
-            processes: 3,
-            samples: 10,
-        },
-        Scenario {
-            name: "log-normal CV 5%, 3×30",
-            noise: Noise::LogNormal(0.05),
-            processes: 3,
-            samples: 30,
-        },
-        Scenario {
-            name: "5% outliers 1.5-3x, 1×10",
-            noise: Noise::Outliers(0.05),
-            processes: 1,
-            samples: 10,
-        },
-        Scenario {
-            name: "5% outliers 1.5-3x, 3×10",
-            noise: Noise::Outliers(0.05),
-            processes: 3,
-            samples: 10,
-        },
-        Scenario {
-            name: "bimodal clock, 3×30",
-            noise: Noise::Bimodal,
-            processes: 3,
-            samples: 30,
-        },
-        Scenario {
-            name: "run shift ±2%, 3×30",
-            noise: Noise::RunShift {
-                shift: 0.02,
-                within: 0.01,
-            },
-            processes: 3,
-            samples: 30,
-        },
-        Scenario {
-            name: "stress: ±3% shift, CV 5%, 3×30",
-            noise: Noise::RunShift {
+        Scenario::new("a: log-normal CV 1%, 1×10", Noise::LogNormal(0.01), 1, 10),
+        Scenario::new("a: log-normal CV 1%, 1×30", Noise::LogNormal(0.01), 1, 30),
+        Scenario::new("b: log-normal CV 5%, 1×10", Noise::LogNormal(0.05), 1, 10),
+        Scenario::new("b: log-normal CV 5%, 1×30", Noise::LogNormal(0.05), 1, 30),
+        Scenario::new("c: 5% slowed 1.5-3x, 1×10", outliers, 1, 10),
+        Scenario::new("c: 5% slowed 1.5-3x, 1×30", outliers, 1, 30),
+        Scenario::new("d: clock states, 1×10", CLOCKS, 1, 10),
+        Scenario::new("d: clock states, 1×30", CLOCKS, 1, 30),
+        Scenario::new("e: offsets 2%, 3×10", offsets, 3, 10),
+        Scenario::new("b with steps, 1×30", Noise::LogNormal(0.05), 1, 30).with_steps(),
+        Scenario::new("e with steps, 3×10", offsets, 3, 10).with_steps(),
+        Scenario::new("log-normal CV 5%, 3×30", Noise::LogNormal(0.05), 3, 30),
+        Scenario::new(
+            "stress: ±3% shift, CV 5%, 3×30",
+            Noise::RunShift {
                 shift: 0.03,
                 within: 0.05,
             },
-            processes: 3,
-            samples: 30,
-        },
-        Scenario {
-            name: "stress: process clock, 3×30",
-            noise: Noise::BimodalProcess,
-            processes: 3,
-            samples: 30,
-        },
+            3,
+            30,
+        ),
+        Scenario::new("stress: process clock, 3×30", Noise::BimodalProcess, 3, 30),
     ];
     println!(
-        "{:<32} {:>7} {:>7} {:>7} {:>7} {:>7} {:>14} {:>10}",
+        "{:<32} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>14} {:>10}",
         "scenario (processes×samples)",
         "history",
         "FP@0%",
+        "sus@0%",
         "det@2%",
         "det@5%",
         "det@10%",
@@ -437,16 +413,18 @@ fn main() {
             let fp = rate(s, &mut rng, 0.0, history, |v| {
                 matches!(v, Decision::Regressed | Decision::Improved)
             });
+            let suspect = rate(s, &mut rng, 0.0, history, |v| v == Decision::Suspect);
             let d: Vec<f64> = [0.02, 0.05, 0.10]
                 .iter()
                 .map(|&c| rate(s, &mut rng, c, history, |v| v == Decision::Regressed))
                 .collect();
             let (alarms, found) = suite(s, &mut rng, history);
             println!(
-                "{:<32} {:>7} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>14.2} {:>10.1}",
+                "{:<32} {:>7} {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>14.2} {:>10.1}",
                 s.name,
                 if history { "30 runs" } else { "none" },
                 fp * 100.0,
+                suspect * 100.0,
                 d[0] * 100.0,
                 d[1] * 100.0,
                 d[2] * 100.0,

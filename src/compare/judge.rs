@@ -11,9 +11,7 @@ use crate::id::{CaseId, CommitSha};
 use crate::metric::{self, Direction, MetricDef, MetricKind, METRICS};
 use crate::record::{CaseRecord, CaseStatus, ProcessSummary, Record};
 use crate::spec::{PlannedCase, Shard};
-use crate::stats::{
-    bh_qvalues, decide, evidence_of, run_to_run_variance, Decision, Method, Process, StatsError,
-};
+use crate::stats::{bh_qvalues, decide, evidence_of, Decision, Method, Process, StatsError};
 
 /// What names a row: its case and how its pipeline judges.
 struct RowKey<'a> {
@@ -240,13 +238,16 @@ pub(super) fn both_sides(
             continue;
         }
         let groups = history.groups(&h.first.id, m);
-        let prior = run_to_run_variance(&groups);
         let tested = oriented(bp, m)
-            .and_then(|b| evidence_of(&b, &oriented(hp, m)?, prior, h.compare.alpha));
+            .and_then(|b| evidence_of(&b, &oriented(hp, m)?, &groups, h.compare.alpha));
         let mut row = blank_row(pipeline, h, Verdict::INCONCLUSIVE, None);
         row.metric = m;
         match tested {
             Ok(e) => {
+                row.history_commits = match e.method {
+                    Method::HistoryLevel | Method::PooledHistory => groups.len(),
+                    _ => 0,
+                };
                 row.evidence = Some(match m.direction {
                     Direction::LowerIsBetter => e,
                     Direction::HigherIsBetter => e.reciprocal(),
@@ -255,7 +256,6 @@ pub(super) fn both_sides(
                 row.head = h.summary(m.name);
                 row.base_processes = bp.len();
                 row.head_processes = hp.len();
-                row.history_commits = if prior.is_some() { groups.len() } else { 0 };
             }
             Err(err) => {
                 // Unusable samples (zero or negative times, say) spoil this
@@ -369,7 +369,7 @@ pub(super) fn adjust(rows: &mut [Row]) {
             row.metric.direction,
         );
         row.verdict = Verdict::Judged(decision);
-        if e.method == Method::MannWhitneyIterations
+        if e.method == Method::WithinProcess
             && decision == Decision::Inconclusive
             && row.note.is_none()
         {

@@ -399,7 +399,7 @@ pub fn compare(
     adjust(&mut rows);
     if rows.iter().any(|r| {
         r.evidence
-            .is_some_and(|e| e.method == Method::MannWhitneyIterations)
+            .is_some_and(|e| e.method == Method::WithinProcess)
     }) {
         notes.push(
             "some cases ran one process per side with no earlier baseline runs: run-to-run variance is unobserved, so changes within a process's own spread are reported as inconclusive; set runner.processes to 3 or more, or keep results of earlier baseline commits".into(),

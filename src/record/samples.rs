@@ -41,6 +41,15 @@ pub struct Location {
     pub mean: f64,
     pub var: f64,
     pub df: f64,
+    /// When the samples fell into clock states: how far above `mean` (log)
+    /// the next slower state lay, `mean` being the fastest state's.
+    /// Absent for one group (and in records written before states were
+    /// told apart, whose `mean` is over every sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slower: Option<f64>,
+    /// Whether `mean` is the fastest state's alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fastest: bool,
 }
 
 impl From<ProcessEstimate> for Location {
@@ -49,6 +58,8 @@ impl From<ProcessEstimate> for Location {
             mean: e.location,
             var: e.var,
             df: e.df,
+            slower: e.slower,
+            fastest: e.fastest,
         }
     }
 }
@@ -189,6 +200,8 @@ impl ProcessSummary {
                 location: l.mean,
                 var: l.var,
                 df: l.df,
+                slower: l.slower,
+                fastest: l.fastest,
             },
             points,
         })

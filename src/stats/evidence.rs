@@ -3,12 +3,14 @@
 //! named outcome.
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, FisherSnedecor, Normal};
 
+use super::reference::against_level;
+use super::states::fastest_state;
 use super::welch::mean_var;
+use super::welch::{finish, TTest};
 use super::{
-    check_positive, hodges_lehmann_points, mann_whitney_points, pooled_t, student_t, Points,
-    PriorVariance, StatsError,
+    check_positive, mann_whitney_points, pooled_t, run_to_run_variance, student_t, Points,
+    StatsError,
 };
 
 /// Power at which the minimal detectable change is stated (the usual 80 %).
@@ -20,14 +22,23 @@ pub const MDE_POWER: f64 = 0.8;
 pub enum Method {
     /// Student's pooled t on per-process locations (both sides ≥ 2 processes).
     PooledProcesses,
-    /// Pooled t on per-process locations with variance from earlier runs.
+    /// Head's process locations against the level of the base branch: the
+    /// base run and earlier runs since the last change point
+    /// (`reference::against_level`).
+    HistoryLevel,
+    /// Pooled t on per-process locations with variance from earlier runs
+    /// (when those give no level to test against).
     PooledHistory,
-    /// Pooled t on per-process locations whose variance also draws on the
-    /// spread inside the processes, which agreed with the spread between
-    /// them (no history).
+    /// Pooled t whose variance also drew on the spread inside processes;
+    /// no longer used, kept so that older JSON reports read back.
     PooledWithin,
-    /// Mann–Whitney U on log iterations, one process on a side, no history:
-    /// run-to-run variance is unobserved.
+    /// Welch's t on the two sides' locations with the variance their own
+    /// samples give, one process on a side and no history: run-to-run
+    /// variance is unobserved, and a side in one clock state against a side
+    /// in two is read the way that blames the least on the change.
+    WithinProcess,
+    /// Mann–Whitney U on log iterations; no longer used, kept so that older
+    /// JSON reports read back.
     MannWhitneyIterations,
     /// Too few samples for any test.
     None,
@@ -85,6 +96,12 @@ pub struct ProcessEstimate {
     pub var: f64,
     /// Degrees of freedom of `var`: samples kept − 1.
     pub df: f64,
+    /// When the samples fall (or may fall) into clock states (`states`),
+    /// how far above the fastest the next slower state lies (log); `None`
+    /// for one group.
+    pub slower: Option<f64>,
+    /// Whether `location` is the fastest state's alone.
+    pub fastest: bool,
 }
 
 /// The location of one process: the mean of its log samples after dropping
@@ -106,7 +123,10 @@ pub fn process_location(samples: &[f64]) -> Result<f64, StatsError> {
     Ok(process_estimate(samples)?.location)
 }
 
-/// `process_location` with its variance: Yuen's estimate for a trimmed
+/// `process_location` with its variance. When the samples fall into
+/// clock states (`states::fastest_state`), the location is that of the
+/// fastest state alone, whose level does not depend on how much of the run
+/// the clocks spent slow. Within the state (or the whole sample): Yuen's estimate for a trimmed
 /// mean, (n − 1)·s²_w / (h·(h − 1)) where s²_w is the variance of the
 /// samples winsorised at the kept range and h the number kept, with h − 1
 /// degrees of freedom (Yuen 1974, "The two-sample trimmed t for unequal
@@ -118,6 +138,32 @@ pub fn process_estimate(samples: &[f64]) -> Result<ProcessEstimate, StatsError> 
     }
     let mut logs = logs(samples)?;
     logs.sort_by(f64::total_cmp);
+    let Some(state) = fastest_state(&logs) else {
+        return Ok(trimmed(&logs));
+    };
+    if !state.confirmed {
+        // States may be there, too few samples to measure the fastest
+        // alone: the location stays over every sample, and a comparison
+        // allows for the sides sitting in different states.
+        let mut e = trimmed(&logs);
+        let fast = logs[..state.end].iter().sum::<f64>() / state.end as f64;
+        e.slower = Some(state.next - fast);
+        return Ok(e);
+    }
+    let mut e = trimmed(&logs[..state.end]);
+    e.fastest = true;
+    if e.df < 1.0 {
+        // Too few samples in the fastest state for their own spread: the
+        // spread inside the states stands for it.
+        e.var = state.sd.powi(2) / state.end as f64;
+        e.df = state.df as f64;
+    }
+    e.slower = Some(state.next - e.location);
+    Ok(e)
+}
+
+/// The asymmetric trimmed mean of sorted log samples with Yuen's variance.
+fn trimmed(logs: &[f64]) -> ProcessEstimate {
     let n = logs.len();
     let slow = ((TRIM_SLOW * n as f64).floor() as usize)
         .max(MIN_TRIM_SLOW)
@@ -127,20 +173,24 @@ pub fn process_estimate(samples: &[f64]) -> Result<ProcessEstimate, StatsError> 
     let h = kept.len();
     let location = kept.iter().sum::<f64>() / h as f64;
     if h < 2 {
-        return Ok(ProcessEstimate {
+        return ProcessEstimate {
             location,
             var: 0.0,
             df: 0.0,
-        });
+            slower: None,
+            fastest: false,
+        };
     }
     let (low, high) = (kept[0], kept[h - 1]);
     let winsorised: Vec<f64> = logs.iter().map(|x| x.clamp(low, high)).collect();
     let (_, s2w) = mean_var(&winsorised);
-    Ok(ProcessEstimate {
+    ProcessEstimate {
         location,
         var: (n - 1) as f64 * s2w / (h * (h - 1)) as f64,
         df: (h - 1) as f64,
-    })
+        slower: None,
+        fastest: false,
+    }
 }
 
 /// One process as the tests take it: its location with that location's
@@ -179,63 +229,21 @@ fn log_points(side: &[Process]) -> Result<Points, StatsError> {
     Ok(Points::union(&logged))
 }
 
-/// Level of the preliminary test that decides whether the spread inside
-/// processes may join the spread between them: pool only when the
-/// processes do not differ by more than their own samples explain, at the
-/// 25 % level recommended for such pooling by Bozivich, Bancroft and
-/// Hartley (1956, "Power of analysis of variance test procedures for
-/// certain incompletely specified models", Ann. Math. Statist. 27(4)). What
-/// it costs in false alarms here is measured, not assumed: see
-/// `within_agrees`.
-const POOLING_LEVEL: f64 = 0.25;
-
-/// The spread inside the processes of both sides as a variance of one
-/// process's location, when the processes' locations spread no more than
-/// that: then both estimate the same variance and may be pooled
-/// ("sometimes pool", Bancroft 1944, Ann. Math. Statist. 15(2)). `None`
-/// when the processes differ by more, or a process has too few samples.
-///
-/// Three processes per side give the between-process variance only four
-/// degrees of freedom, whose t critical value at alpha 0.01 is 4.6; the
-/// samples inside the processes add a hundred more when they agree. In
-/// `examples/verdict_quality.rs` this lifts detection of a 5 % change at
-/// 5 % noise (3 × 30 samples, no history) from 82.5 % to 85.3 %; run-to-run
-/// shifts of 2 % at 1 % noise make the processes disagree and keep the
-/// plain process-level test. The price is paid where noisy processes hide
-/// a run-to-run shift: at 5 % noise and ±3 % shifts, 1.5 % of unchanged
-/// cases are flagged (the example's stress row) where the process-level
-/// test alone flags about 0.8 %.
-fn within_agrees(all: &[&ProcessEstimate], between: f64, between_df: f64) -> Option<PriorVariance> {
-    if all.iter().any(|e| e.df < 1.0) {
-        return None;
-    }
-    let df: f64 = all.iter().map(|e| e.df).sum();
-    let var = all.iter().map(|e| e.var * e.df).sum::<f64>() / df;
-    if !(var > 0.0 && var.is_finite()) {
-        return None;
-    }
-    let critical = FisherSnedecor::new(between_df, df)
-        .ok()?
-        .inverse_cdf(1.0 - POOLING_LEVEL);
-    (between / var < critical).then_some(PriorVariance { var, df })
-}
-
 fn logs(xs: &[f64]) -> Result<Vec<f64>, StatsError> {
     check_positive(xs)?;
     Ok(xs.iter().map(|x| x.ln()).collect())
 }
 
-fn z(p: f64) -> f64 {
-    Normal::standard().inverse_cdf(p)
-}
-
 /// Weighs per-process samples of base and head (positive values, one list
-/// per process) and picks the test that fits: history-pooled t when earlier
-/// runs give the run-to-run variance; when both sides have several
-/// processes, Student's pooled t on process locations (`process_location`),
-/// whose variance also draws on the spread inside the processes where the
-/// processes agree with it (`within_agrees`); otherwise Mann–Whitney U on
-/// the iterations with the caveat that run-to-run variance is unobserved.
+/// per process) and picks the test that fits. With `history` (earlier runs
+/// of the base branch on this machine: per commit, the per-process
+/// locations on the log scale, nearest commit first), head is tested
+/// against the level of the base branch (`reference::against_level`); when
+/// the history gives no level it still lends its run-to-run variance to a
+/// pooled t against the base run. Without history, when both sides have
+/// several processes, Student's pooled t on process locations
+/// (`process_location`); otherwise Mann–Whitney U on the iterations with
+/// the caveat that run-to-run variance is unobserved.
 ///
 /// Why pooled and not Welch between the sides: the hypothesis under test is
 /// "the change did nothing", and then both sides are runs of the same code
@@ -243,18 +251,22 @@ fn z(p: f64) -> f64 {
 /// exact. Welch's degrees of freedom collapse towards n − 1 when one side
 /// happens to be tight, which with three processes per side doubles the
 /// critical value and hides even a 3× slowdown. `welch_t` remains for
-/// callers that compare different machines. Either t-test must be borne out
-/// by Mann–Whitney U on the iterations (p is the larger of the two), which
-/// keeps one disturbed process from passing for a change: in simulation it
-/// took the false alarms with 5 % slow outliers and history from about one
-/// per 500-case run to none.
+/// callers that compare different machines.
+///
+/// The process-level tests without a level must be borne out by
+/// Mann–Whitney U on the iterations (p is the larger of the two), which
+/// keeps one disturbed process from passing for a change. The spread
+/// inside processes never stands in for the spread between them: when
+/// processes happen to agree, that pooling gave p-values far smaller than
+/// three processes support (in `examples/verdict_quality.rs`, scenario e,
+/// p < 2·10⁻⁵ 35 times as often as it should).
 pub fn evidence(
     base: &[Vec<f64>],
     head: &[Vec<f64>],
-    prior: Option<PriorVariance>,
+    history: &[Vec<f64>],
     alpha: f64,
 ) -> Result<Evidence, StatsError> {
-    evidence_of(&processes(base)?, &processes(head)?, prior, alpha)
+    evidence_of(&processes(base)?, &processes(head)?, history, alpha)
 }
 
 /// `evidence` on processes whose samples may be kept as points standing
@@ -263,7 +275,7 @@ pub fn evidence(
 pub fn evidence_of(
     base: &[Process],
     head: &[Process],
-    prior: Option<PriorVariance>,
+    history: &[Vec<f64>],
     alpha: f64,
 ) -> Result<Evidence, StatsError> {
     let be: Vec<ProcessEstimate> = base.iter().map(|p| p.estimate).collect();
@@ -285,6 +297,12 @@ pub fn evidence_of(
             unobserved_spread: 0.0,
         }
     };
+    if let Some(r) = against_level(&bm, &hm, history) {
+        let (t, spread) = allow_for_states(r.test, &be, &he);
+        let mut e = t_evidence(t, Method::HistoryLevel);
+        e.unobserved_spread = spread;
+        return Ok(e);
+    }
     let (b, h) = (log_points(base)?, log_points(head)?);
     let (m, n) = (b.total(), h.total());
     // A process-level test must also be borne out by the iterations: p is
@@ -298,24 +316,14 @@ pub fn evidence_of(
         }
         Ok(e)
     };
-    if let Some(prior) = prior {
+    if let Some(prior) = run_to_run_variance(history) {
         return corroborated(t_evidence(
             pooled_t(&bm, &hm, prior)?,
             Method::PooledHistory,
         ));
     }
     if bm.len() >= 2 && hm.len() >= 2 {
-        let t = student_t(&bm, &hm)?;
-        // The pooled variance of the locations, back from the standard error.
-        let between = t.se.powi(2) / (1.0 / bm.len() as f64 + 1.0 / hm.len() as f64);
-        let all: Vec<&ProcessEstimate> = be.iter().chain(&he).collect();
-        if let Some(within) = within_agrees(&all, between, t.df) {
-            return corroborated(t_evidence(
-                pooled_t(&bm, &hm, within)?,
-                Method::PooledWithin,
-            ));
-        }
-        return corroborated(t_evidence(t, Method::PooledProcesses));
+        return corroborated(t_evidence(student_t(&bm, &hm)?, Method::PooledProcesses));
     }
     if m < 2.0 || n < 2.0 {
         return Ok(Evidence {
@@ -329,23 +337,77 @@ pub fn evidence_of(
             unobserved_spread: 0.0,
         });
     }
-    let u = mann_whitney_points(&b, &h)?;
-    let shift = hodges_lehmann_points(&b, &h, alpha)?;
-    let iqr = |p: &Points| p.quantile(0.75) - p.quantile(0.25);
-    let (iqr_b, iqr_h) = (iqr(&b), iqr(&h));
-    // Robust SD of the log samples (IQR / 1.349 under normality).
-    let sd = (iqr_b + iqr_h) / 2.0 / 1.349;
-    let spread = iqr_b.max(iqr_h);
-    let mde = ((z(1.0 - alpha / 2.0) + z(MDE_POWER)) * sd * (1.0 / m + 1.0 / n).sqrt()).max(spread);
-    Ok(Evidence {
-        method: Method::MannWhitneyIterations,
-        log_ratio: shift.estimate,
-        lo: shift.lo,
-        hi: shift.hi,
-        p: u.p,
-        mde,
-        unobserved_spread: spread,
-    })
+    let (t, spread) = allow_for_states(within_t(&be, &hm, &he), &be, &he);
+    let mut e = t_evidence(t, Method::WithinProcess);
+    e.unobserved_spread = spread;
+    Ok(e)
+}
+
+/// Welch's t on the mean process location of each side, with the variance
+/// of those means from the processes' own samples (Welch–Satterthwaite
+/// degrees of freedom).
+fn within_t(be: &[ProcessEstimate], hm: &[f64], he: &[ProcessEstimate]) -> TTest {
+    let side = |es: &[ProcessEstimate]| {
+        let k = es.len() as f64;
+        let mean = es.iter().map(|e| e.location).sum::<f64>() / k;
+        let var = es.iter().map(|e| e.var).sum::<f64>() / (k * k);
+        let df: f64 = es.iter().map(|e| e.df).sum();
+        (mean, var, df)
+    };
+    let (mb, vb, db) = side(be);
+    let (mh, vh, dh) = side(he);
+    debug_assert_eq!(hm.len(), he.len());
+    let var = vb + vh;
+    let df = if var > 0.0 {
+        let part = |v: f64, d: f64| if d > 0.0 { v * v / d } else { 0.0 };
+        let denom = part(vb, db) + part(vh, dh);
+        if denom > 0.0 {
+            var * var / denom
+        } else {
+            1.0
+        }
+    } else {
+        (db + dh).max(1.0)
+    };
+    finish(mh - mb, var.sqrt(), df.max(1.0))
+}
+
+/// The mean distance from the fastest clock state to the next of the
+/// processes of a side that showed states; `None` when none did.
+fn states_offset(side: &[ProcessEstimate]) -> Option<f64> {
+    let offs: Vec<f64> = side.iter().filter_map(|e| e.slower).collect();
+    (!offs.is_empty()).then(|| offs.iter().sum::<f64>() / offs.len() as f64)
+}
+
+/// `t` unless clock states make it ambiguous. When every process of both
+/// sides was measured in its fastest state, the sides compare like with
+/// like. Otherwise, where a side showed (or may have shown) states, the
+/// other side's level may belong to either of them: under "the change did
+/// nothing" head may sit in the base's slower state (difference − offset)
+/// or base in head's (difference + offset), and the test takes the
+/// reading that blames the change least. A process in one state against
+/// one in two is what makes unchanged single processes look 8 % apart.
+/// Changes within the distance between the states cannot be told from a
+/// different mix of them: that distance comes back as the spread the
+/// verdict must clear (`Evidence::unobserved_spread`), 0 when no side
+/// showed states.
+fn allow_for_states(t: TTest, base: &[ProcessEstimate], head: &[ProcessEstimate]) -> (TTest, f64) {
+    if base.iter().chain(head).all(|e| e.fastest) {
+        return (t, 0.0);
+    }
+    let offsets = [states_offset(base), states_offset(head)];
+    let spread = offsets.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
+    let mut best = t;
+    let readings = [
+        offsets[0].map(|off| t.diff - off),
+        offsets[1].map(|off| t.diff + off),
+    ];
+    for diff in readings.into_iter().flatten() {
+        if diff.abs() < best.diff.abs() {
+            best = finish(diff, t.se, t.df);
+        }
+    }
+    (best, spread)
 }
 
 #[cfg(test)]
@@ -367,27 +429,84 @@ mod tests {
     }
 
     #[test]
-    fn processes_that_agree_pool_their_samples() {
+    fn the_spread_inside_processes_never_stands_for_the_spread_between() {
         // ±10 % inside every process, processes ±1.5 % apart: the processes
-        // spread about as much as their samples explain (F ≈ 1.1).
+        // happen to agree with their samples, yet three of them per side
+        // are all there is to know run-to-run variance from.
         let shifts = [-0.015, 0.0, 0.015];
         let base = processes(1.0, 0.2, shifts);
         let head = processes(1.05, 0.2, shifts);
-        let pooled = evidence(&base, &head, None, 0.01).unwrap();
-        assert_eq!(pooled.method, Method::PooledWithin);
-        assert!(pooled.p < 1e-3, "{}", pooled.p);
-        // On four degrees of freedom alone the same locations miss alpha.
+        let e = evidence(&base, &head, &[], 0.01).unwrap();
+        assert_eq!(e.method, Method::PooledProcesses);
         let locations = |side: &[Vec<f64>]| -> Vec<f64> {
             side.iter().map(|p| process_location(p).unwrap()).collect()
         };
         let alone = student_t(&locations(&base), &locations(&head)).unwrap();
-        assert!(alone.p > 0.01, "{}", alone.p);
-        // Processes 2 % apart with 1 % inside: their own spread decides.
-        let shifts = [-0.02, 0.0, 0.02];
-        let base = processes(1.0, 0.01, shifts);
-        let head = processes(1.05, 0.01, shifts);
-        let apart = evidence(&base, &head, None, 0.01).unwrap();
-        assert_eq!(apart.method, Method::PooledProcesses);
+        assert!(e.p >= alone.p, "{} < {}", e.p, alone.p);
+        assert!(e.p > 0.01, "{}", e.p);
+    }
+
+    /// `n` log-evenly spread samples around `level`, standard deviation
+    /// about `sd` on the log scale, in a scrambled order.
+    fn spread(level: f64, sd: f64, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| {
+                let u = ((i * 7 + 3) % n) as f64 + 0.5;
+                level * (sd * 3f64.sqrt() * (2.0 * u / n as f64 - 1.0)).exp()
+            })
+            .collect()
+    }
+
+    fn verdict(base: &[Vec<f64>], head: &[Vec<f64>]) -> (Decision, Evidence) {
+        let e = evidence(base, head, &[], 0.01).unwrap();
+        (decide(&e, e.p, 0.03, 0.01, Direction::LowerIsBetter), e)
+    }
+
+    #[test]
+    fn clock_states_compare_fastest_with_fastest() {
+        // Base spent 60 % of its run in the slow state (×1.08), head 30 %,
+        // and head is 5 % slower in both.
+        let mut base = spread(1.0, 0.01, 12);
+        base.extend(spread(1.08, 0.01, 18));
+        let mut head = spread(1.05, 0.01, 21);
+        head.extend(spread(1.05 * 1.08, 0.01, 9));
+        let (v, e) = verdict(&[base.clone()], &[head]);
+        assert_eq!(v, Decision::Regressed, "{e:?}");
+        assert!((e.log_ratio - 1.05f64.ln()).abs() < 0.005, "{e:?}");
+        // Unchanged code with another share of slow iterations.
+        let mut same = spread(1.0, 0.01, 24);
+        same.extend(spread(1.08, 0.01, 6));
+        let (v, e) = verdict(&[base], &[same]);
+        assert_eq!(v, Decision::Unchanged, "{e:?}");
+    }
+
+    #[test]
+    fn a_run_all_in_the_slow_state_is_not_a_regression() {
+        // Head never left the slow clock state; base showed both. Same code.
+        let mut base = spread(1.0, 0.01, 12);
+        base.extend(spread(1.08, 0.01, 18));
+        let head = spread(1.08, 0.01, 30);
+        let (v, e) = verdict(&[base.clone()], &[head]);
+        assert!(
+            matches!(v, Decision::Inconclusive | Decision::Unchanged),
+            "{v:?} {e:?}"
+        );
+        assert!(e.log_ratio.abs() < 0.01, "{e:?}");
+        // Head all in a state 20 % slower than either of base's: regressed.
+        let head = spread(1.2 * 1.08, 0.01, 30);
+        assert_eq!(verdict(&[base], &[head]).0, Decision::Regressed);
+    }
+
+    #[test]
+    fn one_process_tells_more_with_more_samples() {
+        // 4 % slower at 5 % noise: ten samples a side cannot tell, a
+        // hundred can.
+        let few = verdict(&[spread(1.0, 0.05, 10)], &[spread(1.04, 0.05, 10)]);
+        assert_eq!(few.0, Decision::Inconclusive, "{:?}", few.1);
+        let many = verdict(&[spread(1.0, 0.05, 100)], &[spread(1.04, 0.05, 100)]);
+        assert_eq!(many.0, Decision::Regressed, "{:?}", many.1);
+        assert_eq!(many.1.method, Method::WithinProcess);
+        assert!(many.1.mde < few.1.mde);
     }
 
     #[test]
@@ -410,7 +529,7 @@ mod tests {
         // Peak memory: one value per process, a steady 20 % increase.
         let base = [vec![100.0], vec![100.5], vec![99.5]];
         let head = [vec![120.0], vec![120.5], vec![119.5]];
-        let e = evidence(&base, &head, None, 0.01).unwrap();
+        let e = evidence(&base, &head, &[], 0.01).unwrap();
         assert_eq!(e.method, Method::PooledProcesses);
         assert!(e.p < 1e-4, "{}", e.p);
         assert_eq!(
@@ -422,25 +541,25 @@ mod tests {
     #[test]
     fn evidence_picks_the_test_by_processes_and_history() {
         let p = |v: f64| vec![v, v * 1.01, v * 0.99];
-        let one = evidence(&[p(1.0)], &[p(1.1)], None, 0.01).unwrap();
-        assert_eq!(one.method, Method::MannWhitneyIterations);
-        assert!(one.unobserved_spread > 0.0);
-        let many = evidence(&[p(1.0), p(1.1)], &[p(1.2), p(1.3)], None, 0.01).unwrap();
+        let one = evidence(&[p(1.0)], &[p(1.1)], &[], 0.01).unwrap();
+        assert_eq!(one.method, Method::WithinProcess);
+        let many = evidence(&[p(1.0), p(1.1)], &[p(1.2), p(1.3)], &[], 0.01).unwrap();
         assert_eq!(many.method, Method::PooledProcesses);
-        let hist = evidence(
-            &[p(1.0)],
-            &[p(1.1)],
-            Some(PriorVariance {
-                var: 1e-4,
-                df: 30.0,
-            }),
-            0.01,
-        )
-        .unwrap();
+        // Two earlier runs: too few for a level, enough for a variance.
+        let runs: Vec<Vec<f64>> = [0.01, -0.01]
+            .iter()
+            .map(|x| vec![x - 0.005, x + 0.005])
+            .collect();
+        let hist = evidence(&[p(1.0)], &[p(1.1)], &runs, 0.01).unwrap();
         assert_eq!(hist.method, Method::PooledHistory);
         assert!((hist.log_ratio - 1.1f64.ln()).abs() < 1e-9);
-        let none = evidence(&[vec![1.0]], &[vec![2.0]], None, 0.01).unwrap();
+        // Thirty: head against the level of the base branch.
+        let runs: Vec<Vec<f64>> = (0..30).map(|i| vec![(i % 5) as f64 * 0.002]).collect();
+        let level = evidence(&[p(1.0)], &[p(1.1)], &runs, 0.01).unwrap();
+        assert_eq!(level.method, Method::HistoryLevel);
+        assert!(level.p < 1e-6, "{}", level.p);
+        let none = evidence(&[vec![1.0]], &[vec![2.0]], &[], 0.01).unwrap();
         assert_eq!(none.method, Method::None);
-        assert!(evidence(&[vec![0.0, 1.0]], &[vec![1.0, 1.0]], None, 0.01).is_err());
+        assert!(evidence(&[vec![0.0, 1.0]], &[vec![1.0, 1.0]], &[], 0.01).is_err());
     }
 }

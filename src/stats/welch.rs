@@ -63,7 +63,7 @@ pub(crate) fn mean_var(xs: &[f64]) -> (f64, f64) {
     (mean, var)
 }
 
-fn finish(diff: f64, se: f64, df: f64) -> TTest {
+pub(crate) fn finish(diff: f64, se: f64, df: f64) -> TTest {
     if se == 0.0 {
         // No spread at all: any difference is certain, none is no evidence.
         let p = if diff == 0.0 { 1.0 } else { 0.0 };
