@@ -249,13 +249,16 @@ pub struct ReportArgs {
     #[arg(long)]
     pub templates: Option<PathBuf>,
     /// Exit with status 1 on these findings, comma-separated: `regression`
-    /// (a case got slower, bigger or gained graph breaks), `failure` (a case
-    /// that ran at base crashes, times out, runs out of memory or fails its
-    /// accuracy check at head), or `any` (both).
+    /// (a case got slower, bigger or gained graph breaks, or is suspect: far
+    /// worse than the threshold but not yet significant),
+    /// `confirmed-regression` (significant regressions only; suspect cases
+    /// pass), `failure` (a case that ran at base crashes, times out, runs out
+    /// of memory or fails its accuracy check at head), or `any` (regression
+    /// and failure).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FINDINGS")]
     pub fail_on: Vec<FailOnArg>,
     /// The same as `--fail-on any`: exit with status 1 when a case regressed
-    /// or failed at head.
+    /// (or is suspect) or failed at head.
     #[arg(long)]
     pub fail_on_regression: bool,
     /// Compare results from machines whose fingerprints differ (the report says so).
@@ -270,8 +273,11 @@ pub struct ReportArgs {
 /// A finding that `--fail-on` turns into exit status 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FailOnArg {
-    /// A case regressed.
+    /// A case regressed, or is suspect (far worse than the threshold but
+    /// not yet significant).
     Regression,
+    /// A case regressed significantly; suspect cases do not fail the job.
+    ConfirmedRegression,
     /// A case fails at head that did not fail at base.
     Failure,
     /// Either.

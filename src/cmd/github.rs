@@ -142,7 +142,9 @@ fn creates(mode: CommentMode, view: &CompareView, gate: Gate) -> bool {
     let c = &view.counts;
     match mode {
         CommentMode::Always => true,
-        CommentMode::OnChange => c.regressed + c.improved + c.failed + c.fixed + c.missing > 0,
+        CommentMode::OnChange => {
+            c.regressed + c.suspect + c.improved + c.failed + c.fixed + c.missing > 0
+        }
         CommentMode::OnRegression => gate != Gate::Pass,
         CommentMode::Never => false,
     }
@@ -163,7 +165,7 @@ fn conclusion(view: &CompareView, gate: Gate) -> Conclusion {
     let c = &view.counts;
     if gate != Gate::Pass {
         Conclusion::Failure
-    } else if c.regressed + c.improved + c.unchanged + c.inconclusive == 0 {
+    } else if c.regressed + c.suspect + c.improved + c.unchanged + c.inconclusive == 0 {
         Conclusion::Neutral
     } else {
         Conclusion::Success

@@ -160,12 +160,22 @@ fn fail_on_of(list: &[FailOnArg], fail_on_regression: bool) -> FailOn {
     } else {
         FailOn::NOTHING
     };
+    // `confirmed-regression` relaxes the suspect cases that
+    // `--fail-on-regression` and `any` include.
+    let relaxed = list.contains(&FailOnArg::ConfirmedRegression);
     for f in list {
         match f {
-            FailOnArg::Regression => on.regression = true,
+            FailOnArg::Regression => {
+                on.regression = true;
+                on.suspect = true;
+            }
+            FailOnArg::ConfirmedRegression => on.regression = true,
             FailOnArg::Failure => on.failure = true,
             FailOnArg::Any => on = FailOn::ANY,
         }
+    }
+    if relaxed {
+        on.suspect = false;
     }
     on
 }

@@ -36,6 +36,8 @@ impl Verdict {
     pub const IMPROVED: Verdict = Verdict::Judged(Decision::Improved);
     /// Unchanged within the threshold, as the numbers say.
     pub const UNCHANGED: Verdict = Verdict::Judged(Decision::Unchanged);
+    /// Far worse than the threshold, not yet significant.
+    pub const SUSPECT: Verdict = Verdict::Judged(Decision::Suspect);
     /// The numbers cannot tell.
     pub const INCONCLUSIVE: Verdict = Verdict::Judged(Decision::Inconclusive);
 
@@ -70,10 +72,11 @@ impl serde::Serialize for Verdict {
 }
 
 /// Every verdict, for reading one back by its spelling.
-const ALL: [Verdict; 12] = [
+const ALL: [Verdict; 13] = [
     Verdict::REGRESSED,
     Verdict::IMPROVED,
     Verdict::UNCHANGED,
+    Verdict::SUSPECT,
     Verdict::INCONCLUSIVE,
     Verdict::New,
     Verdict::Removed,
@@ -114,6 +117,9 @@ pub enum Gate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FailOn {
     pub regression: bool,
+    /// Suspect cases too (with `regression`: a large slowdown not yet
+    /// significant must not pass a check unless asked).
+    pub suspect: bool,
     pub failure: bool,
 }
 
@@ -121,11 +127,13 @@ impl FailOn {
     /// Never fail: the report is for reading.
     pub const NOTHING: FailOn = FailOn {
         regression: false,
+        suspect: false,
         failure: false,
     };
-    /// Regressions and failures both fail the job.
+    /// Regressions (suspect ones too) and failures all fail the job.
     pub const ANY: FailOn = FailOn {
         regression: true,
+        suspect: true,
         failure: true,
     };
 }
@@ -138,7 +146,7 @@ impl Gate {
         let (mut failed, mut regressed) = (false, false);
         for v in verdicts {
             failed |= matches!(v, Verdict::Failed | Verdict::Missing);
-            regressed |= v == Verdict::REGRESSED;
+            regressed |= v == Verdict::REGRESSED || (on.suspect && v == Verdict::SUSPECT);
         }
         if on.failure && failed {
             Gate::Failed
@@ -160,6 +168,7 @@ mod tests {
         assert_eq!(Gate::of(both, FailOn::ANY), Gate::Failed);
         let only_regression = FailOn {
             regression: true,
+            suspect: true,
             failure: false,
         };
         assert_eq!(Gate::of(both, only_regression), Gate::Regressed);
@@ -167,6 +176,22 @@ mod tests {
         // Broken before the change, or fixed by it: not this change's failure.
         let old = [Verdict::StillFailing, Verdict::Fixed, Verdict::Removed];
         assert_eq!(Gate::of(old, FailOn::ANY), Gate::Pass);
+    }
+
+    #[test]
+    fn suspect_cases_gate_unless_relaxed() {
+        let suspect = [Verdict::SUSPECT, Verdict::UNCHANGED];
+        assert_eq!(Gate::of(suspect, FailOn::ANY), Gate::Regressed);
+        let confirmed_only = FailOn {
+            suspect: false,
+            ..FailOn::ANY
+        };
+        assert_eq!(Gate::of(suspect, confirmed_only), Gate::Pass);
+        assert_eq!(
+            Gate::of([Verdict::REGRESSED], confirmed_only),
+            Gate::Regressed
+        );
+        assert_eq!(Gate::of([Verdict::INCONCLUSIVE], FailOn::ANY), Gate::Pass);
     }
 
     #[test]

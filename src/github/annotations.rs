@@ -83,7 +83,7 @@ pub fn annotations(
     let is_error = |r: &RowView| {
         matches!(
             r.data.verdict,
-            Verdict::Failed | Verdict::Missing | Verdict::REGRESSED
+            Verdict::Failed | Verdict::Missing | Verdict::REGRESSED | Verdict::SUSPECT
         )
     };
     let noisy = |r: &RowView| {
@@ -92,7 +92,7 @@ pub fn annotations(
             .any(|s| s.as_ref().is_some_and(|s| s.noisy))
     };
     let errors: Vec<&RowView> = view.rows.iter().filter(|r| is_error(r)).collect();
-    let mut lines = level("error", &errors, place, "regressed or failed");
+    let mut lines = level("error", &errors, place, "regressed, suspect or failed");
     if warnings {
         let warns: Vec<&RowView> = view
             .rows

@@ -34,7 +34,7 @@ impl Limit {
 fn rank(r: &RowView) -> u8 {
     match r.data.verdict {
         Verdict::Failed | Verdict::Missing => 0,
-        Verdict::REGRESSED => 1,
+        Verdict::REGRESSED | Verdict::SUSPECT => 1,
         Verdict::IMPROVED | Verdict::Fixed => 2,
         _ => 3,
     }

@@ -37,6 +37,10 @@ pub struct JsonGeoMean {
 pub struct JsonGate {
     /// A case regressed.
     pub regressed: bool,
+    /// A case is suspect: far worse than the threshold, not yet significant
+    /// (gates unless `--fail-on confirmed-regression`).
+    #[serde(default)]
+    pub suspect: bool,
     /// A case fails at head that did not fail at base, or a shard of
     /// head's run never arrived.
     pub failed: bool,
@@ -74,6 +78,7 @@ impl JsonReport {
             counts: view.counts.clone(),
             gate: JsonGate {
                 regressed: view.counts.regressed > 0,
+                suspect: view.counts.suspect > 0,
                 failed: view.counts.failed + view.counts.missing > 0,
             },
             geomean: view.geomean.as_ref().map(|g| JsonGeoMean {

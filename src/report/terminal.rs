@@ -73,6 +73,7 @@ impl Table {
 fn verdict_style(v: Verdict) -> Style {
     match v {
         Verdict::Judged(Decision::Regressed) | Verdict::Failed | Verdict::Missing => RED,
+        Verdict::Judged(Decision::Suspect) => YELLOW,
         Verdict::Judged(Decision::Improved) | Verdict::Fixed => GREEN,
         Verdict::Judged(Decision::Unchanged) => Style::new(),
         Verdict::Judged(Decision::Inconclusive) => DIM,
@@ -205,7 +206,7 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
     for note in &view.notes {
         out.push_str(&format!("{YELLOW}note:{YELLOW:#} {note}\n"));
     }
-    let style = if view.regressed || !view.failures.is_empty() {
+    let style = if view.regressed || view.suspect || !view.failures.is_empty() {
         RED
     } else {
         GREEN

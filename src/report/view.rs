@@ -87,6 +87,9 @@ pub struct SpeedupDisplay {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {
     pub regressed: usize,
+    /// Far worse than the threshold, not yet significant.
+    #[serde(default)]
+    pub suspect: usize,
     pub improved: usize,
     pub unchanged: usize,
     pub inconclusive: usize,
@@ -116,6 +119,7 @@ impl Counts {
             Verdict::REGRESSED => &mut self.regressed,
             Verdict::IMPROVED => &mut self.improved,
             Verdict::UNCHANGED => &mut self.unchanged,
+            Verdict::SUSPECT => &mut self.suspect,
             Verdict::Judged(_) => &mut self.inconclusive,
             Verdict::New => &mut self.new,
             Verdict::Removed => &mut self.removed,
@@ -134,6 +138,7 @@ impl Counts {
             (self.failed, "failed"),
             (self.missing, "missing"),
             (self.regressed, "regressed"),
+            (self.suspect, "suspect"),
             (self.improved, "improved"),
             (self.unchanged, "unchanged"),
             (self.inconclusive, "inconclusive"),
@@ -204,6 +209,8 @@ pub struct CompareView {
     /// One line that says what happened, for headings and terminals.
     pub headline: String,
     pub regressed: bool,
+    /// A case is suspect (and none regressed or failed, or some did).
+    pub suspect: bool,
     /// Cases that fail at head and did not at base, with their reasons.
     pub failures: Vec<FailureView>,
     /// Every row (also in `sections`), for templates that want one table.
@@ -378,6 +385,7 @@ impl CompareView {
             sections,
             headline,
             regressed: counts.regressed > 0,
+            suspect: counts.suspect > 0,
             pipelines,
             base: parts.base,
             head: parts.head,
