@@ -42,7 +42,7 @@ import traceback
 
 # The version of the messages exchanged with regress (src/runner/protocol.rs):
 # both sides check it and refuse a peer of another version.
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 # A host sample must last this long so the timer's cost (~0.1 us for a
 # perf_counter pair and the loop) stays under 0.1 % of it.
@@ -206,13 +206,31 @@ def share_isa_checks(path):
     return True
 
 
+def cuda_status():
+    """(usable, why not): torch.cuda.is_available(), and when it is False
+    the warnings it raised on the way (a driver too old for this wheel's
+    CUDA says so only there), for regress to quote."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        usable = torch.cuda.is_available()
+    if usable:
+        return True, None
+    said = [" ".join(str(w.message).split()) for w in caught]
+    return False, "; ".join(said) or "torch.cuda.is_available() is False"
+
+
 def probe(req):
-    cuda = torch.cuda.is_available()
+    cuda, unavailable = cuda_status()
     info = {
         "type": "probe",
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
+        "torch_cuda": torch.version.cuda,
+        "cuda_unavailable": unavailable,
+        "gpu_uuid": gpu_uuid() if cuda else None,
         "cudnn": str(torch.backends.cudnn.version()) if cuda else None,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "gpu_count": torch.cuda.device_count() if cuda else 0,
@@ -230,6 +248,16 @@ def probe(req):
         except Exception as exc:  # workers then check for themselves
             print(f"regress: the vector ISA check failed: {exc}", file=sys.stderr)
     send(info)
+
+
+def gpu_uuid():
+    """The UUID of the GPU measured on (cuda:0 of the visible ones), which
+    names it in nvidia-smi's list; None when torch cannot say."""
+    try:
+        uuid = getattr(torch.cuda.get_device_properties(0), "uuid", None)
+    except Exception:  # noqa: BLE001 - the record does without it
+        return None
+    return str(uuid) if uuid is not None else None
 
 
 def gpu_state(device):

@@ -11,6 +11,7 @@ mod compare_flow;
 mod git_store;
 mod github_api;
 mod github_flow;
+mod gpu_host;
 mod record_format;
 mod report_formats;
 mod report_limits;

@@ -73,6 +73,20 @@ fn device_name(d: Device) -> String {
     }
 }
 
+/// The CUDA version a libtorch build names in its local version
+/// (`2.11.0+cu128` → `12.8`); None for CPU builds and plain versions.
+fn build_cuda(version: &str) -> Option<String> {
+    let tag = version.split_once("+cu")?.1;
+    let digits: String = tag.chars().take_while(char::is_ascii_digit).collect();
+    (digits.len() >= 2).then(|| {
+        format!(
+            "{}.{}",
+            &digits[..digits.len() - 1],
+            &digits[digits.len() - 1..]
+        )
+    })
+}
+
 /// A positive integer parameter: the case's value, else the model's
 /// argument, else `default`.
 fn param(req: &RunRequest, name: &str, default: i64) -> Result<i64, String> {
@@ -111,8 +125,18 @@ fn main() -> ExitCode {
     match request {
         Request::Probe(p) => {
             let d = device(p.device);
+            let cuda = tch::Cuda::is_available();
             send(&Message::Probe(ProbeReply {
                 torch: Some(LIBTORCH_VERSION.into()),
+                torch_cuda: build_cuda(LIBTORCH_VERSION),
+                cuda: if cuda {
+                    build_cuda(LIBTORCH_VERSION)
+                } else {
+                    None
+                },
+                cuda_unavailable: (!cuda).then(|| {
+                    "libtorch finds no CUDA device (tch::Cuda::is_available() is false)".into()
+                }),
                 device: d.map(device_name),
                 gpu_count: tch::Cuda::device_count().max(0) as u32,
                 threads: Some(tch::get_num_threads().max(0) as u32),
