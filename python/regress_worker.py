@@ -264,13 +264,7 @@ def gpu_state(device):
     """Clocks, temperature and power of the GPU in use, from nvidia-smi."""
     if device != "cuda" or shutil.which("nvidia-smi") is None:
         return None
-    props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    bus = getattr(props, "pci_bus_id", None)
-    target = (
-        f"{getattr(props, 'pci_domain_id', 0):08X}:{bus:02X}:{getattr(props, 'pci_device_id', 0):02X}.0"
-        if bus is not None
-        else str(torch.cuda.current_device())
-    )
+    target = nvml_target()
     fields = ["clocks.sm", "clocks.mem", "temperature.gpu", "power.draw"]
     for reasons in ("clocks_event_reasons.active", "clocks_throttle_reasons.active"):
         try:
@@ -292,6 +286,193 @@ def gpu_state(device):
                     state[name] = value
             return state
     return None
+
+
+# Clock-event reasons (NVML's nvmlClocksEventReason* bits) that mean the GPU
+# slowed itself down. Idle (0x1), application clocks (0x2), sync boost
+# (0x10) and display clocks (0x100) are not throttling.
+THROTTLE_REASONS = {
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+}
+# How often the GPU is read while the case is timed: often enough to see a
+# few-second throttle, rare enough to cost no measurable CPU time.
+GPU_SAMPLE_PERIOD_S = 0.05
+
+
+def nvml_target():
+    """The GPU in use as nvidia-smi and NVML name it: its PCI bus id (the
+    one name that does not depend on CUDA_VISIBLE_DEVICES or on the order
+    CUDA lists GPUs in), else its UUID, else its index."""
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    bus = getattr(props, "pci_bus_id", None)
+    if bus is not None:
+        return f"{getattr(props, 'pci_domain_id', 0):08X}:{bus:02X}:{getattr(props, 'pci_device_id', 0):02X}.0"
+    uuid = getattr(props, "uuid", None)
+    return f"GPU-{uuid}" if uuid is not None else str(torch.cuda.current_device())
+
+
+def parse_reasons(value):
+    """A clock-event reason mask from NVML (an int) or nvidia-smi (`0x…`)."""
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip(), 16)
+    except ValueError:
+        return None
+
+
+def summarise_gpu_samples(samples, source):
+    """What the GPU did while the case was timed, from readings of
+    (sm_clock_mhz, mem_clock_mhz, temperature_c, power_w, reasons mask);
+    None when there were none. `throttled` is the share of readings with
+    a throttling reason set (THROTTLE_REASONS)."""
+    if not samples:
+        return None
+
+    def column(i):
+        return sorted(v[i] for v in samples if isinstance(v[i], (int, float)))
+
+    def median(values):
+        return values[len(values) // 2] if values else None
+
+    sm, mem, temp, power = column(0), column(1), column(2), column(3)
+    seen, throttled = 0, 0
+    for v in samples:
+        mask = v[4]
+        if mask is None:
+            continue
+        hot = mask & sum(THROTTLE_REASONS)
+        seen |= hot
+        throttled += bool(hot)
+    return {
+        "source": source,
+        "readings": len(samples),
+        "sm_clock_mhz_min": sm[0] if sm else None,
+        "sm_clock_mhz_median": median(sm),
+        "mem_clock_mhz_median": median(mem),
+        "temperature_c_max": temp[-1] if temp else None,
+        "power_w_median": median(power),
+        "power_w_max": power[-1] if power else None,
+        "throttle_reasons": [name for bit, name in sorted(THROTTLE_REASONS.items()) if seen & bit],
+        "throttled_share": throttled / len(samples),
+    }
+
+
+class GpuSampler:
+    """Reads clocks, temperature, power and clock-event reasons of the GPU
+    in the background while a case is timed: through NVML (nvidia-ml-py's
+    `pynvml`) when it imports, else from `nvidia-smi -lms`, which prints a
+    line per period until it is stopped. Either way the timed loop itself
+    does nothing more; `stop()` returns `summarise_gpu_samples`."""
+
+    def __init__(self, target):
+        self.target = target
+        self.samples = []
+        self.source = None
+        self._stop = None
+        self._thread = None
+        self._proc = None
+
+    def start(self):
+        import threading
+
+        self._stop = threading.Event()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            if self.target.startswith("GPU-"):
+                handle = pynvml.nvmlDeviceGetHandleByUUID(self.target)
+            elif ":" in self.target:
+                handle = pynvml.nvmlDeviceGetHandleByPciBusId(self.target)
+            else:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(int(self.target))
+            self.source = "nvml"
+            self._thread = threading.Thread(target=self._poll_nvml, args=(pynvml, handle), daemon=True)
+        except Exception:  # noqa: BLE001 - no NVML: nvidia-smi instead
+            if shutil.which("nvidia-smi") is None:
+                return self
+            fields = "clocks.sm,clocks.mem,temperature.gpu,power.draw,clocks_event_reasons.active"
+            if nvidia_smi_reasons_field() == "clocks_throttle_reasons.active":
+                fields = fields.replace("clocks_event_reasons.active", "clocks_throttle_reasons.active")
+            try:
+                self._proc = subprocess.Popen(
+                    ["nvidia-smi", f"--id={self.target}", f"--query-gpu={fields}",
+                     "--format=csv,noheader,nounits", "-lms", str(int(GPU_SAMPLE_PERIOD_S * 1000))],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                )
+            except OSError:
+                return self
+            self.source = "nvidia-smi"
+            self._thread = threading.Thread(target=self._read_smi, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll_nvml(self, pynvml, handle):
+        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+            pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons")
+        while not self._stop.is_set():
+            try:
+                self.samples.append((
+                    pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+                    pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+                    pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
+                    pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+                    reasons(handle),
+                ))
+            except Exception:  # noqa: BLE001 - a reading that fails is left out
+                pass
+            self._stop.wait(GPU_SAMPLE_PERIOD_S)
+
+    def _read_smi(self):
+        for line in self._proc.stdout:
+            values = [v.strip() for v in line.split(",")]
+            if len(values) != 5:
+                continue
+
+            def number(v):
+                try:
+                    return float(v)
+                except ValueError:
+                    return None
+
+            self.samples.append((*map(number, values[:4]), parse_reasons(values[4])))
+
+    def stop(self):
+        if self._stop is not None:
+            self._stop.set()
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return summarise_gpu_samples(list(self.samples), self.source)
+
+
+_REASONS_FIELD = []
+
+
+def nvidia_smi_reasons_field():
+    """`clocks_event_reasons.active` (driver R535 and newer), else the older
+    name `clocks_throttle_reasons.active`; asked once per process."""
+    if not _REASONS_FIELD:
+        field = "clocks_event_reasons.active"
+        try:
+            out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10)
+            if out.returncode != 0:
+                field = "clocks_throttle_reasons.active"
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        _REASONS_FIELD.append(field)
+    return _REASONS_FIELD[0]
 
 
 # ---------------------------------------------------------------- models
@@ -1129,7 +1310,11 @@ def run(req):
             diagnostics["l2_flush_bytes"] = flush_bytes
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-            samples, dropped, batch, stop = measure_cuda(phase, req["measure"], flush, watch)
+            sampler = GpuSampler(nvml_target()).start()
+            try:
+                samples, dropped, batch, stop = measure_cuda(phase, req["measure"], flush, watch)
+            finally:
+                gpu_during = sampler.stop()
         else:
             samples, dropped, batch, stop = measure_host(phase, device, req["measure"], flush, watch)
 
@@ -1155,7 +1340,7 @@ def run(req):
     if device == "cuda":
         result["peak_memory"] = torch.cuda.max_memory_allocated()
         result["peak_memory_reserved"] = torch.cuda.max_memory_reserved()
-        diagnostics["gpu_state"] = {"before": state_before, "after": gpu_state(device)}
+        diagnostics["gpu_state"] = {"before": state_before, "during": gpu_during, "after": gpu_state(device)}
     send(result)
 
 

@@ -211,3 +211,65 @@ fn the_fingerprint_holds_driver_power_limit_and_mig_of_the_visible_gpu() {
     assert_eq!(first.gpu_info.unwrap().power_limit_w, Some(700.0));
     assert_eq!(first.cuda_visible_devices, None);
 }
+
+/// The python worker's GPU sampler without NVML: `nvidia-smi -lms` run in
+/// the background while a case is timed, its lines read into a summary
+/// that names the throttle reasons. Plain python3 (no torch needed).
+#[test]
+fn the_worker_samples_the_gpu_in_the_background_and_names_throttling() {
+    let repo = Repo::new();
+    let smi = repo.write_executable(
+        "fakebin/nvidia-smi",
+        r#"#!/bin/sh
+case "$*" in
+  *-lms*) ;;
+  *) echo 0x0000000000000000; exit 0;;
+esac
+echo "1980, 2619, 45, 350.50, 0x0000000000000000"
+echo "1980, 2619, 60, 400.00, 0x0000000000000001"
+while :; do
+  echo "1410, 2619, 83, 690.00, 0x0000000000000024"
+  sleep 0.05
+done
+"#,
+    );
+    let mut path = OsString::from(smi.parent().unwrap());
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let code = r#"
+import json, time, regress_worker as w
+s = w.GpuSampler("00000000:18:00.0").start()
+time.sleep(0.5)
+print(json.dumps(s.stop()))
+"#;
+    let python_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
+    let out = std::process::Command::new("python3")
+        .args(["-c", code])
+        .env("PATH", &path)
+        .env("PYTHONPATH", python_dir)
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipped: no python3");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["source"], "nvidia-smi", "{summary}");
+    assert!(summary["readings"].as_u64().unwrap() >= 3, "{summary}");
+    assert_eq!(summary["sm_clock_mhz_min"], 1410.0);
+    assert_eq!(summary["temperature_c_max"], 83.0);
+    assert_eq!(summary["power_w_max"], 690.0);
+    // 0x24: software power cap and software thermal slowdown; the idle
+    // bit (0x1) of the second reading is not throttling.
+    assert_eq!(
+        summary["throttle_reasons"],
+        serde_json::json!(["sw_power_cap", "sw_thermal_slowdown"])
+    );
+    let share = summary["throttled_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 1.0, "{summary}");
+}
