@@ -8,6 +8,7 @@ mod common;
 
 mod baseline_resolution;
 mod compare_flow;
+mod cuda_on_cpu;
 mod git_store;
 mod github_api;
 mod github_flow;
