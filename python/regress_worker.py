@@ -550,7 +550,10 @@ def fp8_linear_class():
 
         def forward(self, x):
             lead = x.shape[:-1]
-            x2 = x.reshape(-1, x.shape[-1])
+            # _scaled_mm wants a row-major activation; reshape keeps a
+            # transposed input's strides, and every op below preserves
+            # them. Free when x is already contiguous.
+            x2 = x.reshape(-1, x.shape[-1]).contiguous()
             x_scale = x2.abs().max().float().clamp(min=1e-12) / fmax
             x_fp8 = (x2.float() / x_scale).clamp(-fmax, fmax).to(e4m3)
             y = torch._scaled_mm(x_fp8, self.w_fp8.t(), scale_a=x_scale, scale_b=self.w_scale,

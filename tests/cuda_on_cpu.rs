@@ -22,6 +22,46 @@ fn python(script: &str) -> Option<String> {
     Some(stdout)
 }
 
+/// `torch._scaled_mm` on CUDA refuses a column-major activation (`self must
+/// be row_major`); a linear applied to a transposed tensor gives one, and
+/// the fp8 layer must make it row-major first.
+#[test]
+fn fp8_layers_give_scaled_mm_a_row_major_activation() {
+    let Some(stdout) = python(
+        r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+import torch, regress_worker as w
+from torch._subclasses.fake_tensor import FakeTensorMode
+w.torch = torch
+
+class Transposing(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 32)
+    def forward(self, h):  # (64, tokens): the linear sees a column-major (tokens, 64)
+        return self.lin(h.t())
+
+model = w.to_fp8(Transposing(), "scaled_mm")
+with FakeTensorMode(allow_non_fake_inputs=True):
+    for mod in model.modules():
+        for k, b in list(mod._buffers.items()):
+            mod._buffers[k] = torch.empty_strided(b.shape, b.stride(), dtype=b.dtype, device="cuda")
+        for k, p in list(mod._parameters.items()):
+            if p is not None:
+                mod._parameters[k] = torch.nn.Parameter(
+                    torch.empty_strided(p.shape, p.stride(), dtype=p.dtype, device="cuda"), requires_grad=False)
+    h = torch.empty(64, 48, dtype=torch.bfloat16, device="cuda")
+    with torch.no_grad():
+        y = model(h)
+print(tuple(y.shape), y.dtype, y.device.type)
+"#,
+    ) else {
+        return;
+    };
+    assert_eq!(stdout.trim(), "(48, 32) torch.bfloat16 cuda", "{stdout}");
+}
+
 /// While the case is timed, nothing of the first call's output is alive
 /// (it, or a float64 copy of it, would be counted in the peak memory).
 #[test]
