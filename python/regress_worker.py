@@ -302,6 +302,9 @@ THROTTLE_REASONS = {
 # How often the GPU is read while the case is timed: often enough to see a
 # few-second throttle, rare enough to cost no measurable CPU time.
 GPU_SAMPLE_PERIOD_S = 0.05
+# How long the sampler may wait for its first reading before timing starts
+# (nvidia-smi needs a few hundred milliseconds to start on a large host).
+FIRST_GPU_READING_WAIT_S = 2.0
 
 
 def nvml_target():
@@ -382,6 +385,7 @@ class GpuSampler:
         import threading
 
         self._stop = threading.Event()
+        self._first = threading.Event()
         try:
             import pynvml
 
@@ -411,6 +415,9 @@ class GpuSampler:
             self.source = "nvidia-smi"
             self._thread = threading.Thread(target=self._read_smi, daemon=True)
         self._thread.start()
+        # nvidia-smi takes a moment to start: wait for its first reading, so
+        # that a short timed loop is not over before the GPU was read once.
+        self._first.wait(FIRST_GPU_READING_WAIT_S)
         return self
 
     def _poll_nvml(self, pynvml, handle):
@@ -425,6 +432,7 @@ class GpuSampler:
                     pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
                     reasons(handle),
                 ))
+                self._first.set()
             except Exception:  # noqa: BLE001 - a reading that fails is left out
                 pass
             self._stop.wait(GPU_SAMPLE_PERIOD_S)
@@ -442,6 +450,7 @@ class GpuSampler:
                     return None
 
             self.samples.append((*map(number, values[:4]), parse_reasons(values[4])))
+            self._first.set()
 
     def stop(self):
         if self._stop is not None:
