@@ -682,11 +682,31 @@ class CompileWatch:
             def emit(self, record):
                 watch.on_record(record)
 
-        torch._logging.set_logs(graph_breaks=True, recompiles=True)
+        # Graph events besides dynamo's graphs: a backward compiled lazily on
+        # its first call, and a CUDA-graph (re-)recording, which cudagraph
+        # trees make on the second call and again whenever their invariants
+        # fail. Counted by trigger, so that warm-up waits for them and a
+        # timed iteration that had one is dropped like a recompile.
+        self.events = {}
+        try:
+            from torch._dynamo.callback import on_compile_start
+
+            def on_start(args):
+                name = getattr(args.callback_trigger, "name", str(args.callback_trigger))
+                self.events[name] = self.events.get(name, 0) + 1
+
+            on_compile_start(on_start)
+        except (ImportError, AttributeError):  # older torch: dynamo's graphs only
+            pass
+        # Inductor's reasons for running a graph without CUDA graphs.
+        self.cudagraph_skip_reasons = []
+        self.cudagraph_skips_before = counters["inductor"].get("cudagraph_skips", 0)
+
+        torch._logging.set_logs(graph_breaks=True, recompiles=True, cudagraphs=True)
         from torch._logging._internal import log_registry
 
         for qname in log_registry.artifact_log_qnames:
-            if qname.endswith("__graph_breaks") or qname.endswith("__recompiles"):
+            if any(qname.endswith(suffix) for suffix in ("__graph_breaks", "__recompiles", "__cudagraphs")):
                 logger = logging.getLogger(qname)
                 logger.addHandler(Handler())
                 logger.propagate = False
@@ -713,6 +733,11 @@ class CompileWatch:
                     found["limit"] = int(limit.group(1))
                 self.limit_hits.append(found)
             return
+        if record.name.endswith("__cudagraphs"):
+            # Its debug lines narrate recording; the skips are warnings.
+            if "skipping cudagraphs" in text and len(self.cudagraph_skip_reasons) < 20:
+                self.cudagraph_skip_reasons.append(text.splitlines()[0][:300])
+            return
         if record.name.endswith("__recompiles"):
             failures = [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- ")]
             head = text.splitlines()[0] if text else "recompiled"
@@ -725,7 +750,21 @@ class CompileWatch:
             self.breaks[site] = (reason.group(1).strip() if reason else text.splitlines()[0])[:300]
 
     def graphs(self):
-        return self.counters["stats"]["unique_graphs"]
+        """Graph events so far: dynamo's graphs, lazy backward compiles and
+        CUDA-graph recordings. A change means the iteration compiled."""
+        return (self.counters["stats"]["unique_graphs"] + self.events.get("LAZY_BACKWARD", 0)
+                + self.events.get("CUDAGRAPH_RECORDING", 0))
+
+    def cudagraphs(self):
+        """Whether CUDA graphs ran: recordings, skips and their reasons."""
+        recordings = self.events.get("CUDAGRAPH_RECORDING", 0)
+        skips = self.counters["inductor"].get("cudagraph_skips", 0) - self.cudagraph_skips_before
+        return {
+            "recordings": recordings,
+            "skips": skips,
+            "skip_reasons": list(self.cudagraph_skip_reasons),
+            "engaged": recordings > 0 and skips == 0,
+        }
 
     def summary(self):
         counters = self.counters
@@ -740,7 +779,13 @@ class CompileWatch:
             "graph_breaks": len(breaks),
             "graph_break_reasons": [f"{site}: {reason}" if site != reason else reason
                                     for site, reason in breaks.items()],
-            "unique_graphs": self.graphs(),
+            "unique_graphs": self.counters["stats"]["unique_graphs"],
+            "lazy_backward_compiles": self.events.get("LAZY_BACKWARD", 0),
+            "cudagraph_recordings": self.events.get("CUDAGRAPH_RECORDING", 0),
+            "cudagraph_skips": counters["inductor"].get("cudagraph_skips", 0) - self.cudagraph_skips_before,
+            "cudagraph_skip_reasons": self.cudagraph_skip_reasons[:20],
+            "cudagraph_recorded_non_static_inputs": counters["inductor"].get(
+                "cudagraph_recorded_non_static_inputs", 0),
             "recompiles": len(self.recompiles),
             "recompile_reasons": self.recompiles[:20],
             "recompile_limit_hits": self.limit_hits[:20],
@@ -1313,10 +1358,16 @@ def run(req):
         min_iters = max(warm["min_iters"], CUDAGRAPH_MIN_WARMUP if cudagraphs else 0)
         n, last_change, t_start = 0, 0, time.perf_counter()
         graphs = watch.graphs() if watch else 0
+        # Compilation after the first call (a CUDA-graph recording on the
+        # second, a lazy backward, a recompile) is part of the compile time.
+        compiling_after_first = 0.0
         while True:
+            t_iter = time.perf_counter()
             phase.iterate()
             n += 1
             if watch and watch.graphs() != graphs:
+                synchronize(device)
+                compiling_after_first += time.perf_counter() - t_iter
                 graphs, last_change = watch.graphs(), n
             elapsed = time.perf_counter() - t_start
             settled = watch is None or n - last_change >= STABLE_ITERS
@@ -1327,6 +1378,12 @@ def run(req):
                 break
         synchronize(device)
         diagnostics["warmup_iters"] = n
+        if watch is not None:
+            diagnostics["compile_time_after_first_call"] = compiling_after_first
+            if mode in ("reduce-overhead", "max-autotune"):
+                # A cudagraph mode whose graphs were not recorded, or were
+                # skipped, ran plain kernels: the record says so.
+                diagnostics["cudagraphs"] = watch.cudagraphs()
 
         flush, flush_bytes = cache_flusher(device, req["l2"])
         if flush_bytes:
@@ -1361,7 +1418,7 @@ def run(req):
         "type": "result",
         "samples": samples,
         "first_call": first_call,
-        "compile_time": first_call if mode != "eager" else None,
+        "compile_time": first_call + compiling_after_first if mode != "eager" else None,
         "diagnostics": diagnostics,
     }
     if watch is not None:

@@ -109,3 +109,55 @@ print(json.dumps({"type": sent[-1]["type"], "digest": sent[-1]["diagnostics"].ge
     assert_eq!(v["output_shaped"], 0, "the first output is alive: {v}");
     assert_eq!(v["float64"], 0, "a float64 copy is alive: {v}");
 }
+
+/// A cudagraph mode that ran no CUDA graph says so in its record: on the
+/// CPU inductor skips them (and counts the skip), as it does on a GPU for
+/// a graph it cannot capture; the compile summary counts the recordings.
+#[test]
+fn a_cudagraph_mode_without_cuda_graphs_says_so() {
+    let Some(stdout) = python(
+        r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import torch, regress_worker as w
+w.torch = torch
+sent = []
+w.send = sent.append
+req = {"cmd": "run", "protocol": w.PROTOCOL_VERSION, "device": "cpu", "repeat": 0, "seed": 0,
+       "model": {"kind": "builtin", "name": "mlp"}, "args": {}, "threads": None, "isa_checks": None,
+       "case": {"id": "x", "label": "x", "precision": "fp32", "compile": "reduce-overhead", "phase": "forward",
+                "params": {"batch": 2, "dim": 16, "hidden": 32}},
+       "warmup": {"min_iters": 2, "min_time": 0.0},
+       "measure": {"min_iters": 5, "min_time": 0.0, "max_time": 0.5, "target_rel_iqr": 0.02,
+                   "check_growth": 1.5, "min_samples": 2, "min_iqr_samples": 5},
+       "l2": "warm", "cast": "dtype", "fp8": "scaled_mm",
+       "compile_options": {"fullgraph": False, "dynamic": None, "backend": "inductor", "scope": "model", "cache": "cold"},
+       "accuracy": {"check": True, "rtol": 1.3e-6, "atol": 1e-5, "rmse": 1e-4}}
+w.run(req)
+r = sent[-1]
+print(json.dumps({"type": r["type"], "cudagraphs": r["diagnostics"].get("cudagraphs"), "compile": r.get("compile"),
+                  "after_first": r["diagnostics"].get("compile_time_after_first_call"),
+                  "compile_time": r.get("compile_time"), "first_call": r.get("first_call")}))
+"#,
+    ) else {
+        return;
+    };
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["type"], "result", "{v}");
+    let cg = &v["cudagraphs"];
+    assert_eq!(cg["engaged"], false, "{v}");
+    assert_eq!(cg["recordings"], 0, "{v}");
+    assert!(cg["skips"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["compile"]["cudagraph_recordings"], 0, "{v}");
+    assert!(
+        v["compile"]["cudagraph_skips"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    // The compile time is the first call and any compiling after it.
+    let after = v["after_first"].as_f64().unwrap();
+    let total = v["compile_time"].as_f64().unwrap();
+    assert!(
+        (total - (v["first_call"].as_f64().unwrap() + after)).abs() < 1e-9,
+        "{v}"
+    );
+}

@@ -20,6 +20,10 @@ pub const LOAD: &str = "load";
 /// `throttled_share`, `sm_clock_mhz_min`, `temperature_c_max`).
 pub const GPU_STATE: &str = "gpu_state";
 
+/// The diagnostics key of a cudagraph mode's CUDA graphs (python worker):
+/// `{"recordings", "skips", "skip_reasons", "engaged"}`.
+pub const CUDAGRAPHS: &str = "cudagraphs";
+
 /// Share of the cores that other runnable processes must fill, before or
 /// after a process, for the machine to count as busy: then the case's
 /// threads and theirs take turns on the cores, which gives stable, wrong
@@ -102,6 +106,7 @@ impl CaseRecord {
         out.extend(self.disagreement());
         out.extend(self.busy());
         out.extend(self.throttled());
+        out.extend(self.without_cuda_graphs());
         let most = |name: &str| {
             self.metrics
                 .get(name)
@@ -134,6 +139,7 @@ impl CaseRecord {
             self.busy(),
             self.disagreement(),
             self.throttled(),
+            self.without_cuda_graphs(),
         ]
         .into_iter()
         .flatten()
@@ -217,6 +223,38 @@ impl CaseRecord {
                 share * 100.0
             )
         })
+    }
+
+    /// `reduce-overhead ran without CUDA graphs in 2 of 3 process(es)
+    /// (skipping cudagraphs due to …)`, when a cudagraph mode on a GPU fell
+    /// back to plain kernels: its numbers are not what the mode promises.
+    /// On the CPU there are no CUDA graphs to expect, and nothing is said.
+    fn without_cuda_graphs(&self) -> Option<String> {
+        let processes = self.diagnostics.maps();
+        let fell_back: Vec<&Value> = processes
+            .iter()
+            .filter(|p| p.get("device").and_then(Value::as_str) == Some("cuda"))
+            .filter_map(|p| p.get(CUDAGRAPHS))
+            .filter(|c| c["engaged"] == Value::Bool(false))
+            .collect();
+        let first = fell_back.first()?;
+        let reason = first["skip_reasons"]
+            .as_array()
+            .and_then(|r| r.iter().find_map(Value::as_str))
+            .map(quoted)
+            .unwrap_or_else(|| {
+                if first["recordings"].as_u64() == Some(0) {
+                    "no graph was recorded".into()
+                } else {
+                    format!("{} graph(s) skipped", first["skips"])
+                }
+            });
+        Some(format!(
+            "{} ran without CUDA graphs in {} of {} process(es) ({reason}): its numbers are plain kernels'",
+            self.compile.map_or("this mode".into(), |m| m.to_string()),
+            fell_back.len(),
+            processes.len()
+        ))
     }
 
     /// `processes disagree: median latency from 4.0 ms to 168 ms`, when
@@ -329,6 +367,37 @@ mod tests {
             "{warnings}"
         );
         assert_eq!(loaded.cautions().len(), 2, "the comparison says so too");
+    }
+
+    #[test]
+    fn a_cudagraph_mode_that_fell_back_on_a_gpu_is_warned() {
+        let mut case = case_with(&[4e-3, 4e-3], 0);
+        case.compile = Some(crate::spec::CompileMode::ReduceOverhead);
+        let mut maps = case.diagnostics.maps();
+        let engaged =
+            serde_json::json!({"recordings": 2, "skips": 0, "skip_reasons": [], "engaged": true});
+        let skipped = serde_json::json!({"recordings": 0, "skips": 1, "engaged": false,
+            "skip_reasons": ["skipping cudagraphs due to mutated inputs (1 instances)"]});
+        for (p, state) in maps.iter_mut().zip([&engaged, &skipped]) {
+            p.insert("device".into(), "cpu".into());
+            p.insert(super::CUDAGRAPHS.into(), state.clone());
+        }
+        case.diagnostics = crate::record::Diagnostics::from_maps(&maps);
+        assert!(
+            case.warnings().is_empty(),
+            "none on the CPU: {:?}",
+            case.warnings()
+        );
+        for p in &mut maps {
+            p.insert("device".into(), "cuda".into());
+        }
+        case.diagnostics = crate::record::Diagnostics::from_maps(&maps);
+        let warnings = case.warnings().join("\n");
+        assert!(
+            warnings.contains("reduce-overhead ran without CUDA graphs in 1 of 2 process(es) (skipping cudagraphs due to mutated inputs (1 instances))"),
+            "{warnings}"
+        );
+        assert_eq!(case.cautions().len(), 1, "the comparison says so too");
     }
 
     #[test]
