@@ -176,8 +176,9 @@ def expect_result(res, step, label, msg, tail, cuda, compiled, min_iters=MEASURE
         problems.append(f"{d['dropped_compiling']} samples dropped for compiling")
     if compiled and (msg.get("compile") or {}).get("unique_graphs", 0) < 1:
         problems.append("no graph compiled")
-    if compiled and (msg.get("compile") or {}).get("cudagraph_skips", 0):
-        problems.append(f"CUDA graphs skipped: {msg['compile'].get('cudagraph_skip_reasons')}")
+    graphs = d.get("cudagraphs")
+    if cuda and graphs is not None and not graphs.get("engaged"):
+        problems.append(f"ran without CUDA graphs: {graphs}")
     if cuda:
         if not (msg.get("peak_memory") or 0) > 0:
             problems.append("no peak memory")
