@@ -3,6 +3,7 @@
 //! backend returns the same `Outcome`, so the rest of regress never needs to
 //! know how a number was taken.
 
+pub mod blocks;
 mod command;
 mod env;
 pub mod gpus;

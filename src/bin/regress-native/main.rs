@@ -13,6 +13,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use regress::runner::blocks::calibrate;
 use regress::runner::protocol::{
     Message, ModelSpec, ProbeReply, Request, RunRequest, RunResult, PROTOCOL_VERSION,
 };
@@ -256,6 +257,16 @@ fn measure(req: &RunRequest) -> Result<Message, String> {
         min_iters: req.warmup.min_iters,
         min_time: std::time::Duration::from_secs_f64(req.warmup.min_time),
     };
+    // Blocks of calls between two synchronisations, sized so the
+    // synchronisation costs at most a thousandth of a block: a sample is
+    // then the calls' time, as the python worker's events measure it.
+    let calibration = calibrate(
+        || {
+            let _ = mlp.forward(&x);
+        },
+        sync,
+    );
+    let block = calibration.block;
     let sampled = measure_loop(
         &warmup,
         req.measure.rule(),
@@ -263,9 +274,11 @@ fn measure(req: &RunRequest) -> Result<Message, String> {
         &StopFlag::default(),
         || -> Result<f64, String> {
             let t = Instant::now();
-            let _ = mlp.forward(&x);
+            for _ in 0..block {
+                let _ = mlp.forward(&x);
+            }
             sync();
-            Ok(t.elapsed().as_secs_f64())
+            Ok(t.elapsed().as_secs_f64() / block as f64)
         },
     )?
     .expect("nothing stops this process but regress killing it");
@@ -275,6 +288,8 @@ fn measure(req: &RunRequest) -> Result<Message, String> {
     diagnostics.insert("output_digest".into(), digest);
     diagnostics.insert("fresh_process".into(), true.into());
     diagnostics.insert("stop".into(), sampled.stop.as_str().into());
+    diagnostics.insert("batch".into(), block.into());
+    diagnostics.insert("sync_s".into(), calibration.sync_s.into());
     Ok(Message::Result(RunResult {
         samples: sampled.samples,
         first_call: Some(first_call),
