@@ -392,7 +392,13 @@ pub(super) fn cuda_usable(
         (Some(cuda), ..) => format!(
             "torch is built for CUDA {cuda}; check that the driver and this build agree"
         ),
-    } + ", e.g. `make venv TORCH_INDEX=https://download.pytorch.org/whl/cu128` (see the README's GPU runners)";
+    } + if kind == "native" {
+        // The native worker loads the libtorch it was linked against
+        // (the build machine's torch/lib, by rpath) or LD_LIBRARY_PATH's.
+        ", then rebuild regress against it (`make build`), or point LD_LIBRARY_PATH at the torch/lib of a CUDA build"
+    } else {
+        ", e.g. `make venv TORCH_INDEX=https://download.pytorch.org/whl/cu128` (see the README's GPU runners)"
+    };
     let driver = if gpu.driver.is_empty() {
         "unknown"
     } else {
@@ -480,6 +486,52 @@ fn process_samples(r: RunResult) -> ProcessSamples {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn cuda_that_torch_cannot_use_is_an_error_only_where_it_was_asked_for() {
+        let h200 = [GpuInfo {
+            name: "NVIDIA H200".into(),
+            driver: "535.104.05".into(),
+            ..GpuInfo::default()
+        }];
+        let on_cpu = Environment {
+            torch: Some("2.11.0+cu130".into()),
+            device: Some("cpu".into()),
+            torch_cuda: Some("13.0".into()),
+            cuda_unavailable: Some("The NVIDIA driver on your system is too old".into()),
+            ..Environment::default()
+        };
+        let err = |kind, env: &Environment| {
+            cuda_usable(kind, DeviceChoice::Auto, env, &h200)
+                .unwrap_err()
+                .to_string()
+        };
+        let python = err("python", &on_cpu);
+        for part in [
+            "nvidia-smi lists NVIDIA H200 (driver 535.104.05)",
+            "torch (2.11.0+cu130, CUDA 13.0) cannot use it: The NVIDIA driver on your system is too old",
+            "needs driver 580 or newer; this one is 535.104.05",
+            "TORCH_INDEX",
+            "runner.device: cpu",
+        ] {
+            assert!(python.contains(part), "{part}: {python}");
+        }
+        assert!(err("native", &on_cpu).contains("LD_LIBRARY_PATH"));
+        let cpu_build = Environment {
+            torch: Some("2.11.0+cpu".into()),
+            torch_cuda: None,
+            ..on_cpu.clone()
+        };
+        assert!(err("python", &cpu_build).contains("built without CUDA"));
+        // Asked for the CPU, no GPU visible, or CUDA in use: no error.
+        assert!(cuda_usable("python", DeviceChoice::Cpu, &on_cpu, &h200).is_ok());
+        assert!(cuda_usable("python", DeviceChoice::Auto, &on_cpu, &[]).is_ok());
+        let on_gpu = Environment {
+            device: Some("cuda".into()),
+            ..on_cpu
+        };
+        assert!(cuda_usable("python", DeviceChoice::Cuda, &on_gpu, &h200).is_ok());
+    }
 
     #[test]
     fn requests_carry_every_setting_resolved() {
