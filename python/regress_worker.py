@@ -1270,8 +1270,10 @@ def skip_reason(req, device, precision, phase):
             return f"fp8 needs compute capability 8.9 or newer; this GPU is {major}.{minor}"
         if phase != "forward" and req["fp8"] == "scaled_mm":
             return "fp8 through torch._scaled_mm is forward-only; set `runner.fp8: torchao` to time backward and step"
-    if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
-        return "this GPU does not support bf16"
+    # including_emulation=False: T4 and V100 emulate bf16, which times the
+    # emulation, not the GPU's bf16.
+    if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return "this GPU has no native bf16 (compute capability 8.0 or newer); emulated bf16 is not a performance result"
     return None
 
 
