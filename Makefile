@@ -16,7 +16,7 @@ export VIRTUAL_ENV          := $(CURDIR)/$(VENV)
 export PATH                 := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
-.PHONY: demo test build venv actionlint lint bench-timer bench-compare
+.PHONY: demo test build venv actionlint lint bench-timer bench-compare gpu-check gpu-check-dry
 
 # Where torch's wheel comes from. Empty: PyPI, whose Linux wheel of 2.11.0
 # is the CUDA 13 build (it needs an NVIDIA driver >= 580; fine on CPU).
@@ -61,6 +61,21 @@ lint: venv actionlint
 
 test: lint
 	$(CARGO) test --locked
+	$(MAKE) gpu-check-dry
+
+# The GPU check (scripts/gpu_check.py): every CUDA path of the worker in one
+# run on a GPU host with Python and torch, under ten minutes; exits non-zero
+# on any failure and writes its results to target/gpu-check.json. A release
+# regress built elsewhere adds the native backend: make gpu-check REGRESS=path.
+REGRESS ?=
+gpu-check: venv
+	mkdir -p target
+	$(PYTHON) scripts/gpu_check.py --out target/gpu-check.json $(if $(REGRESS),--regress $(REGRESS))
+
+# The same check's own logic on the CPU (a few seconds), run by `make test`.
+gpu-check-dry: venv
+	mkdir -p target
+	$(PYTHON) scripts/gpu_check.py --dry-run --out target/gpu-check-dry.json $(if $(wildcard target/debug/regress-native),--regress target/debug/regress)
 
 # Not a test: the worker's median against torch.utils.benchmark's on fixed
 # CPU workloads (see the script's docstring).

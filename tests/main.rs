@@ -8,9 +8,11 @@ mod common;
 
 mod baseline_resolution;
 mod compare_flow;
+mod cuda_on_cpu;
 mod git_store;
 mod github_api;
 mod github_flow;
+mod gpu_host;
 mod record_format;
 mod report_formats;
 mod report_limits;

@@ -58,6 +58,35 @@ fn version_1_record_reads_into_version_2() {
     );
 }
 
+/// The GPU's nvidia-smi fields and CUDA_VISIBLE_DEVICES joined format 2
+/// as optional fields: a record without them (the fixture) reads them as
+/// absent, and a record with them writes and reads back unchanged.
+#[test]
+fn the_gpu_fields_of_the_machine_read_back() {
+    use regress::runner::gpus::GpuInfo;
+    let mut record = read_record(FIXTURE.as_ref()).unwrap();
+    assert_eq!(record.machine.gpu_info, None);
+    assert_eq!(record.machine.cuda_visible_devices, None);
+    assert_eq!(record.machine.software.torch_cuda, None);
+    record.machine.gpu_info = Some(GpuInfo {
+        name: "NVIDIA H200".into(),
+        driver: "570.86.15".into(),
+        uuid: Some("GPU-aaaa".into()),
+        pci_bus_id: Some("00000000:18:00.0".into()),
+        compute_capability: Some("9.0".into()),
+        memory_mib: Some(143771),
+        power_limit_w: Some(700.0),
+        mig_mode: Some("Disabled".into()),
+    });
+    record.machine.cuda_visible_devices = Some("1".into());
+    record.machine.software.gpu_uuid = Some("aaaa".into());
+    record.machine.software.torch_cuda = Some("12.8".into());
+    let text = serde_json::to_string(&record).unwrap();
+    assert!(text.contains("\"power_limit_w\":700.0"), "{text}");
+    let again: Record = serde_json::from_str(&text).unwrap();
+    assert_eq!(again, record);
+}
+
 #[test]
 fn newer_schema_is_refused_with_advice() {
     let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
@@ -198,8 +227,22 @@ fn hashes_ids_and_fingerprints_are_pinned() {
         torch: Some("2.11.0+cu128"),
         cuda: Some("12.8"),
         runner_label: Some("gpu-runner-a"),
+        ..FingerprintKey::default()
     });
     assert_eq!(gpu.as_str(), "3a6ed7e48d051333");
+    // The GPU fields that came later change the fingerprint only when known.
+    let gpu_fields = fingerprint(&FingerprintKey {
+        cpu: "Intel(R) Xeon(R) Platinum 8480+",
+        gpu: Some("NVIDIA H200"),
+        gpu_count: 1,
+        torch: Some("2.11.0+cu128"),
+        cuda: Some("12.8"),
+        runner_label: Some("gpu-runner-a"),
+        driver_major: Some(570),
+        power_limit_w: Some(700),
+        mig_mode: Some("Disabled"),
+    });
+    assert_eq!(gpu_fields.as_str(), "434d9f047ec907c3");
     let cpu = fingerprint(&FingerprintKey {
         cpu: "AMD EPYC 7763 64-Core Processor",
         gpu: None,
@@ -207,6 +250,7 @@ fn hashes_ids_and_fingerprints_are_pinned() {
         torch: Some("2.11.0"),
         cuda: None,
         runner_label: None,
+        ..FingerprintKey::default()
     });
     assert_eq!(cpu.as_str(), "d881c4697380b723");
 }

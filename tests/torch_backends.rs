@@ -182,6 +182,10 @@ fn native_backend_runs_the_mlp() {
         2,
         "one sample list per process"
     );
+    // Timed in blocks sized by the measured cost of what ends a block.
+    let d = &fp32.diagnostics.maps()[0];
+    assert!(d["batch"].as_u64() >= Some(1), "{d:?}");
+    assert!(d["sync_s"].as_f64().is_some_and(|s| s > 0.0), "{d:?}");
     assert_eq!(
         record.cases[1].status,
         CaseStatus::Ok,

@@ -14,6 +14,16 @@ pub const CUT_SHORT: &str = "cut_short";
 /// `{"before": Load, "after": Load, "cores": n}` (`runner::Load`).
 pub const LOAD: &str = "load";
 
+/// The diagnostics key of the GPU's state around a process (python worker
+/// on CUDA): `{"before", "during", "after"}`, where `during` summarises the
+/// readings taken while the case was timed (`throttle_reasons`,
+/// `throttled_share`, `sm_clock_mhz_min`, `temperature_c_max`).
+pub const GPU_STATE: &str = "gpu_state";
+
+/// The diagnostics key of a cudagraph mode's CUDA graphs (python worker):
+/// `{"recordings", "skips", "skip_reasons", "engaged"}`.
+pub const CUDAGRAPHS: &str = "cudagraphs";
+
 /// Share of the cores that other runnable processes must fill, before or
 /// after a process, for the machine to count as busy: then the case's
 /// threads and theirs take turns on the cores, which gives stable, wrong
@@ -95,6 +105,8 @@ impl CaseRecord {
         }
         out.extend(self.disagreement());
         out.extend(self.busy());
+        out.extend(self.throttled());
+        out.extend(self.without_cuda_graphs());
         let most = |name: &str| {
             self.metrics
                 .get(name)
@@ -122,10 +134,16 @@ impl CaseRecord {
     /// anything: processes cut short of `min_iters` by `max_time`, a busy
     /// machine, processes that disagree.
     pub fn cautions(&self) -> Vec<String> {
-        [self.cut_short(), self.busy(), self.disagreement()]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            self.cut_short(),
+            self.busy(),
+            self.disagreement(),
+            self.throttled(),
+            self.without_cuda_graphs(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// `the machine was busy during 2 of 3 processes (up to 5 other
@@ -157,6 +175,86 @@ impl CaseRecord {
                 processes.len()
             )
         })
+    }
+
+    /// `the GPU throttled during 1 of 3 process(es) (sw_power_cap, for 40 %
+    /// of the readings; SM clock down to 1410 MHz, up to 83 °C)`, when the
+    /// readings taken while the case was timed name a throttle reason.
+    fn throttled(&self) -> Option<String> {
+        let processes = self.diagnostics.maps();
+        let (mut n, mut share, mut clock, mut temp) = (0, 0f64, f64::INFINITY, f64::NAN);
+        let mut reasons: Vec<String> = Vec::new();
+        for p in &processes {
+            let Some(during) = p.get(GPU_STATE).and_then(|g| g.get("during")) else {
+                continue;
+            };
+            let named: Vec<&str> = during["throttle_reasons"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if named.is_empty() {
+                continue;
+            }
+            n += 1;
+            for r in named {
+                if !reasons.iter().any(|x| x == r) {
+                    reasons.push(r.to_string());
+                }
+            }
+            share = share.max(during["throttled_share"].as_f64().unwrap_or(0.0));
+            clock = clock.min(during["sm_clock_mhz_min"].as_f64().unwrap_or(f64::INFINITY));
+            temp = temp.max(during["temperature_c_max"].as_f64().unwrap_or(f64::NAN));
+        }
+        (n > 0).then(|| {
+            let clock = if clock.is_finite() {
+                format!("; SM clock down to {clock:.0} MHz")
+            } else {
+                String::new()
+            };
+            let temp = if temp.is_finite() {
+                format!(", up to {temp:.0} °C")
+            } else {
+                String::new()
+            };
+            format!(
+                "the GPU throttled during {n} of {} process(es) ({}, for up to {:.0} % of the readings{clock}{temp}): its numbers are slower than the GPU's best; check cooling and the power limit",
+                processes.len(),
+                reasons.join(", "),
+                share * 100.0
+            )
+        })
+    }
+
+    /// `reduce-overhead ran without CUDA graphs in 2 of 3 process(es)
+    /// (skipping cudagraphs due to …)`, when a cudagraph mode on a GPU fell
+    /// back to plain kernels: its numbers are not what the mode promises.
+    /// On the CPU there are no CUDA graphs to expect, and nothing is said.
+    fn without_cuda_graphs(&self) -> Option<String> {
+        let processes = self.diagnostics.maps();
+        let fell_back: Vec<&Value> = processes
+            .iter()
+            .filter(|p| p.get("device").and_then(Value::as_str) == Some("cuda"))
+            .filter_map(|p| p.get(CUDAGRAPHS))
+            .filter(|c| c["engaged"] == Value::Bool(false))
+            .collect();
+        let first = fell_back.first()?;
+        let reason = first["skip_reasons"]
+            .as_array()
+            .and_then(|r| r.iter().find_map(Value::as_str))
+            .map(quoted)
+            .unwrap_or_else(|| {
+                if first["recordings"].as_u64() == Some(0) {
+                    "no graph was recorded".into()
+                } else {
+                    format!("{} graph(s) skipped", first["skips"])
+                }
+            });
+        Some(format!(
+            "{} ran without CUDA graphs in {} of {} process(es) ({reason}): its numbers are plain kernels'",
+            self.compile.map_or("this mode".into(), |m| m.to_string()),
+            fell_back.len(),
+            processes.len()
+        ))
     }
 
     /// `processes disagree: median latency from 4.0 ms to 168 ms`, when
@@ -269,5 +367,60 @@ mod tests {
             "{warnings}"
         );
         assert_eq!(loaded.cautions().len(), 2, "the comparison says so too");
+    }
+
+    #[test]
+    fn a_cudagraph_mode_that_fell_back_on_a_gpu_is_warned() {
+        let mut case = case_with(&[4e-3, 4e-3], 0);
+        case.compile = Some(crate::spec::CompileMode::ReduceOverhead);
+        let mut maps = case.diagnostics.maps();
+        let engaged =
+            serde_json::json!({"recordings": 2, "skips": 0, "skip_reasons": [], "engaged": true});
+        let skipped = serde_json::json!({"recordings": 0, "skips": 1, "engaged": false,
+            "skip_reasons": ["skipping cudagraphs due to mutated inputs (1 instances)"]});
+        for (p, state) in maps.iter_mut().zip([&engaged, &skipped]) {
+            p.insert("device".into(), "cpu".into());
+            p.insert(super::CUDAGRAPHS.into(), state.clone());
+        }
+        case.diagnostics = crate::record::Diagnostics::from_maps(&maps);
+        assert!(
+            case.warnings().is_empty(),
+            "none on the CPU: {:?}",
+            case.warnings()
+        );
+        for p in &mut maps {
+            p.insert("device".into(), "cuda".into());
+        }
+        case.diagnostics = crate::record::Diagnostics::from_maps(&maps);
+        let warnings = case.warnings().join("\n");
+        assert!(
+            warnings.contains("reduce-overhead ran without CUDA graphs in 1 of 2 process(es) (skipping cudagraphs due to mutated inputs (1 instances))"),
+            "{warnings}"
+        );
+        assert_eq!(case.cautions().len(), 1, "the comparison says so too");
+    }
+
+    #[test]
+    fn a_throttled_gpu_is_warned_and_an_idle_one_is_not() {
+        let mut case = case_with(&[4e-3, 4e-3], 0);
+        let mut maps = case.diagnostics.maps();
+        maps[0].insert(
+            super::GPU_STATE.into(),
+            serde_json::json!({"during": {"throttle_reasons": [], "throttled_share": 0.0}}),
+        );
+        case.diagnostics = crate::record::Diagnostics::from_maps(&maps);
+        assert!(case.warnings().is_empty(), "{:?}", case.warnings());
+        maps[1].insert(
+            super::GPU_STATE.into(),
+            serde_json::json!({"during": {"throttle_reasons": ["sw_power_cap", "hw_thermal_slowdown"],
+                "throttled_share": 0.4, "sm_clock_mhz_min": 1410.0, "temperature_c_max": 83.0}}),
+        );
+        case.diagnostics = crate::record::Diagnostics::from_maps(&maps);
+        let warnings = case.warnings().join("\n");
+        assert!(
+            warnings.contains("the GPU throttled during 1 of 2 process(es) (sw_power_cap, hw_thermal_slowdown, for up to 40 % of the readings; SM clock down to 1410 MHz, up to 83 °C)"),
+            "{warnings}"
+        );
+        assert_eq!(case.cautions().len(), 1, "the comparison says so too");
     }
 }

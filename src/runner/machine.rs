@@ -1,10 +1,9 @@
 //! The machine a record was measured on, and its fingerprint: results are
 //! only compared between runs whose fingerprints match.
 
-use std::process::Command;
-
 use serde::{Deserialize, Serialize};
 
+use super::gpus::{self, GpuInfo, CUDA_VISIBLE_DEVICES};
 use super::Environment;
 pub use crate::id::Fingerprint;
 
@@ -19,6 +18,8 @@ pub struct Machine {
     pub cpu: String,
     pub cores: u32,
     pub os: String,
+    /// The GPU measured on: only when the backend used one (or, for a
+    /// command, which may use any, the first one it can see).
     pub gpu: Option<String>,
     pub gpu_count: u32,
     pub driver: Option<String>,
@@ -26,20 +27,49 @@ pub struct Machine {
     pub software: Environment,
     pub runner_label: Option<String>,
     pub hostname: Option<String>,
+    /// What nvidia-smi says of the GPU measured on (power limit, MIG mode,
+    /// memory, UUID). Added to format 2 without a version of its own:
+    /// records without it read as None, and older readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_info: Option<GpuInfo>,
+    /// CUDA_VISIBLE_DEVICES as the workers saw it (unset: None).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_visible_devices: Option<String>,
 }
 
 impl Machine {
-    /// Reads the host and combines it with what the backend reported.
+    /// Reads the host (nvidia-smi, with its time limit) and combines it
+    /// with what the backend reported.
     pub fn detect(env: &Environment) -> Machine {
-        let smi = nvidia_smi();
-        let gpu = env
-            .gpu
-            .clone()
-            .or_else(|| smi.as_ref().map(|s| s.0.clone()));
-        let gpu_count = if env.gpu_count > 0 {
-            env.gpu_count
-        } else {
-            smi.as_ref().map_or(0, |s| s.2)
+        let visible = std::env::var(CUDA_VISIBLE_DEVICES).ok();
+        Machine::from_host(env, &gpus::nvidia_smi(), visible.as_deref())
+    }
+
+    /// `detect`, given nvidia-smi's rows and CUDA_VISIBLE_DEVICES.
+    pub fn from_host(env: &Environment, smi: &[GpuInfo], visible: Option<&str>) -> Machine {
+        let seen = gpus::visible(smi, visible);
+        // The GPU goes on the record only when it was measured on: a run
+        // whose backend used the CPU is a CPU result, whatever the host
+        // has. A backend that cannot say (a command) may use any GPU.
+        let (used, gpu, gpu_count, key_count) = match env.device.as_deref() {
+            Some("cuda") => {
+                let used = gpus::select(&seen, env.gpu_uuid.as_deref()).cloned();
+                let name = env
+                    .gpu
+                    .clone()
+                    .or_else(|| used.as_ref().map(|g| g.name.clone()));
+                // Workers measure on one GPU however many are visible, so
+                // the count is not part of what they measured.
+                let count = env.gpu_count.max(u32::from(name.is_some()));
+                let key_count = u32::from(name.is_some());
+                (used, name, count, key_count)
+            }
+            None => {
+                let used = seen.first().cloned();
+                let n = seen.len() as u32;
+                (used.clone(), used.map(|g| g.name), n, n)
+            }
+            Some(_) => (None, None, 0, 0),
         };
         let cpu = cpu_model();
         let runner_label = std::env::var(RUNNER_LABEL_ENV)
@@ -48,10 +78,16 @@ impl Machine {
         let fingerprint = fingerprint(&FingerprintKey {
             cpu: &cpu,
             gpu: gpu.as_deref(),
-            gpu_count,
+            gpu_count: key_count,
             torch: env.torch.as_deref(),
             cuda: env.cuda.as_deref(),
             runner_label: runner_label.as_deref(),
+            driver_major: used.as_ref().and_then(GpuInfo::driver_major),
+            power_limit_w: used
+                .as_ref()
+                .and_then(|g| g.power_limit_w)
+                .map(|w| w.round() as u32),
+            mig_mode: used.as_ref().and_then(|g| g.mig_mode.as_deref()),
         });
         Machine {
             fingerprint,
@@ -64,16 +100,21 @@ impl Machine {
             ),
             gpu,
             gpu_count,
-            driver: smi.map(|s| s.1),
+            driver: used
+                .as_ref()
+                .map(|g| g.driver.clone())
+                .filter(|d| !d.is_empty()),
             software: env.clone(),
             runner_label,
             hostname: read_trimmed("/proc/sys/kernel/hostname"),
+            gpu_info: used,
+            cuda_visible_devices: visible.map(str::to_string),
         }
     }
 }
 
 /// What a machine's fingerprint is made of: what decides its speed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct FingerprintKey<'a> {
     pub cpu: &'a str,
     pub gpu: Option<&'a str>,
@@ -81,13 +122,22 @@ pub struct FingerprintKey<'a> {
     pub torch: Option<&'a str>,
     pub cuda: Option<&'a str>,
     pub runner_label: Option<&'a str>,
+    /// The NVIDIA driver's major version: a new branch brings new kernels
+    /// and schedulers; patch releases within one do not move timings.
+    pub driver_major: Option<u32>,
+    /// The enforced power limit in whole watts: an H100 at 700 W and one
+    /// capped at 500 W share a name, not a speed.
+    pub power_limit_w: Option<u32>,
+    /// MIG mode: a MIG slice is a fraction of the GPU.
+    pub mig_mode: Option<&'a str>,
 }
 
 /// The fingerprint of a machine. The text hashed is part of the stored
 /// format: changing it makes every stored result "not comparable" (a test
-/// pins it).
+/// pins it). The GPU fields came later and are appended only when known,
+/// so a machine without them keeps the fingerprint it always had.
 pub fn fingerprint(k: &FingerprintKey) -> Fingerprint {
-    Fingerprint::of(&format!(
+    let mut text = format!(
         "cpu={}|gpu={}x{}|torch={}|cuda={}|label={}",
         k.cpu,
         k.gpu.unwrap_or("none"),
@@ -95,7 +145,17 @@ pub fn fingerprint(k: &FingerprintKey) -> Fingerprint {
         k.torch.unwrap_or("none"),
         k.cuda.unwrap_or("none"),
         k.runner_label.unwrap_or(""),
-    ))
+    );
+    if let Some(d) = k.driver_major {
+        text.push_str(&format!("|driver={d}"));
+    }
+    if let Some(w) = k.power_limit_w {
+        text.push_str(&format!("|power={w}W"));
+    }
+    if let Some(m) = k.mig_mode {
+        text.push_str(&format!("|mig={m}"));
+    }
+    Fingerprint::of(&text)
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -114,25 +174,6 @@ fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
-/// (name of the first GPU, driver version, GPU count) from `nvidia-smi`.
-fn nvidia_smi() -> Option<(String, String, u32)> {
-    let out = Command::new("nvidia-smi")
-        .args(["--query-gpu=name,driver_version", "--format=csv,noheader"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let (name, driver) = rows.first()?.split_once(',')?;
-    Some((
-        name.trim().to_string(),
-        driver.trim().to_string(),
-        rows.len() as u32,
-    ))
 }
 
 /// How busy the machine is at one moment: the 1-minute load average and
@@ -193,6 +234,89 @@ mod tests {
         });
         assert_ne!(a.fingerprint, b.fingerprint);
         assert_eq!(a.fingerprint, a2.fingerprint);
+    }
+
+    fn h200(uuid: &str, power: f64, mig: &str) -> GpuInfo {
+        GpuInfo {
+            name: "NVIDIA H200".into(),
+            driver: "570.86.15".into(),
+            uuid: Some(format!("GPU-{uuid}")),
+            power_limit_w: Some(power),
+            mig_mode: Some(mig.into()),
+            ..GpuInfo::default()
+        }
+    }
+
+    fn used(device: Option<&str>, uuid: Option<&str>) -> Environment {
+        Environment {
+            torch: Some("2.11.0+cu128".into()),
+            device: device.map(str::to_string),
+            gpu: (device == Some("cuda")).then(|| "NVIDIA H200".into()),
+            gpu_count: u32::from(device == Some("cuda")),
+            gpu_uuid: uuid.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_cpu_run_on_a_gpu_host_is_a_cpu_result() {
+        let host = [h200("a", 700.0, "Disabled")];
+        let on_cpu = Machine::from_host(&used(Some("cpu"), None), &host, None);
+        assert_eq!((on_cpu.gpu.as_deref(), on_cpu.gpu_count), (None, 0));
+        assert_eq!(
+            (on_cpu.driver.as_deref(), on_cpu.gpu_info.as_ref()),
+            (None, None)
+        );
+        let no_gpu_host = Machine::from_host(&used(Some("cpu"), None), &[], None);
+        assert_eq!(on_cpu.fingerprint, no_gpu_host.fingerprint);
+    }
+
+    #[test]
+    fn driver_power_limit_and_mig_mode_are_fingerprinted() {
+        let env = used(Some("cuda"), Some("a"));
+        let print = |gpu: GpuInfo| Machine::from_host(&env, &[gpu], None);
+        let base = print(h200("a", 700.0, "Disabled"));
+        assert_eq!(base.gpu.as_deref(), Some("NVIDIA H200"));
+        assert_eq!(base.driver.as_deref(), Some("570.86.15"));
+        assert_eq!(base.gpu_info.as_ref().unwrap().power_limit_w, Some(700.0));
+        // A patch release of the same driver branch, and a power reading
+        // that rounds the same, keep the fingerprint.
+        let mut patched = h200("a", 700.2, "Disabled");
+        patched.driver = "570.124.06".into();
+        assert_eq!(print(patched).fingerprint, base.fingerprint);
+        let mut new_branch = h200("a", 700.0, "Disabled");
+        new_branch.driver = "580.65.06".into();
+        for other in [
+            new_branch,
+            h200("a", 500.0, "Disabled"),
+            h200("a", 700.0, "Enabled"),
+        ] {
+            assert_ne!(
+                print(other.clone()).fingerprint,
+                base.fingerprint,
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gpu_recorded_is_the_one_the_worker_used() {
+        let host = [h200("a", 700.0, "Disabled"), h200("b", 500.0, "Disabled")];
+        // The worker names the second GPU by its UUID (torch writes no prefix).
+        let m = Machine::from_host(&used(Some("cuda"), Some("b")), &host, Some("1"));
+        assert_eq!(m.gpu_info.unwrap().power_limit_w, Some(500.0));
+        assert_eq!(m.cuda_visible_devices.as_deref(), Some("1"));
+        // Whether one GPU or all eight are visible, a worker measured one.
+        let one = Machine::from_host(&used(Some("cuda"), Some("a")), &host[..1], Some("0"));
+        let mut all = used(Some("cuda"), Some("a"));
+        all.gpu_count = 2;
+        let both = Machine::from_host(&all, &host, None);
+        assert_eq!(one.fingerprint, both.fingerprint);
+        assert_eq!(both.gpu_count, 2);
+        // A command may use any GPU: the first one it can see.
+        let command = Machine::from_host(&Environment::default(), &host, Some("1"));
+        assert_eq!(command.gpu_info.unwrap().uuid.as_deref(), Some("GPU-b"));
+        assert_eq!(command.gpu_count, 1);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! backend returns the same `Outcome`, so the rest of regress never needs to
 //! know how a number was taken.
 
+pub mod blocks;
 mod command;
 mod env;
+pub mod gpus;
 mod machine;
 mod mock;
 mod native;
@@ -95,6 +97,17 @@ pub struct Environment {
     pub cuda: Option<String>,
     pub cudnn: Option<String>,
     pub threads: Option<u32>,
+    /// The UUID of the GPU measured on, which names it in nvidia-smi's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_uuid: Option<String>,
+    /// The CUDA version torch was built for, also when it cannot use CUDA
+    /// here (`cuda` is set only when it can).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_cuda: Option<String>,
+    /// Why torch cannot use CUDA here, in its own words (the warnings of
+    /// `torch.cuda.is_available()`), when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_unavailable: Option<String>,
     /// Settings that change speed without changing code: TF32, cuDNN
     /// benchmark mode, thread counts.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
@@ -167,6 +180,15 @@ pub enum RunnerError {
     },
     #[error("cannot prepare the python worker: {0}")]
     Worker(std::io::Error),
+    /// `gpu` names the GPU and its driver; `why` names torch and its CUDA,
+    /// gives torch's own reason and the advice that follows from the
+    /// versions.
+    #[error("nvidia-smi lists {gpu}, but the {kind} backend's {why}\n  or set `runner.device: cpu` to measure the CPU on purpose")]
+    CudaUnusable {
+        kind: &'static str,
+        gpu: String,
+        why: String,
+    },
     #[error("cannot start the native worker `{worker}`: {source}\n  it is built with regress (`cargo build`, feature `native`) and must sit beside the `regress` binary, or be named by {NATIVE_WORKER_ENV}")]
     NativeMissing {
         worker: String,

@@ -20,7 +20,7 @@ use crate::spec::{
 };
 
 /// Version of the messages below. Bump it with any change to their shape.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// What regress asks of a worker process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +189,15 @@ pub struct ProbeReply {
     pub settings: Map<String, Value>,
     #[serde(default)]
     pub vec_isa: Option<String>,
+    /// The UUID of the GPU the worker would measure on (5: new).
+    #[serde(default)]
+    pub gpu_uuid: Option<String>,
+    /// torch's CUDA version, also when CUDA is unusable here (5: new).
+    #[serde(default)]
+    pub torch_cuda: Option<String>,
+    /// Why torch cannot use CUDA, when it cannot (5: new).
+    #[serde(default)]
+    pub cuda_unavailable: Option<String>,
 }
 
 /// Counters torch.compile reported for the process.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+use super::gpus::{self, GpuInfo, CUDA_VISIBLE_DEVICES};
 use super::process::{describe_exit, Ended, Supervised};
 use super::protocol::{
     parse_line, AccuracySpec, CaseSpec, CompileSpec, MeasureSpec, Message, ModelSpec, ProbeRequest,
@@ -22,7 +23,8 @@ use super::{
 };
 use crate::metric;
 use crate::spec::{
-    defaults, AccuracyConfig, Case, CompileMode, CompileScope, Model, Phase, Pipeline, Precision,
+    defaults, AccuracyConfig, Case, CompileMode, CompileScope, DeviceChoice, Model, Phase,
+    Pipeline, Precision,
 };
 
 /// The probe imports torch and may initialise CUDA: allow for a slow disk.
@@ -231,7 +233,7 @@ impl Worker {
         for message in x.messages.map_err(|e| probe_error(e.to_string()))? {
             match message {
                 Message::Probe(p) => {
-                    return Ok(Environment {
+                    let env = Environment {
                         torch: p.torch,
                         python: p.python,
                         device: p.device,
@@ -241,8 +243,15 @@ impl Worker {
                         cuda: p.cuda,
                         cudnn: p.cudnn,
                         threads: p.threads,
+                        gpu_uuid: p.gpu_uuid,
+                        torch_cuda: p.torch_cuda,
+                        cuda_unavailable: p.cuda_unavailable,
                         settings: p.settings,
-                    });
+                    };
+                    let visible = std::env::var(CUDA_VISIBLE_DEVICES).ok();
+                    let seen = gpus::visible(&gpus::nvidia_smi(), visible.as_deref());
+                    cuda_usable(self.kind, self.template.device, &env, &seen)?;
+                    return Ok(env);
                 }
                 Message::Error { kind, message, .. } if kind == "no_torch" => {
                     return Err(RunnerError::NoTorch {
@@ -349,6 +358,68 @@ impl Worker {
     }
 }
 
+/// Whether a probe that asked for CUDA (`auto` or `cuda`) got it where the
+/// host has a GPU: a torch that cannot use the GPU nvidia-smi sees (a
+/// wheel for a newer CUDA than the driver runs, a CPU-only build) would
+/// otherwise measure the CPU under a GPU machine's name, or skip every
+/// case without saying why. `seen`: the GPUs the worker can see.
+pub(super) fn cuda_usable(
+    kind: &'static str,
+    choice: DeviceChoice,
+    env: &Environment,
+    seen: &[GpuInfo],
+) -> Result<(), RunnerError> {
+    let asked = matches!(choice, DeviceChoice::Auto | DeviceChoice::Cuda);
+    let Some(gpu) = seen.first() else {
+        return Ok(());
+    };
+    if !asked || env.device.as_deref() == Some("cuda") {
+        return Ok(());
+    }
+    let torch = env
+        .torch
+        .clone()
+        .unwrap_or_else(|| "unknown version".into());
+    let minimum = env.torch_cuda.as_deref().and_then(gpus::minimum_driver);
+    let advice = match (env.torch_cuda.as_deref(), minimum, gpu.driver_major()) {
+        (None, ..) => format!(
+            "torch {torch} is built without CUDA (torch.version.cuda is None); install a CUDA build"
+        ),
+        (Some(cuda), Some(min), Some(have)) if have < min => format!(
+            "torch is built for CUDA {cuda}, which needs driver {min} or newer; this one is {}; install the torch build of this driver's CUDA",
+            gpu.driver
+        ),
+        (Some(cuda), ..) => format!(
+            "torch is built for CUDA {cuda}; check that the driver and this build agree"
+        ),
+    } + if kind == "native" {
+        // The native worker loads the libtorch it was linked against
+        // (the build machine's torch/lib, by rpath) or LD_LIBRARY_PATH's.
+        ", then rebuild regress against it (`make build`), or point LD_LIBRARY_PATH at the torch/lib of a CUDA build"
+    } else {
+        ", e.g. `make venv TORCH_INDEX=https://download.pytorch.org/whl/cu128` (see the README's GPU runners)"
+    };
+    let driver = if gpu.driver.is_empty() {
+        "unknown"
+    } else {
+        &gpu.driver
+    };
+    let detail = env
+        .cuda_unavailable
+        .as_deref()
+        .unwrap_or("it reports no CUDA device");
+    Err(RunnerError::CudaUnusable {
+        kind,
+        gpu: format!("{} (driver {driver})", gpu.name),
+        why: format!(
+            "torch ({torch}, {}) cannot use it: {detail}\n  {advice}",
+            env.torch_cuda
+                .as_deref()
+                .map_or("no CUDA".into(), |c| format!("CUDA {c}"))
+        ),
+    })
+}
+
 /// Variables that size the thread pools of OpenMP and MKL, set to
 /// `runner.threads` when the pipeline gives it, so that libraries a worker
 /// loads before torch applies the setting use as many threads too.
@@ -415,6 +486,52 @@ fn process_samples(r: RunResult) -> ProcessSamples {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn cuda_that_torch_cannot_use_is_an_error_only_where_it_was_asked_for() {
+        let h200 = [GpuInfo {
+            name: "NVIDIA H200".into(),
+            driver: "535.104.05".into(),
+            ..GpuInfo::default()
+        }];
+        let on_cpu = Environment {
+            torch: Some("2.11.0+cu130".into()),
+            device: Some("cpu".into()),
+            torch_cuda: Some("13.0".into()),
+            cuda_unavailable: Some("The NVIDIA driver on your system is too old".into()),
+            ..Environment::default()
+        };
+        let err = |kind, env: &Environment| {
+            cuda_usable(kind, DeviceChoice::Auto, env, &h200)
+                .unwrap_err()
+                .to_string()
+        };
+        let python = err("python", &on_cpu);
+        for part in [
+            "nvidia-smi lists NVIDIA H200 (driver 535.104.05)",
+            "torch (2.11.0+cu130, CUDA 13.0) cannot use it: The NVIDIA driver on your system is too old",
+            "needs driver 580 or newer; this one is 535.104.05",
+            "TORCH_INDEX",
+            "runner.device: cpu",
+        ] {
+            assert!(python.contains(part), "{part}: {python}");
+        }
+        assert!(err("native", &on_cpu).contains("LD_LIBRARY_PATH"));
+        let cpu_build = Environment {
+            torch: Some("2.11.0+cpu".into()),
+            torch_cuda: None,
+            ..on_cpu.clone()
+        };
+        assert!(err("python", &cpu_build).contains("built without CUDA"));
+        // Asked for the CPU, no GPU visible, or CUDA in use: no error.
+        assert!(cuda_usable("python", DeviceChoice::Cpu, &on_cpu, &h200).is_ok());
+        assert!(cuda_usable("python", DeviceChoice::Auto, &on_cpu, &[]).is_ok());
+        let on_gpu = Environment {
+            device: Some("cuda".into()),
+            ..on_cpu
+        };
+        assert!(cuda_usable("python", DeviceChoice::Cuda, &on_gpu, &h200).is_ok());
+    }
 
     #[test]
     fn requests_carry_every_setting_resolved() {

@@ -13,6 +13,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use regress::runner::blocks::calibrate;
 use regress::runner::protocol::{
     Message, ModelSpec, ProbeReply, Request, RunRequest, RunResult, PROTOCOL_VERSION,
 };
@@ -73,6 +74,20 @@ fn device_name(d: Device) -> String {
     }
 }
 
+/// The CUDA version a libtorch build names in its local version
+/// (`2.11.0+cu128` → `12.8`); None for CPU builds and plain versions.
+fn build_cuda(version: &str) -> Option<String> {
+    let tag = version.split_once("+cu")?.1;
+    let digits: String = tag.chars().take_while(char::is_ascii_digit).collect();
+    (digits.len() >= 2).then(|| {
+        format!(
+            "{}.{}",
+            &digits[..digits.len() - 1],
+            &digits[digits.len() - 1..]
+        )
+    })
+}
+
 /// A positive integer parameter: the case's value, else the model's
 /// argument, else `default`.
 fn param(req: &RunRequest, name: &str, default: i64) -> Result<i64, String> {
@@ -111,8 +126,18 @@ fn main() -> ExitCode {
     match request {
         Request::Probe(p) => {
             let d = device(p.device);
+            let cuda = tch::Cuda::is_available();
             send(&Message::Probe(ProbeReply {
                 torch: Some(LIBTORCH_VERSION.into()),
+                torch_cuda: build_cuda(LIBTORCH_VERSION),
+                cuda: if cuda {
+                    build_cuda(LIBTORCH_VERSION)
+                } else {
+                    None
+                },
+                cuda_unavailable: (!cuda).then(|| {
+                    "libtorch finds no CUDA device (tch::Cuda::is_available() is false)".into()
+                }),
                 device: d.map(device_name),
                 gpu_count: tch::Cuda::device_count().max(0) as u32,
                 threads: Some(tch::get_num_threads().max(0) as u32),
@@ -232,6 +257,16 @@ fn measure(req: &RunRequest) -> Result<Message, String> {
         min_iters: req.warmup.min_iters,
         min_time: std::time::Duration::from_secs_f64(req.warmup.min_time),
     };
+    // Blocks of calls between two synchronisations, sized so the
+    // synchronisation costs at most a thousandth of a block: a sample is
+    // then the calls' time, as the python worker's events measure it.
+    let calibration = calibrate(
+        || {
+            let _ = mlp.forward(&x);
+        },
+        sync,
+    );
+    let block = calibration.block;
     let sampled = measure_loop(
         &warmup,
         req.measure.rule(),
@@ -239,9 +274,11 @@ fn measure(req: &RunRequest) -> Result<Message, String> {
         &StopFlag::default(),
         || -> Result<f64, String> {
             let t = Instant::now();
-            let _ = mlp.forward(&x);
+            for _ in 0..block {
+                let _ = mlp.forward(&x);
+            }
             sync();
-            Ok(t.elapsed().as_secs_f64())
+            Ok(t.elapsed().as_secs_f64() / block as f64)
         },
     )?
     .expect("nothing stops this process but regress killing it");
@@ -251,6 +288,8 @@ fn measure(req: &RunRequest) -> Result<Message, String> {
     diagnostics.insert("output_digest".into(), digest);
     diagnostics.insert("fresh_process".into(), true.into());
     diagnostics.insert("stop".into(), sampled.stop.as_str().into());
+    diagnostics.insert("batch".into(), block.into());
+    diagnostics.insert("sync_s".into(), calibration.sync_s.into());
     Ok(Message::Result(RunResult {
         samples: sampled.samples,
         first_call: Some(first_call),
