@@ -9,6 +9,7 @@ mod history;
 mod hodges_lehmann;
 mod mann_whitney;
 mod points;
+mod sequential;
 mod summary;
 mod welch;
 
@@ -22,6 +23,7 @@ pub use history::run_to_run_variance;
 pub use hodges_lehmann::{hodges_lehmann, hodges_lehmann_points, Shift};
 pub use mann_whitney::{mann_whitney_points, mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
 pub use points::Points;
+pub use sequential::{look_alpha, SequentialEvidence, SUSPECT_FACTOR};
 pub use summary::{quantile, Summary, NOISY_REL_IQR};
 pub use welch::{mean_interval, pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
 
