@@ -119,6 +119,33 @@ fn threshold(lanes: &[Lane], pair: Pair) -> f64 {
 /// Latency is the metric an A/B decides on; lower is better.
 const DIRECTION: Direction = Direction::LowerIsBetter;
 
+/// An undecided case waiting for its next pair.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    pair: Pair,
+    /// Pairs it has.
+    pairs: usize,
+    /// |estimated log change|.
+    size: f64,
+    suspect: bool,
+}
+
+/// The order a round measures the undecided cases in: suspects first, the
+/// largest estimate first, so that a budget running out leaves the
+/// smaller questions open; the rest keep the schedule's order (the sort
+/// is stable).
+fn round_order(due: &mut [Due]) {
+    due.sort_by(|a, b| {
+        b.suspect.cmp(&a.suspect).then_with(|| {
+            if a.suspect && b.suspect {
+                b.size.total_cmp(&a.size)
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+    });
+}
+
 /// Adds pairs to the undecided cases of `schedule` (its groups of a base
 /// and a head case) until each is decided, or a limit is reached. Every
 /// round measures each undecided case once more, suspects (estimates far
@@ -157,7 +184,7 @@ pub fn until_conclusive(
         singles: singles.clone(),
     };
     loop {
-        let mut due: Vec<(Pair, usize, f64, bool)> = Vec::new();
+        let mut due: Vec<Due> = Vec::new();
         let mut capped = false;
         for &pair in &pairs {
             let (n, evidence) = judge(lanes, pair);
@@ -180,7 +207,12 @@ pub fn until_conclusive(
                 capped = true;
                 continue;
             }
-            due.push((pair, n, size, suspect));
+            due.push(Due {
+                pair,
+                pairs: n,
+                size,
+                suspect,
+            });
         }
         if due.is_empty() {
             return Ok(outcome(if capped {
@@ -189,19 +221,9 @@ pub fn until_conclusive(
                 StopReason::Decided
             }));
         }
-        // Suspects first, the largest first; the sort is stable, so the
-        // rest keep the schedule's order.
-        due.sort_by(|a, b| {
-            b.3.cmp(&a.3).then_with(|| {
-                if a.3 && b.3 {
-                    b.2.total_cmp(&a.2)
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
-        });
+        round_order(&mut due);
         bar.inc_length(2 * due.len() as u64);
-        for (pair, n, _, _) in due {
+        for Due { pair, pairs: n, .. } in due {
             let spent =
                 lanes[pair.base.0].spent[pair.base.1] + lanes[pair.head.0].spent[pair.head.1];
             let per_pair = spent / n.max(1) as u32;
@@ -399,4 +421,32 @@ pub fn report_adaptive(
     } else {
         Exit::Success
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspects_go_first_the_largest_first_the_rest_in_order() {
+        let due = |case, size, suspect| Due {
+            pair: Pair {
+                base: (0, case),
+                head: (1, case),
+            },
+            pairs: 3,
+            size,
+            suspect,
+        };
+        let mut round = vec![
+            due(0, 0.01, false),
+            due(1, 0.2, true),
+            due(2, 0.05, false),
+            due(3, 0.5, true),
+            due(4, 0.0, false),
+        ];
+        round_order(&mut round);
+        let order: Vec<usize> = round.iter().map(|d| d.pair.head.1).collect();
+        assert_eq!(order, [3, 1, 0, 2, 4]);
+    }
 }
