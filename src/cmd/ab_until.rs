@@ -354,7 +354,17 @@ fn percent(ratio: f64) -> String {
 fn render_terminal(v: &View) -> String {
     let mut s = String::new();
     let width = v.rows.iter().map(|r| r.label.len()).max().unwrap_or(0);
+    let mut pipeline = None;
     for r in &v.rows {
+        // Labels repeat across pipelines (the same model on two backends).
+        if pipeline != Some(&r.pipeline) {
+            if pipeline.is_some() {
+                s.push('\n');
+            }
+            s += &format!("{}\n", r.pipeline);
+            pipeline = Some(&r.pipeline);
+        }
+        s += "  ";
         let change = match (r.ratio, r.ratio_lo, r.ratio_hi) {
             (Some(x), Some(lo), Some(hi)) => {
                 format!("{:>7} ({} to {})", percent(x), percent(lo), percent(hi))
@@ -448,5 +458,54 @@ mod tests {
         round_order(&mut round);
         let order: Vec<usize> = round.iter().map(|d| d.pair.head.1).collect();
         assert_eq!(order, [3, 1, 0, 2, 4]);
+    }
+
+    #[test]
+    fn the_table_names_each_pipeline_and_the_seconds_per_verdict() {
+        let row = |pipeline: &str, verdict: &str, ratio: Option<f64>, seconds| Row {
+            pipeline: pipeline.into(),
+            label: "mlp[batch=8,fp32,eager]/forward".into(),
+            verdict: verdict.into(),
+            ratio,
+            ratio_lo: ratio.map(|r| r - 0.1),
+            ratio_hi: ratio.map(|r| r + 0.1),
+            pairs: 4,
+            device_seconds: seconds,
+        };
+        let v = View {
+            schema_version: VIEW_SCHEMA_VERSION,
+            stop: StopReason::Budget,
+            elapsed_seconds: 61.0,
+            rows: vec![
+                row("python", "regressed", Some(1.5), 10.0),
+                row("native", "failed at head", None, 2.0),
+            ],
+            spent: vec![
+                Spent {
+                    verdict: "regressed".into(),
+                    cases: 1,
+                    device_seconds: 10.0,
+                },
+                Spent {
+                    verdict: "failed at head".into(),
+                    cases: 1,
+                    device_seconds: 2.0,
+                },
+            ],
+        };
+        let text = render_terminal(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "python");
+        assert!(lines[1].contains("regressed") && lines[1].contains("+50.0% (+40.0% to +60.0%)"));
+        assert_eq!(lines[3], "native");
+        assert!(lines[4].contains("failed at head"), "{text}");
+        assert!(
+            text.contains("stopped after 61 s: the budget was spent"),
+            "{text}"
+        );
+        assert!(
+            text.contains("regressed 10.0 s (1 case); failed at head 2.0 s (1 case)\n"),
+            "{text}"
+        );
     }
 }
