@@ -55,6 +55,10 @@ fn a_large_change_is_decided_at_the_first_look() {
     let repo = repo(3, "0.01", "1.5");
     let (code, v, stderr) = ab(&repo, &["--max-pairs", "30", "--fail-on-regression"], &[]);
     assert_eq!(code, 1, "the gate fails on the regression: {v}{stderr}");
+    assert_eq!(
+        v["schema_version"], 1,
+        "the adaptive report's format 1: {v}"
+    );
     assert_eq!(v["stop"], "decided", "{v}");
     let row = &v["rows"][0];
     assert_eq!(row["verdict"], "regressed", "{v}");
