@@ -196,3 +196,27 @@ fn ctrl_c_while_adding_pairs_keeps_the_records_readable() {
         assert!(r.cases[0].metrics["latency"].processes.len() >= 3);
     }
 }
+
+#[test]
+fn pairs_stay_aligned_when_the_revisions_ask_for_different_processes() {
+    // The head asks for four processes, the base for two: the base catches
+    // up first, then both sides grow together to the cap.
+    let repo = Repo::new();
+    repo.write("p.yaml", &pipeline(2, "0.001"));
+    repo.write("scale", "1\n");
+    repo.commit("base");
+    repo.write("p.yaml", &pipeline(4, "0.001"));
+    repo.commit("head");
+    let (code, v, stderr) = ab(
+        &repo,
+        &["--max-pairs", "6"],
+        &[("REGRESS_MOCK_PROCESS_CV", "0.1")],
+    );
+    assert_eq!(code, 0, "{v}{stderr}");
+    assert_eq!(v["stop"], "max_pairs", "{v}");
+    assert_eq!(v["rows"][0]["pairs"], 6, "{v}");
+    for f in repo.record_files() {
+        let r = regress::store::read_record(&f).unwrap();
+        assert_eq!(r.cases[0].metrics["latency"].processes.len(), 6, "{v}");
+    }
+}

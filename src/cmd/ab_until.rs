@@ -85,6 +85,14 @@ fn locations(lane: &Lane, case: usize) -> Option<Vec<f64>> {
         .collect()
 }
 
+/// The processes a case has measured so far.
+fn processes_of(lane: &Lane, case: usize) -> usize {
+    lane.record.cases[case]
+        .metrics
+        .get(metric::LATENCY)
+        .map_or(0, |m| m.processes.len())
+}
+
 /// The pairs run so far and what they say: `None` when the case cannot be
 /// judged (it failed, was skipped, or has fewer than two pairs).
 fn judge(lanes: &[Lane], pair: Pair) -> (usize, Option<SequentialEvidence>) {
@@ -230,7 +238,14 @@ pub fn until_conclusive(
             if limits.started.elapsed() + per_pair > limits.budget {
                 return Ok(outcome(StopReason::Budget));
             }
-            if run_group(lanes, &[pair.base, pair.head], n as u32, store, stop, bar)? {
+            // Pair k is process k of each side. When the revisions ask
+            // for different `processes`, the side that has more waits
+            // until the other catches up, so that the pairs stay aligned.
+            let behind: Vec<(usize, usize)> = [pair.base, pair.head]
+                .into_iter()
+                .filter(|&(l, i)| processes_of(&lanes[l], i) == n)
+                .collect();
+            if run_group(lanes, &behind, n as u32, store, stop, bar)? {
                 return Ok(outcome(StopReason::Interrupted));
             }
         }
