@@ -157,9 +157,9 @@ fn round_order(due: &mut [Due]) {
 /// Adds pairs to the undecided cases of `schedule` (its groups of a base
 /// and a head case) until each is decided, or a limit is reached. Every
 /// round measures each undecided case once more, suspects (estimates far
-/// beyond the threshold, not yet significant) first, largest first; a
-/// pair is not started when the case's last pair, repeated, would end
-/// after the budget.
+/// beyond the threshold, not yet significant) first, largest first. The
+/// A/B stops at the first pair that, at the case's average pace so far,
+/// would end after the budget.
 pub fn until_conclusive(
     lanes: &mut [Lane],
     schedule: &Schedule,
