@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (set up, run the quickstart, compare, report)
+# Two entry points: `make demo` (set up, A/B the quickstart against a planted regression, report)
 # and `make test` (the whole suite). The rest are helpers for those.
 
 VENV          ?= .venv

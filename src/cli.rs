@@ -1,6 +1,7 @@
 //! Command-line arguments (clap derive types only).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -332,4 +333,25 @@ pub struct AbArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// After the pipelines' processes, keep adding interleaved pairs of
+    /// processes (one base, one head) to the cases not yet decided, until
+    /// each is regressed, improved or unchanged, or the budget is spent.
+    /// Verdicts come from intervals valid at every look, so looking after
+    /// every pair raises no false alarms beyond each pipeline's alpha.
+    #[arg(long)]
+    pub until_conclusive: bool,
+    /// With --until-conclusive: the wall time the whole measurement may
+    /// take; no pair starts that would be expected to end after it. The
+    /// pipelines' own processes always run.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration_arg, requires = "until_conclusive")]
+    pub budget: Duration,
+    /// With --until-conclusive: at most this many pairs per case.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..), requires = "until_conclusive")]
+    pub max_pairs: u32,
+}
+
+/// A duration as pipelines write it (`90s`, `10m`).
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    crate::spec::parse_duration(text)
+        .ok_or_else(|| format!("expected {}", crate::spec::DURATION_HINT))
 }

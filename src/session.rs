@@ -4,7 +4,7 @@
 //! finished. `regress run` has one lane per pipeline; `regress ab` runs a
 //! base and a head lane interleaved in ABBA order.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -58,7 +58,10 @@ pub struct Lane {
     backend: Box<dyn runner::Backend>,
     pub cases: Vec<Case>,
     pub record: Record,
-    processes: u32,
+    pub processes: u32,
+    /// Wall time spent in each case's processes so far: the time the
+    /// device was held for it (start-up and warm-up included).
+    pub spent: Vec<Duration>,
     /// The samples a process is asked for, and the time that may cut it short.
     min_iters: u64,
     max_time: Duration,
@@ -99,6 +102,7 @@ impl Lane {
         store.save(&record)?;
         Ok(Lane {
             backend,
+            spent: vec![Duration::ZERO; cases.len()],
             cases,
             record,
             processes: pipeline.runner.processes,
@@ -178,7 +182,8 @@ pub fn ab_schedule(base: &[Case], head: &[Case]) -> Schedule {
 /// How often the progress bar redraws while a worker runs.
 const PROGRESS_TICK: Duration = Duration::from_millis(200);
 
-fn progress_bar(total: u64, title: &str) -> ProgressBar {
+/// The progress bar of a session: `total` processes under `title`.
+pub fn progress_bar(total: u64, title: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
@@ -203,52 +208,102 @@ pub fn run_schedule(
     stop: &StopFlag,
     title: &str,
 ) -> Result<bool, SessionError> {
-    let rounds = lanes.iter().map(|l| l.processes).max().unwrap_or(1);
-    let total: u64 = schedule
+    let bar = progress_bar(schedule_total(lanes, schedule), title);
+    let interrupted = run_rounds(lanes, schedule, store, stop, &bar)?;
+    bar.finish_and_clear();
+    finish(lanes, interrupted, store)?;
+    Ok(interrupted)
+}
+
+/// The processes `run_rounds` runs for `schedule` at most.
+pub fn schedule_total(lanes: &[Lane], schedule: &Schedule) -> u64 {
+    schedule
         .iter()
         .flatten()
         .map(|&(l, _)| u64::from(lanes[l].processes))
-        .sum();
-    let bar = progress_bar(total, title);
-    'rounds: for repeat in 0..rounds {
-        let order = schedule.iter().flat_map(|group| {
-            let items: Box<dyn Iterator<Item = &(usize, usize)>> = if repeat % 2 == 1 {
-                Box::new(group.iter().rev())
-            } else {
-                Box::new(group.iter())
-            };
-            items
-        });
-        for &(l, i) in order {
-            let lane = &mut lanes[l];
-            if repeat >= lane.processes {
-                continue;
+        .sum()
+}
+
+/// Runs the rounds of `schedule` (`processes` of each lane) without
+/// closing the records, so that more rounds may follow. Returns whether
+/// the user stopped it.
+pub fn run_rounds(
+    lanes: &mut [Lane],
+    schedule: &Schedule,
+    store: &dyn Store,
+    stop: &StopFlag,
+    bar: &ProgressBar,
+) -> Result<bool, SessionError> {
+    let rounds = lanes.iter().map(|l| l.processes).max().unwrap_or(1);
+    for repeat in 0..rounds {
+        for group in schedule {
+            let due: Vec<(usize, usize)> = group
+                .iter()
+                .copied()
+                .filter(|&(l, _)| repeat < lanes[l].processes)
+                .collect();
+            if run_group(lanes, &due, repeat, store, stop, bar)? {
+                return Ok(true);
             }
-            if !lane.record.wants_more(i) {
-                bar.inc(1);
-                continue;
-            }
-            let case = &lane.cases[i];
-            bar.set_message(format!(
-                "{} {} (process {}/{})",
-                lane.record.commit.sha.short(),
-                case.label,
-                repeat + 1,
-                lane.processes
-            ));
-            let before = Load::now();
-            let outcome = lane.backend.run_process(case, repeat);
-            let outcome = lane.annotate(outcome, before, Load::now());
-            if stop.is_set() {
-                break 'rounds;
-            }
-            lane.record.apply(i, outcome);
-            store.save(&lane.record)?;
-            bar.inc(1);
         }
     }
-    bar.finish_and_clear();
-    let interrupted = stop.is_set();
+    Ok(false)
+}
+
+/// Runs process `repeat` of every case of `group`, in order on even
+/// rounds and reversed on odd ones (ABBA across rounds), saving the lane's
+/// record after every case; cases that failed or were skipped are not run
+/// again. Returns whether the user stopped it (the process it stopped is
+/// not kept).
+pub fn run_group(
+    lanes: &mut [Lane],
+    group: &[(usize, usize)],
+    repeat: u32,
+    store: &dyn Store,
+    stop: &StopFlag,
+    bar: &ProgressBar,
+) -> Result<bool, SessionError> {
+    let order: Box<dyn Iterator<Item = &(usize, usize)>> = if repeat % 2 == 1 {
+        Box::new(group.iter().rev())
+    } else {
+        Box::new(group.iter())
+    };
+    for &(l, i) in order {
+        let lane = &mut lanes[l];
+        if !lane.record.wants_more(i) {
+            bar.inc(1);
+            continue;
+        }
+        let case = &lane.cases[i];
+        bar.set_message(format!(
+            "{} {} (process {}/{})",
+            lane.record.commit.sha.short(),
+            case.label,
+            repeat + 1,
+            lane.processes.max(repeat + 1)
+        ));
+        let before = Load::now();
+        let started = Instant::now();
+        let outcome = lane.backend.run_process(case, repeat);
+        let outcome = lane.annotate(outcome, before, Load::now());
+        if stop.is_set() {
+            return Ok(true);
+        }
+        lane.spent[i] += started.elapsed();
+        lane.record.apply(i, outcome);
+        store.save(&lane.record)?;
+        bar.inc(1);
+    }
+    Ok(false)
+}
+
+/// Closes and saves every lane's record: complete, or interrupted by the
+/// user.
+pub fn finish(
+    lanes: &mut [Lane],
+    interrupted: bool,
+    store: &dyn Store,
+) -> Result<(), SessionError> {
     for lane in lanes.iter_mut() {
         lane.record.finish(if interrupted {
             RunState::Interrupted
@@ -257,7 +312,7 @@ pub fn run_schedule(
         });
         store.save(&lane.record)?;
     }
-    Ok(interrupted)
+    Ok(())
 }
 
 #[cfg(test)]

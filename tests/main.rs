@@ -6,6 +6,7 @@
 
 mod common;
 
+mod ab_until;
 mod baseline_resolution;
 mod compare_flow;
 mod cuda_on_cpu;

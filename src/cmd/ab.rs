@@ -2,20 +2,25 @@
 //! both on this machine interleaved (ABBA), and compare them.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
+use super::ab_until::{report_adaptive, until_conclusive, Limits, StopReason};
 use super::{
     current_repo, filtered, load_pipelines, report, select, store_for, warn_all, with_processes,
 };
-use crate::cli::AbArgs;
+use crate::cli::{AbArgs, Format};
 use crate::compare::compare as compare_sides;
 use crate::compare::RunLevel;
 use crate::exit::Exit;
 use crate::git::{AbWorktreeName, Repo, Worktree, AB_PREFIX};
 use crate::resolve::{history_for, Selection, SideInput};
 use crate::runner::RunContext;
-use crate::session::{ab_schedule, install_stop_handler, run_schedule, Lane, SEED};
+use crate::session::{
+    ab_schedule, finish, install_stop_handler, progress_bar, run_rounds, schedule_total, Lane,
+    Schedule, SEED,
+};
 use crate::spec::Pipeline;
 
 /// Path of a pipeline file relative to the repository root, so the same
@@ -54,6 +59,11 @@ impl Drop for WorktreeGuard<'_> {
 }
 
 pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
+    if args.until_conclusive && args.report.format == Format::Markdown {
+        bail!(
+            "--until-conclusive writes terminal or JSON reports; for markdown, run `regress compare BASE HEAD --exact --format markdown` on the records it stores"
+        );
+    }
     let repo = current_repo()?;
     let stale = repo.prune_stale_ab_worktrees()?;
     if stale > 0 {
@@ -111,7 +121,11 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
         workdir: wt.path.clone(),
         ..shared.clone()
     };
-    let (mut base_records, mut head_records) = (Vec::new(), Vec::new());
+    // Every pipeline's lanes up front, so that the rounds interleave all
+    // cases (drift of the machine spreads over every case) and an adaptive
+    // A/B can weigh them all against one budget.
+    let mut lanes = Vec::new();
+    let mut schedule: Schedule = Vec::new();
     for (hp, head_cases) in &head_selected {
         let Some(bp) = base_pipelines.iter().find(|b| b.name == hp.name) else {
             anstream::eprintln!(
@@ -122,37 +136,62 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
             continue;
         };
         let base_cases = filtered(bp, args.run.filter.as_deref());
-        let mut lanes = vec![
-            Lane::new(
-                bp,
-                base_cases,
-                None,
-                base_commit.clone(),
-                ctx(&guard.trees[0]),
-                &store,
-            )?,
-            Lane::new(
-                hp,
-                head_cases.clone(),
-                None,
-                head_commit.clone(),
-                ctx(&guard.trees[1]),
-                &store,
-            )?,
-        ];
-        let schedule = ab_schedule(&lanes[0].cases, &lanes[1].cases);
-        let title = format!("ab {}", hp.name);
-        let interrupted = run_schedule(&mut lanes, &schedule, &store, &stop, &title)?;
-        if interrupted {
-            anstream::eprintln!("interrupted: finished cases are stored; removing the worktrees");
-            return Ok(Exit::Interrupted);
-        }
-        base_records.push(lanes[0].record.clone());
-        head_records.push(lanes[1].record.clone());
+        let offset = lanes.len();
+        lanes.push(Lane::new(
+            bp,
+            base_cases,
+            None,
+            base_commit.clone(),
+            ctx(&guard.trees[0]),
+            &store,
+        )?);
+        lanes.push(Lane::new(
+            hp,
+            head_cases.clone(),
+            None,
+            head_commit.clone(),
+            ctx(&guard.trees[1]),
+            &store,
+        )?);
+        let pairs = ab_schedule(&lanes[offset].cases, &lanes[offset + 1].cases);
+        schedule.extend(
+            pairs
+                .into_iter()
+                .map(|g| g.into_iter().map(|(l, i)| (offset + l, i)).collect()),
+        );
+    }
+    if lanes.is_empty() {
+        bail!("no pipeline ran at both revisions");
+    }
+    let started = Instant::now();
+    let bar = progress_bar(schedule_total(&lanes, &schedule), "ab");
+    let mut interrupted = run_rounds(&mut lanes, &schedule, &store, &stop, &bar)?;
+    let adaptive = if args.until_conclusive && !interrupted {
+        let limits = Limits {
+            budget: args.budget,
+            max_pairs: args.max_pairs as usize,
+            started,
+        };
+        let outcome = until_conclusive(&mut lanes, &schedule, &store, &stop, &bar, &limits)?;
+        interrupted = outcome.stop == StopReason::Interrupted;
+        Some(outcome)
+    } else {
+        None
+    };
+    bar.finish_and_clear();
+    finish(&mut lanes, interrupted, &store)?;
+    if interrupted {
+        anstream::eprintln!("interrupted: finished cases are stored; removing the worktrees");
+        return Ok(Exit::Interrupted);
     }
     drop(guard);
-    if head_records.is_empty() {
-        bail!("no pipeline ran at both revisions");
+    if let Some(outcome) = adaptive {
+        return report_adaptive(&outcome, &lanes, &args.report);
+    }
+    let (mut base_records, mut head_records) = (Vec::new(), Vec::new());
+    for pair in lanes.chunks(2) {
+        base_records.push(pair[0].record.clone());
+        head_records.push(pair[1].record.clone());
     }
     // One comparison over every pipeline: one report, one BH adjustment.
     let (history, warnings) = history_for(&repo, &store, &base_commit, &head_records)?;

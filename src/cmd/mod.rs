@@ -3,6 +3,7 @@
 //! together; what several commands share is here.
 
 mod ab;
+mod ab_until;
 mod compare;
 mod github;
 mod list;

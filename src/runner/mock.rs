@@ -6,6 +6,12 @@
 //! Knobs, all optional: `REGRESS_MOCK_SCALE` multiplies every latency (a
 //! fake regression), `REGRESS_MOCK_SEED` changes the noise, and
 //! `REGRESS_MOCK_DELAY_MS` makes each process take that long in wall time.
+//! `REGRESS_MOCK_SCALE_FILE` names a file of the checkout measured whose
+//! number multiplies every latency too, so that a commit can make the mock
+//! slower as a code change would, and `regress ab` sees it on one side
+//! only; with it, each checkout draws noise of its own.
+//! `REGRESS_MOCK_PROCESS_CV` shifts each process as a whole by log-normal
+//! noise of that relative spread: run-to-run variance.
 
 use std::time::Duration;
 
@@ -22,6 +28,7 @@ pub struct MockBackend {
     scale: f64,
     seed: u64,
     delay: Duration,
+    process_cv: f64,
 }
 
 fn env_f64(name: &str) -> Option<f64> {
@@ -30,12 +37,29 @@ fn env_f64(name: &str) -> Option<f64> {
 
 impl MockBackend {
     pub fn new(pipeline: &Pipeline, ctx: RunContext) -> Self {
+        let mut scale = env_f64("REGRESS_MOCK_SCALE").unwrap_or(1.0);
+        let mut seed = env_f64("REGRESS_MOCK_SEED").unwrap_or(0.0) as u64;
+        if let Ok(name) = std::env::var("REGRESS_MOCK_SCALE_FILE") {
+            let path = ctx.workdir.join(name);
+            if let Some(x) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse::<f64>().ok())
+            {
+                scale *= x;
+            }
+            // Base and head of an A/B are two checkouts of one case: give
+            // each its own noise, as two real runs would have.
+            for b in ctx.workdir.as_os_str().as_encoded_bytes() {
+                seed = splitmix(&mut seed) ^ u64::from(*b);
+            }
+        }
         MockBackend {
             ctx,
             rule: StopRule::from(&pipeline.runner.measure),
-            scale: env_f64("REGRESS_MOCK_SCALE").unwrap_or(1.0),
-            seed: env_f64("REGRESS_MOCK_SEED").unwrap_or(0.0) as u64,
+            scale,
+            seed,
             delay: Duration::from_millis(env_f64("REGRESS_MOCK_DELAY_MS").unwrap_or(0.0) as u64),
+            process_cv: env_f64("REGRESS_MOCK_PROCESS_CV").unwrap_or(0.0),
         }
     }
 }
@@ -88,6 +112,11 @@ impl Backend for MockBackend {
         let base = 1e-3 * (1.0 + (id % 1000) as f64 / 1000.0) * self.scale;
         let mut state =
             id ^ self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(repeat) << 32;
+        let base = if self.process_cv > 0.0 {
+            base * (self.process_cv * normal(&mut state)).exp()
+        } else {
+            base
+        };
         let mut sampler = Sampler::new(self.rule);
         let (mut latency, mut elapsed) = (Vec::new(), Duration::ZERO);
         let stop = loop {

@@ -10,6 +10,7 @@ mod hodges_lehmann;
 mod mann_whitney;
 mod points;
 mod reference;
+mod sequential;
 mod states;
 mod summary;
 mod welch;
@@ -25,6 +26,7 @@ pub use hodges_lehmann::{hodges_lehmann, hodges_lehmann_points, Shift};
 pub use mann_whitney::{mann_whitney_points, mann_whitney_u, UMethod, UTest, EXACT_MAX_N};
 pub use points::Points;
 pub use reference::{against_level, Reference};
+pub use sequential::{look_alpha, SequentialEvidence};
 pub use summary::{quantile, Summary, NOISY_REL_IQR};
 pub use welch::{mean_interval, pooled_t, student_t, t_quantile, welch_t, PriorVariance, TTest};
 
