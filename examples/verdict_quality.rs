@@ -11,11 +11,14 @@
 //!
 //!     cargo run --release --example verdict_quality
 //!     cargo run --release --example verdict_quality -- compact
+//!     cargo run --release --example verdict_quality -- tradeoff
 //!
 //! The second form compares, on the same simulated samples, the verdicts
 //! from every sample with those from the compact form records keep
 //! (record format 2: exact locations, 64 order statistics per process),
-//! for processes long enough to be compacted.
+//! for processes long enough to be compacted. The third shows, where a
+//! scenario falls short of other tools' power, what more power would cost
+//! in false positives (alpha from 0.001 to 0.2).
 //!
 //! Samples are latencies around 1 ms; noise is multiplicative. Rows named
 //! `stress:` go past ordinary runner noise to show where three processes
@@ -189,6 +192,17 @@ impl Scenario {
 
     /// Evidence for one case whose head is `1 + change` times base.
     fn case(&self, rng: &mut Rng, change: f64, history: bool) -> regress::stats::Evidence {
+        self.case_at(rng, change, history, ALPHA)
+    }
+
+    /// `case` with intervals at another `alpha`.
+    fn case_at(
+        &self,
+        rng: &mut Rng,
+        change: f64,
+        history: bool,
+        alpha: f64,
+    ) -> regress::stats::Evidence {
         let runs = if history {
             self.history(rng)
         } else {
@@ -196,7 +210,7 @@ impl Scenario {
         };
         let base = self.side(rng, 1.0);
         let head = self.side(rng, 1.0 + change);
-        evidence(&base, &head, &runs, ALPHA).expect("simulated samples are positive")
+        evidence(&base, &head, &runs, alpha).expect("simulated samples are positive")
     }
 }
 
@@ -356,10 +370,63 @@ fn compact_agreement(rng: &mut Rng) {
     }
 }
 
+/// Where a scenario falls short of another tool's power: false positives
+/// and detection at +5 % as alpha moves, so the price of more power is
+/// plain.
+fn tradeoff(rng: &mut Rng) {
+    let scenarios = [
+        Scenario::new("b: log-normal CV 5%, 1×10", Noise::LogNormal(0.05), 1, 10),
+        Scenario::new("b: log-normal CV 5%, 1×30", Noise::LogNormal(0.05), 1, 30),
+        Scenario::new("d: clock states, 1×10", CLOCKS, 1, 10),
+        Scenario::new("d: clock states, 1×30", CLOCKS, 1, 30),
+        Scenario::new(
+            "e: offsets 2%, 3×10",
+            Noise::RunOffsets {
+                sd: 0.02,
+                within: 0.01,
+            },
+            3,
+            10,
+        ),
+    ];
+    let alphas = [0.001, 0.01, 0.05, 0.1, 0.2];
+    print!("{:<28} {:>7}", "FP@0% / det@5% at alpha", "history");
+    for a in alphas {
+        print!(" {:>15}", a);
+    }
+    println!();
+    let trials = TRIALS / 2;
+    for s in &scenarios {
+        for history in [false, true] {
+            print!(
+                "{:<28} {:>7}",
+                s.name,
+                if history { "30 runs" } else { "none" }
+            );
+            for alpha in alphas {
+                let mut count = |change: f64, hit: &dyn Fn(Decision) -> bool| {
+                    (0..trials)
+                        .filter(|_| {
+                            let e = s.case_at(rng, change, history, alpha);
+                            hit(decide(&e, e.p, THRESHOLD, alpha, Direction::LowerIsBetter))
+                        })
+                        .count() as f64
+                        / trials as f64
+                };
+                let fp = count(0.0, &|v| matches!(v, Decision::Regressed | Decision::Improved));
+                let det = count(0.05, &|v| v == Decision::Regressed);
+                print!(" {:>6.1}% {:>6.1}%", fp * 100.0, det * 100.0);
+            }
+            println!();
+        }
+    }
+}
+
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("compact") {
-        compact_agreement(&mut Rng(0xc0de));
-        return;
+    match std::env::args().nth(1).as_deref() {
+        Some("compact") => return compact_agreement(&mut Rng(0xc0de)),
+        Some("tradeoff") => return tradeoff(&mut Rng(0x7ade)),
+        _ => {}
     }
     // The scenarios of issue 12's comparison with other tools (a–e), then
     // histories whose level moves, then stress rows.
