@@ -413,7 +413,9 @@ fn tradeoff(rng: &mut Rng) {
                         .count() as f64
                         / trials as f64
                 };
-                let fp = count(0.0, &|v| matches!(v, Decision::Regressed | Decision::Improved));
+                let fp = count(0.0, &|v| {
+                    matches!(v, Decision::Regressed | Decision::Improved)
+                });
                 let det = count(0.05, &|v| v == Decision::Regressed);
                 print!(" {:>6.1}% {:>6.1}%", fp * 100.0, det * 100.0);
             }

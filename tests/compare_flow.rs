@@ -660,3 +660,50 @@ fn dirty_runs_and_uncommitted_pipeline_files_are_kept_out_of_comparisons() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_large_slowdown_too_noisy_to_confirm_is_suspect_and_gates() {
+    let _guard = serial();
+    let repo = Repo::new();
+    repo.write("p.yaml", &mock_pipeline("mocked", 1, 2));
+    repo.commit("base");
+    let noisy = |r: &Repo, seed: &str, scale: &str| {
+        let (code, stdout, stderr) = output(
+            r.regress()
+                .args(["run", "p.yaml"])
+                .env("REGRESS_MOCK_PROCESS_CV", "0.25")
+                .env("REGRESS_MOCK_SEED", seed)
+                .env("REGRESS_MOCK_SCALE", scale),
+        );
+        assert_eq!(code, 0, "{stdout}{stderr}");
+    };
+    noisy(&repo, "1", "1.0");
+    repo.write("README", "change\n");
+    repo.commit("head");
+    // 60 % slower, two processes a side that scatter by 25 %: far beyond
+    // the threshold, not significant.
+    noisy(&repo, "2", "1.6");
+    let (code, stdout, _) =
+        output(
+            repo.regress()
+                .args(["compare", "main~1", "main", "--fail-on-regression"]),
+        );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("1 suspect"), "{stdout}");
+    assert!(!stdout.contains("regressed"), "{stdout}");
+    let (code, stdout, _) = output(repo.regress().args([
+        "compare",
+        "main~1",
+        "main",
+        "--fail-on",
+        "any,confirmed-regression",
+    ]));
+    assert_eq!(code, 0, "{stdout}");
+    let (_, md, _) = output(
+        repo.regress()
+            .args(["compare", "HEAD~1", "HEAD", "--format", "markdown"]),
+    );
+    assert!(md.starts_with("### 🟡 regress:"), "{md}");
+    assert!(md.contains("🟡 suspect"), "{md}");
+    assert!(!md.contains("🟢"), "{md}");
+}
