@@ -18,6 +18,10 @@
 //! "naive" applies the fixed-sample t interval at alpha at every look
 //! instead: what peeking does to a test that was not built for it.
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 use regress::stats::{mean_interval, process_location, Decision, Direction, SequentialEvidence};
 
 const THRESHOLD: f64 = 0.03;
@@ -33,26 +37,6 @@ const SAMPLES: usize = 30;
 /// Noise inside a process, and of a process's level (both as log sd).
 const CV_WITHIN: f64 = 0.02;
 const CV_PROCESS: f64 = 0.02;
-
-/// SplitMix64 with Box–Muller normals: small, seedable, good enough here.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(f64::MIN_POSITIVE);
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
-    }
-}
 
 /// The location of one simulated process at `level` (log of a ratio).
 fn process(rng: &mut Rng, level: f64) -> f64 {

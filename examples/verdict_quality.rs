@@ -24,6 +24,10 @@
 //! `stress:` go past ordinary runner noise to show where three processes
 //! without history stop being able to tell noise from a change.
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 use regress::record::ProcessSummary;
 use regress::stats::{
     bh_qvalues, decide, evidence, evidence_of, process_location, Decision, Direction, Evidence,
@@ -41,26 +45,6 @@ const SUITE_CASES: usize = 500;
 const SUITE_SLOWER: usize = 10;
 /// Earlier baseline runs in the history variants.
 const HISTORY_RUNS: usize = 30;
-
-/// SplitMix64 with Box–Muller normals: small, seedable, good enough here.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(f64::MIN_POSITIVE);
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Noise {
