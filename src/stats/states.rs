@@ -27,6 +27,11 @@ const SEPARATION: [(usize, f64); 5] = [(8, 10.9), (10, 9.2), (15, 6.3), (20, 5.6
 const POSSIBLE: [(usize, f64); 5] = [(8, 5.6), (10, 5.1), (15, 4.3), (20, 4.0), (30, 5.0)];
 use super::welch::mean_var;
 
+/// The farthest apart (as a ratio − 1) a few slow samples may lie from the
+/// rest to hint at a clock state rather than outliers: boost and base
+/// clocks differ by 10–40 %, while the interruptions that make outliers
+/// cost half an iteration or more.
+pub const MAX_STATE_DISTANCE: f64 = 0.25;
 /// Fewer samples than this are never split.
 const MIN_SAMPLES: usize = 8;
 /// A slower group with fewer than this share of the samples (or a single
@@ -92,6 +97,16 @@ pub fn fastest_state(sorted: &[f64]) -> Option<FastestState> {
         let tight = fast.len() < 2 || sd(slow) <= MAX_SPREAD_RATIO * sd(fast);
         if slow.len() >= 2 && slow.len() as f64 >= MIN_STATE_SHARE * part.len() as f64 && tight {
             return Some(split);
+        }
+        let mf = fast.iter().sum::<f64>() / fast.len() as f64;
+        if tight && split.next - mf < MAX_STATE_DISTANCE.ln_1p() {
+            // Too few to be a state, but as close as clock states lie: the
+            // run may have spent all but these iterations in the fast state
+            // (and another run all of them in the slow one).
+            return Some(FastestState {
+                confirmed: false,
+                ..split
+            });
         }
         // Outliers split off: look for states among the rest.
         part = &part[..split.end];
@@ -184,6 +199,21 @@ mod tests {
         let s = fastest_state(&sorted(xs)).unwrap();
         assert_eq!(s.end, 10);
         assert!((s.next - 0.077).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_lone_sample_in_a_slow_state_hints_at_states() {
+        // One of ten samples 8 % slower: not a state to measure, but the
+        // run may have had one.
+        let mut xs = group(0.0, 0.01, 9);
+        xs.push(0.077);
+        let s = fastest_state(&sorted(xs)).unwrap();
+        assert!(!s.confirmed);
+        assert_eq!(s.end, 9);
+        // One twice as slow is an outlier.
+        let mut xs = group(0.0, 0.01, 9);
+        xs.push(0.7);
+        assert!(fastest_state(&sorted(xs)).is_none());
     }
 
     #[test]
