@@ -446,7 +446,14 @@ pub fn compare(
         sources,
         base: base_side,
         head: head_side,
-        geomean: speedup::geomean(&rows, alpha, run_level::run_level_sd(history)),
+        geomean: speedup::geomean(&rows, alpha, run_level::run_level_sd(history)).map(|mut g| {
+            if g.run_level == RunLevel::NotEstimated
+                && run_level::interleaved(&base.records, &head.records)
+            {
+                g.run_level = RunLevel::Interleaved;
+            }
+            g
+        }),
         speedups: speedup::speedups(&rows),
         rows,
         notes,

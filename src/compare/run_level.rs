@@ -22,12 +22,33 @@ pub enum RunLevel {
     /// From `commits` earlier runs of the base branch on this machine: one
     /// run's level varies with standard deviation `sd` (log scale).
     FromHistory { commits: usize, sd: f64 },
-    /// Both sides were measured interleaved (`regress ab`): a shift of the
-    /// machine falls on both alike, and the cases' spread is the interval.
+    /// Both sides were measured interleaved (`regress ab`, seen in the
+    /// records' overlapping measuring windows): a shift of the machine
+    /// falls on both alike, and the cases' spread is the interval.
     Interleaved,
     /// Without history: the interval counts the cases' spread only, and
     /// cannot tell a shift of the whole run from a change of the code.
     NotEstimated,
+}
+
+/// Whether base and head were measured interleaved: every head record's
+/// measuring window overlaps a base record's of the same pipeline and
+/// machine (as `regress ab` runs them: base, head, base, head… case by
+/// case). A shift of the machine then fell on both sides alike. Records
+/// still running, or sides measured one after the other, are not.
+pub fn interleaved(base: &[Record], head: &[Record]) -> bool {
+    let window = |r: &Record| r.finished_at.map(|end| (r.started_at, end));
+    !head.is_empty()
+        && head.iter().all(|h| {
+            let Some((hs, he)) = window(h) else {
+                return false;
+            };
+            base.iter().any(|b| {
+                b.pipeline.name == h.pipeline.name
+                    && b.machine.fingerprint == h.machine.fingerprint
+                    && window(b).is_some_and(|(bs, be)| bs < he && hs < be)
+            })
+        })
 }
 
 /// Fewest earlier commits with shared cases for an estimate of the

@@ -283,6 +283,9 @@ fn a_shard_that_ran_on_another_machine_did_arrive() {
 fn run_of(n: usize, shift: f64) -> Record {
     let mut r = fixture();
     r.commit.sha = CommitSha::try_from(format!("{n:040x}")).unwrap();
+    // Each run in a window of its own, one after the other.
+    r.started_at += chrono::Duration::seconds(100 * n as i64);
+    r.finished_at = Some(r.started_at + chrono::Duration::seconds(60));
     let template = r.cases[0].clone();
     r.cases = (0..8)
         .map(|i| {
@@ -349,4 +352,33 @@ fn a_shift_of_the_whole_run_is_not_called_a_change_of_the_code() {
     );
     // Without the run-level term the cases alone would have excluded 1.
     assert!(alone.geomean.unwrap().hi < 1.0);
+}
+
+#[test]
+fn sides_measured_interleaved_need_no_history_for_the_interval() {
+    let (mut base, mut head) = (run_of(100, 1.0), run_of(101, 0.92));
+    let t0 = base.started_at;
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    // One after the other: a whole-run shift is unknown.
+    (base.started_at, base.finished_at) = (at(0), Some(at(60)));
+    (head.started_at, head.finished_at) = (at(61), Some(at(120)));
+    let judge = |b: &Record, h: &Record| {
+        compare(
+            &input(vec![b.clone()]),
+            &input(vec![h.clone()]),
+            &[],
+            &Selection::default(),
+        )
+        .unwrap()
+        .geomean
+        .unwrap()
+        .run_level
+    };
+    assert_eq!(judge(&base, &head), RunLevel::NotEstimated);
+    // Interleaved (as `regress ab` measures): the windows overlap.
+    (head.started_at, head.finished_at) = (at(1), Some(at(121)));
+    assert_eq!(judge(&base, &head), RunLevel::Interleaved);
+    // A side still running is not taken as interleaved.
+    head.finished_at = None;
+    assert_eq!(judge(&base, &head), RunLevel::NotEstimated);
 }

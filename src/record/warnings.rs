@@ -159,7 +159,19 @@ impl CaseRecord {
                 .filter_map(|k| load[k]["runnable"].as_u64())
                 .max()
                 .unwrap_or(0);
-            if others as f64 >= (n as f64 * BUSY_SHARE).ceil() {
+            // With the case's own thread count known, busy means its
+            // threads and the others do not fit on the cores together; a
+            // one-thread case beside one other process on two cores has a
+            // core to itself.
+            let own = p
+                .get("settings")
+                .and_then(|s| s["threads"].as_u64())
+                .filter(|t| *t > 0);
+            let crowded = match own {
+                Some(threads) => others + threads > n,
+                None => others as f64 >= (n as f64 * BUSY_SHARE).ceil(),
+            };
+            if crowded {
                 busy += 1;
                 most = most.max(others);
                 cores = n;
@@ -367,6 +379,21 @@ mod tests {
             "{warnings}"
         );
         assert_eq!(loaded.cautions().len(), 2, "the comparison says so too");
+    }
+
+    #[test]
+    fn a_one_thread_case_beside_one_other_process_on_two_cores_is_not_busy() {
+        let with_threads = |threads: u64| {
+            let mut case = case_with(&[4e-3, 4.1e-3, 4.05e-3], 1);
+            let mut processes = case.diagnostics.maps();
+            for p in processes.iter_mut() {
+                p.insert("settings".into(), serde_json::json!({"threads": threads}));
+            }
+            case.diagnostics = crate::record::Diagnostics::from_maps(&processes);
+            case
+        };
+        assert!(with_threads(1).cautions().is_empty());
+        assert!(with_threads(2).cautions()[0].contains("the machine was busy during 3 of 3"));
     }
 
     #[test]
