@@ -67,6 +67,7 @@ fn view(rows: Vec<RowData>, head_branch: &str) -> CompareView {
         head: side("HEAD", '2', head_branch),
         rows,
         speedups: vec![],
+        overheads: vec![],
         geomean: Some(GeoMeanView::new(
             1.01,
             0.99,

@@ -7,6 +7,7 @@
 
 mod judge;
 mod matching;
+mod overhead;
 mod run_level;
 mod shards;
 mod speedup;
@@ -23,6 +24,7 @@ use crate::stats::{Evidence, Method, Summary};
 
 use judge::{adjust, both_sides, missing_row, new_case, one_sided, HistoryIndex};
 use matching::{group, pool, Key};
+pub use overhead::Overhead;
 pub use run_level::RunLevel;
 pub use speedup::{GeoMean, Speedup};
 pub use verdict::{FailOn, Gate, Verdict};
@@ -91,6 +93,8 @@ pub struct Comparison {
     pub rows: Vec<Row>,
     pub geomean: Option<GeoMean>,
     pub speedups: Vec<Speedup>,
+    /// Python eager against native eager on the same built-in model.
+    pub overheads: Vec<Overhead>,
     /// Things the reader should know about the inputs.
     pub notes: Vec<String>,
     /// Each pipeline's file, as its records name it (head's where both
@@ -455,6 +459,7 @@ pub fn compare(
             g
         }),
         speedups: speedup::speedups(&rows),
+        overheads: overhead::overheads(&base.records, &head.records),
         rows,
         notes,
     })

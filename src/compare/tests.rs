@@ -382,3 +382,48 @@ fn sides_measured_interleaved_need_no_history_for_the_interval() {
     head.finished_at = None;
     assert_eq!(judge(&base, &head), RunLevel::NotEstimated);
 }
+
+#[test]
+fn python_overhead_sets_the_backends_against_each_other_on_the_same_model() {
+    use crate::spec::BackendKind;
+    let side = |backend: BackendKind, name: &str, model: &str, level: f64| {
+        let mut r = run_of(200, 1.0);
+        r.pipeline.backend = backend;
+        r.pipeline.name = name.into();
+        r.pipeline.model = Some(model.into());
+        for c in r.cases.iter_mut() {
+            let lists: Vec<Vec<f64>> = (0..3).map(|_| vec![level; 20]).collect();
+            c.metrics = [(LATENCY.to_string(), metric(LATENCY, "s", &lists))].into();
+        }
+        r
+    };
+    let mlp = "mlp(dim=128,hidden=512)";
+    let head = vec![
+        side(BackendKind::Python, "py", mlp, 50e-6),
+        side(BackendKind::Native, "nat", mlp, 30e-6),
+        // Another model on the native backend: nothing to set against.
+        side(
+            BackendKind::Native,
+            "other",
+            "mlp(dim=64,hidden=512)",
+            10e-6,
+        ),
+    ];
+    let base = vec![
+        side(BackendKind::Python, "py", mlp, 45e-6),
+        side(BackendKind::Native, "nat", mlp, 30e-6),
+    ];
+    let o = overhead::overheads(&base, &head);
+    assert_eq!(o.len(), 8, "{o:?}");
+    for x in &o {
+        assert_eq!(
+            (x.python_pipeline.as_str(), x.native_pipeline.as_str()),
+            ("py", "nat")
+        );
+        assert!((x.overhead() - 20e-6).abs() < 1e-9, "{x:?}");
+        assert!((x.share() - 0.4).abs() < 1e-6, "{x:?}");
+        assert!((x.base_overhead.unwrap() - 15e-6).abs() < 1e-9, "{x:?}");
+    }
+    // Without a native run of the model, there is no overhead to show.
+    assert!(overhead::overheads(&base, &head[..1]).is_empty());
+}

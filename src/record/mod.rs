@@ -116,6 +116,11 @@ pub struct PipelineInfo {
     pub source: String,
     pub backend: BackendKind,
     pub compare: CompareConfig,
+    /// The built-in model with its arguments (`Model::builtin_key`), for
+    /// setting the python backend against the native one on the same
+    /// model; absent for other models and in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// Metrics as read: each summarised with the direction its name gives.
@@ -193,6 +198,7 @@ impl Record {
                 source: pipeline.source.display().to_string(),
                 backend: pipeline.runner.backend,
                 compare: pipeline.compare,
+                model: pipeline.model.builtin_key(),
             },
             commit,
             machine,

@@ -29,6 +29,7 @@ pub fn view(rows: Vec<RowData>) -> CompareView {
         head: side,
         rows,
         speedups: vec![],
+        overheads: vec![],
         geomean: None,
         notes: vec![],
         sources: Default::default(),

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::compare::RunLevel;
 
 use super::{
-    CompareView, Counts, FailureView, GeoMeanView, RowData, SideView, SpeedupData, ViewParts,
+    CompareView, Counts, FailureView, GeoMeanView, OverheadData, RowData, SideView, SpeedupData,
+    ViewParts,
 };
 
 /// Version of the JSON report. 2: rows appear once (no per-pipeline
@@ -62,6 +63,10 @@ pub struct JsonReport {
     pub failures: Vec<FailureView>,
     pub rows: Vec<RowData>,
     pub speedups: Vec<SpeedupData>,
+    /// Python eager against native eager on the same built-in model
+    /// (absent from reports written before it).
+    #[serde(default)]
+    pub overheads: Vec<OverheadData>,
     pub notes: Vec<String>,
 }
 
@@ -91,6 +96,7 @@ impl JsonReport {
             failures: view.failures.clone(),
             rows: view.rows.iter().map(|r| r.data.clone()).collect(),
             speedups: view.speedups.iter().map(|s| s.data.clone()).collect(),
+            overheads: view.overheads.iter().map(|o| o.data.clone()).collect(),
             notes: view.notes.clone(),
         }
     }
@@ -133,6 +139,7 @@ pub fn read_json(text: &str) -> Result<CompareView, JsonReportError> {
         head: r.head,
         rows: r.rows,
         speedups: r.speedups,
+        overheads: r.overheads,
         geomean: r
             .geomean
             .map(|g| GeoMeanView::new(g.ratio, g.lo, g.hi, g.cases, g.run_level)),

@@ -25,8 +25,8 @@ pub use markdown::{code_span, escape_text};
 pub use row::{ExactView, RowData, RowDisplay, RowView, StatView};
 pub use terminal::{render_compare_terminal, render_record_terminal};
 pub use view::{
-    CompareView, Counts, FailureView, GeoMeanView, Omitted, SectionView, SideView, SpeedupData,
-    SpeedupDisplay, SpeedupView, ViewParts,
+    CompareView, Counts, FailureView, GeoMeanView, Omitted, OverheadData, OverheadView,
+    SectionView, SideView, SpeedupData, SpeedupDisplay, SpeedupView, ViewParts,
 };
 
 /// The embedded default templates: (name, source).

@@ -203,6 +203,32 @@ pub fn render_compare_terminal(view: &CompareView) -> String {
         }
         out.push('\n');
     }
+    if !view.overheads.is_empty() {
+        let mut t = Table {
+            headers: vec![
+                "python overhead (python eager − native eager, same model)",
+                "python",
+                "native",
+                "overhead",
+                "share",
+                "at base",
+            ],
+            right: vec![false, true, true, true, true, true],
+            rows: Vec::new(),
+        };
+        for o in &view.overheads {
+            t.rows.push(vec![
+                (format!("  {}", o.data.group), Style::new()),
+                (o.display.python.clone(), Style::new()),
+                (o.display.native.clone(), Style::new()),
+                (o.display.overhead.clone(), Style::new()),
+                (o.display.share.clone(), Style::new()),
+                (o.display.base_overhead.clone(), DIM),
+            ]);
+        }
+        t.render(&mut out);
+        out.push('\n');
+    }
     for note in &view.notes {
         out.push_str(&format!("{YELLOW}note:{YELLOW:#} {note}\n"));
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{format_duration, format_pct};
 use super::row::{row_data, RowData, RowView};
-use crate::compare::{Comparison, FailOn, Gate, RunLevel, Side, Speedup, Verdict};
+use crate::compare::{Comparison, FailOn, Gate, Overhead, RunLevel, Side, Speedup, Verdict};
 use crate::metric;
 use crate::record::{reason_in_one_line, CommitInfo};
 
@@ -81,6 +81,75 @@ pub struct SpeedupDisplay {
     pub speedup: String,
     pub base_speedup: String,
     pub change: String,
+}
+
+/// Python eager against native eager on the same built-in model, as
+/// numbers (seconds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverheadData {
+    pub model: String,
+    pub group: String,
+    pub python_pipeline: String,
+    pub native_pipeline: String,
+    pub python: f64,
+    pub native: f64,
+    /// python − native at head.
+    pub overhead: f64,
+    /// The overhead's share of the python latency, in percent.
+    pub share_pct: f64,
+    pub base_overhead: Option<f64>,
+}
+
+/// A python overhead with its preformatted cells.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverheadView {
+    #[serde(flatten)]
+    pub data: OverheadData,
+    pub display: OverheadDisplay,
+}
+
+/// Preformatted cells of a python-overhead row.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverheadDisplay {
+    pub python: String,
+    pub native: String,
+    pub overhead: String,
+    pub share: String,
+    pub base_overhead: String,
+}
+
+fn overhead_data(o: &Overhead) -> OverheadData {
+    OverheadData {
+        model: o.model.clone(),
+        group: o.group.clone(),
+        python_pipeline: o.python_pipeline.clone(),
+        native_pipeline: o.native_pipeline.clone(),
+        python: o.python,
+        native: o.native,
+        overhead: o.overhead(),
+        share_pct: 100.0 * o.share(),
+        base_overhead: o.base_overhead,
+    }
+}
+
+impl OverheadView {
+    /// An overhead with its cells.
+    pub fn new(data: OverheadData) -> OverheadView {
+        let signed = |s: f64| {
+            let sign = if s < 0.0 { "-" } else { "+" };
+            format!("{sign}{}", format_duration(s.abs()))
+        };
+        OverheadView {
+            display: OverheadDisplay {
+                python: format_duration(data.python),
+                native: format_duration(data.native),
+                overhead: signed(data.overhead),
+                share: format!("{:.0}%", data.share_pct),
+                base_overhead: data.base_overhead.map_or("—".to_string(), signed),
+            },
+            data,
+        }
+    }
 }
 
 /// Verdict counts, over every case and metric.
@@ -217,6 +286,8 @@ pub struct CompareView {
     pub rows: Vec<RowView>,
     /// Every speed-up (also in `sections`).
     pub speedups: Vec<SpeedupView>,
+    /// Python eager against native eager on the same built-in model.
+    pub overheads: Vec<OverheadView>,
     pub notes: Vec<String>,
     /// Threshold and alpha of the first row, for the legend.
     pub threshold_pct: Option<f64>,
@@ -302,6 +373,7 @@ pub struct ViewParts {
     pub head: SideView,
     pub rows: Vec<RowData>,
     pub speedups: Vec<SpeedupData>,
+    pub overheads: Vec<OverheadData>,
     pub geomean: Option<GeoMeanView>,
     pub notes: Vec<String>,
     /// Pipeline name → its file.
@@ -316,6 +388,7 @@ impl CompareView {
             head: SideView::new(&c.head),
             rows: c.rows.iter().map(row_data).collect(),
             speedups: c.speedups.iter().map(speedup_data).collect(),
+            overheads: c.overheads.iter().map(overhead_data).collect(),
             geomean: c
                 .geomean
                 .as_ref()
@@ -396,6 +469,7 @@ impl CompareView {
             alpha: rows.first().map(|r| r.data.alpha),
             rows,
             speedups,
+            overheads: parts.overheads.into_iter().map(OverheadView::new).collect(),
             notes: parts.notes,
             sources: parts.sources,
             omitted: None,
@@ -405,5 +479,50 @@ impl CompareView {
     /// What a CI gate asked to fail on `on` makes of these rows.
     pub fn gate(&self, on: FailOn) -> Gate {
         Gate::of(self.rows.iter().map(|r| r.data.verdict), on)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{render_compare_terminal, render_json, TemplateFormat, Templates};
+
+    #[test]
+    fn the_python_overhead_is_shown_in_every_format_and_read_back() {
+        let mut view = crate::report::fixtures::view(vec![]);
+        view.overheads.push(OverheadView::new(OverheadData {
+            model: "mlp(dim=128,hidden=512)".into(),
+            group: "mlp[batch=8,fp32]/forward".into(),
+            python_pipeline: "quickstart-mlp".into(),
+            native_pipeline: "quickstart-native".into(),
+            python: 50e-6,
+            native: 30e-6,
+            overhead: 20e-6,
+            share_pct: 40.0,
+            base_overhead: Some(15e-6),
+        }));
+        let o = &view.overheads[0].display;
+        assert_eq!(
+            (
+                o.overhead.as_str(),
+                o.share.as_str(),
+                o.base_overhead.as_str()
+            ),
+            ("+20.00 µs", "40%", "+15.00 µs")
+        );
+        let terminal = render_compare_terminal(&view);
+        assert!(terminal.contains("python overhead"), "{terminal}");
+        assert!(terminal.contains("+20.00 µs"), "{terminal}");
+        let md = Templates::new(None)
+            .unwrap()
+            .render(TemplateFormat::Markdown, &view)
+            .unwrap();
+        assert!(
+            md.contains("| `mlp[batch=8,fp32]/forward` | 50.00 µs | 30.00 µs | +20.00 µs | 40% | +15.00 µs |"),
+            "{md}"
+        );
+        let back = crate::report::read_json(&render_json(&view)).unwrap();
+        assert_eq!(back.overheads.len(), 1);
+        assert_eq!(back.overheads[0].display.overhead, "+20.00 µs");
     }
 }

@@ -84,6 +84,19 @@ pub enum Model {
 }
 
 impl Model {
+    /// `mlp(dim=128,hidden=512)` for a model of the built-in zoo, which
+    /// both the python and the native backend build with the same weights;
+    /// `None` for other models.
+    pub fn builtin_key(&self) -> Option<String> {
+        match self {
+            Model::Builtin { name, args } => {
+                let args: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                Some(format!("{}({})", name.as_str(), args.join(",")))
+            }
+            Model::Entrypoint { .. } | Model::Command { .. } => None,
+        }
+    }
+
     /// The short name used in case labels.
     pub fn label_name<'a>(&'a self, pipeline: &'a str) -> &'a str {
         match self {
