@@ -6,6 +6,7 @@ PYTHON        := $(VENV)/bin/python
 TORCH_VERSION := 2.11.0
 NUMPY_VERSION := 2.4.6
 ACTIONLINT_VERSION := 1.17.0
+PYTEST_VERSION     := 8.3.4
 CARGO         ?= cargo
 
 # torch-sys finds libtorch through the venv's torch: with VIRTUAL_ENV set it
@@ -16,7 +17,7 @@ export VIRTUAL_ENV          := $(CURDIR)/$(VENV)
 export PATH                 := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
-.PHONY: demo test build venv actionlint lint bench-timer bench-compare gpu-check gpu-check-dry
+.PHONY: demo test build venv actionlint lint pytest bench-timer bench-compare gpu-check gpu-check-dry
 
 # Where torch's wheel comes from. Empty: PyPI, whose Linux wheel of 2.11.0
 # is the CUDA 13 build (it needs an NVIDIA driver >= 580; fine on CPU).
@@ -59,9 +60,18 @@ lint: venv actionlint
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: lint
+test: lint pytest
 	$(CARGO) test --locked
 	$(MAKE) gpu-check-dry
+
+# The python worker's helpers (python/tests), with pytest in the venv under
+# a marker of its own, like actionlint.
+pytest: $(VENV)/.pytest-$(PYTEST_VERSION)
+	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
+
+$(VENV)/.pytest-$(PYTEST_VERSION): | venv
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check pytest==$(PYTEST_VERSION)
+	touch $@
 
 # The GPU check (scripts/gpu_check.py): every CUDA path of the worker in one
 # run on a GPU host with Python and torch, under ten minutes; exits non-zero
