@@ -17,7 +17,7 @@ export VIRTUAL_ENV          := $(CURDIR)/$(VENV)
 export PATH                 := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
-.PHONY: demo test build venv actionlint lint pytest bench-timer bench-compare gpu-check gpu-check-dry
+.PHONY: demo test build venv actionlint lint pytest bench-timer bench-overhead bench-compare gpu-check gpu-check-dry
 
 # Where torch's wheel comes from. Empty: PyPI, whose Linux wheel of 2.11.0
 # is the CUDA 13 build (it needs an NVIDIA driver >= 580; fine on CPU).
@@ -86,6 +86,12 @@ gpu-check: venv
 gpu-check-dry: venv
 	mkdir -p target
 	$(PYTHON) scripts/gpu_check.py --dry-run --out target/gpu-check-dry.json $(if $(wildcard target/debug/regress-native),--regress target/debug/regress)
+
+# Not a test: how much of `regress run` is spent in timed iterations and
+# compilation, for the quickstart and a CPU seed pipeline (see the script).
+bench-overhead: venv
+	$(CARGO) build --release --locked --bin regress
+	$(PYTHON) benches/overhead.py --regress target/release/regress
 
 # Not a test: the worker's median against torch.utils.benchmark's on fixed
 # CPU workloads (see the script's docstring).
