@@ -12,7 +12,6 @@ use super::{
 };
 use crate::cli::{AbArgs, Format};
 use crate::compare::compare as compare_sides;
-use crate::compare::RunLevel;
 use crate::exit::Exit;
 use crate::git::{AbWorktreeName, Repo, Worktree, AB_PREFIX};
 use crate::resolve::{history_for, Selection, SideInput};
@@ -201,17 +200,13 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
         allow_fingerprint_mismatch: args.report.allow_fingerprint_mismatch,
         allow_dirty: args.report.allow_dirty,
     };
-    let mut comparison = compare_sides(
+    // Both sides ran interleaved: `compare` sees it in the records'
+    // overlapping windows and gives the geometric mean its interval.
+    let comparison = compare_sides(
         &SideInput::exact(&args.base, base_commit, base_records),
         &SideInput::exact(&args.head, head_commit, head_records),
         &history,
         &selection,
     )?;
-    // Both sides ran interleaved: a shift of the machine fell on both.
-    if let Some(g) = &mut comparison.geomean {
-        if g.run_level == RunLevel::NotEstimated {
-            g.run_level = RunLevel::Interleaved;
-        }
-    }
     report(&comparison, &args.report)
 }

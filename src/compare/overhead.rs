@@ -50,9 +50,9 @@ fn eager_latency(c: &CaseRecord) -> Option<f64> {
     (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }
 
-/// (model, group, python pipeline, native pipeline) → (python, native) for
-/// one side's records of one machine.
-fn pairs(records: &[Record]) -> Vec<(String, String, String, String, f64, f64)> {
+/// Every case one side's python and native backends both measured eagerly
+/// on the same built-in model and machine (no base figure yet).
+fn pairs(records: &[Record]) -> Vec<Overhead> {
     let mut out = Vec::new();
     for py in records
         .iter()
@@ -67,21 +67,24 @@ fn pairs(records: &[Record]) -> Vec<(String, String, String, String, f64, f64)> 
                 && r.machine.fingerprint == py.machine.fingerprint
         }) {
             for pc in &py.cases {
-                let Some(p) = eager_latency(pc) else { continue };
-                let found = nat
+                let Some(python) = eager_latency(pc) else {
+                    continue;
+                };
+                let native = nat
                     .cases
                     .iter()
                     .filter(|nc| nc.group == pc.group && nc.phase == pc.phase)
                     .find_map(eager_latency);
-                if let Some(n) = found {
-                    out.push((
-                        model.clone(),
-                        pc.group.clone(),
-                        py.pipeline.name.clone(),
-                        nat.pipeline.name.clone(),
-                        p,
-                        n,
-                    ));
+                if let Some(native) = native {
+                    out.push(Overhead {
+                        model: model.clone(),
+                        group: pc.group.clone(),
+                        python_pipeline: py.pipeline.name.clone(),
+                        native_pipeline: nat.pipeline.name.clone(),
+                        python,
+                        native,
+                        base_overhead: None,
+                    });
                 }
             }
         }
@@ -95,20 +98,15 @@ pub(super) fn overheads(base: &[Record], head: &[Record]) -> Vec<Overhead> {
     let at_base = pairs(base);
     pairs(head)
         .into_iter()
-        .map(|(model, group, py, nat, python, native)| {
+        .map(|o| {
             let base_overhead = at_base
                 .iter()
-                .find(|b| b.0 == model && b.1 == group && b.2 == py && b.3 == nat)
-                .map(|b| b.4 - b.5);
-            Overhead {
-                model,
-                group,
-                python_pipeline: py,
-                native_pipeline: nat,
-                python,
-                native,
-                base_overhead,
-            }
+                .find(|b| {
+                    (&b.model, &b.group, &b.python_pipeline, &b.native_pipeline)
+                        == (&o.model, &o.group, &o.python_pipeline, &o.native_pipeline)
+                })
+                .map(Overhead::overhead);
+            Overhead { base_overhead, ..o }
         })
         .collect()
 }

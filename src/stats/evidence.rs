@@ -371,7 +371,7 @@ pub fn evidence_of(
             unobserved_spread: 0.0,
         });
     }
-    let (t, spread) = allow_for_states(within_t(&be, &hm, &he), &be, &he);
+    let (t, spread) = allow_for_states(within_t(&be, &he), &be, &he);
     let mut e = t_evidence(t, Method::WithinProcess);
     e.unobserved_spread = spread;
     Ok(e)
@@ -380,7 +380,7 @@ pub fn evidence_of(
 /// Welch's t on the mean process location of each side, with the variance
 /// of those means from the processes' own samples (Welch–Satterthwaite
 /// degrees of freedom).
-fn within_t(be: &[ProcessEstimate], hm: &[f64], he: &[ProcessEstimate]) -> TTest {
+fn within_t(be: &[ProcessEstimate], he: &[ProcessEstimate]) -> TTest {
     let side = |es: &[ProcessEstimate]| {
         let k = es.len() as f64;
         let mean = es.iter().map(|e| e.location).sum::<f64>() / k;
@@ -390,7 +390,6 @@ fn within_t(be: &[ProcessEstimate], hm: &[f64], he: &[ProcessEstimate]) -> TTest
     };
     let (mb, vb, db) = side(be);
     let (mh, vh, dh) = side(he);
-    debug_assert_eq!(hm.len(), he.len());
     let var = vb + vh;
     let df = if var > 0.0 {
         let part = |v: f64, d: f64| if d > 0.0 { v * v / d } else { 0.0 };
