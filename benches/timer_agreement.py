@@ -117,12 +117,12 @@ def in_process(name, params, budget, rounds):
     import torch.utils.benchmark as benchmark
 
     sys.path.insert(0, WORKER_DIR)
-    import regress_worker
+    import regress_models
+    import regress_timing
     import regress_zoo
 
-    regress_worker.torch = torch
     model, inputs = regress_zoo.build(name, params, 0)
-    phase = regress_worker.Phase("forward", model, model, inputs, None)
+    phase = regress_models.Phase("forward", model, model, inputs, None)
     budget = measure_budget(budget)
     ours, theirs = [], []
     with torch.no_grad():
@@ -131,7 +131,8 @@ def in_process(name, params, budget, rounds):
         for round_ in range(rounds):
             for side in (("worker", "timer") if round_ % 2 == 0 else ("timer", "worker")):
                 if side == "worker":
-                    samples, _, batch, _ = regress_worker.measure_host(phase, "cpu", budget, None, None)
+                    clock = regress_timing.HostClock.sized_for(phase, "cpu", None)
+                    samples, _, batch, _ = regress_timing.measure(phase, clock, budget, None, None)
                     ours.append(statistics.median(samples))
                 else:
                     timer = benchmark.Timer(

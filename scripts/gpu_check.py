@@ -366,9 +366,8 @@ def factory(params):
 
 def timing(res, torch, models):
     step = "timing"
-    import regress_worker as w  # noqa: E402 - the worker's own flush
+    import regress_timing as w  # noqa: E402 - the worker's own flush
 
-    w.torch = torch
     # A kernel of known length, timed by the worker and by raw events here.
     cycles = 2_000_000
     sleep = entrypoint(f"{models}:factory")

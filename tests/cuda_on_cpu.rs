@@ -31,9 +31,8 @@ fn fp8_layers_give_scaled_mm_a_row_major_activation() {
         r#"
 import sys
 sys.path.insert(0, sys.argv[1])
-import torch, regress_worker as w
+import torch, regress_precision as w
 from torch._subclasses.fake_tensor import FakeTensorMode
-w.torch = torch
 
 class Transposing(torch.nn.Module):
     def __init__(self):
@@ -70,20 +69,17 @@ fn nothing_of_the_first_call_is_alive_while_sampling() {
         r#"
 import gc, json, sys
 sys.path.insert(0, sys.argv[1])
-import torch, regress_worker as w
-w.torch = torch
-sent = []
-w.send = sent.append
+import torch, regress_case, regress_timing, regress_worker as w
 OUT = (2, 16, 512)  # the logits: no weight or input has this shape
 seen = {}
-original = w.measure_host
+original = regress_timing.measure
 def spy(*args):
     gc.collect()
     alive = [o for o in gc.get_objects() if torch.is_tensor(o)]
     seen["output_shaped"] = sum(tuple(t.shape) == OUT for t in alive)
     seen["float64"] = sum(t.dtype == torch.float64 for t in alive)
     return original(*args)
-w.measure_host = spy
+regress_timing.measure = spy
 req = {"cmd": "run", "protocol": w.PROTOCOL_VERSION, "device": "cpu", "repeat": 0, "seed": 0,
        "model": {"kind": "builtin", "name": "transformer_lm"}, "args": {}, "threads": None, "isa_checks": None,
        "case": {"id": "x", "label": "x", "precision": "bf16", "compile": "eager", "phase": "forward",
@@ -94,8 +90,8 @@ req = {"cmd": "run", "protocol": w.PROTOCOL_VERSION, "device": "cpu", "repeat": 
        "l2": "warm", "cast": "dtype", "fp8": "scaled_mm",
        "compile_options": {"fullgraph": False, "dynamic": None, "backend": "inductor", "scope": "model", "cache": "cold"},
        "accuracy": {"check": True, "rtol": 0.016, "atol": 1e-5, "rmse": 0.03}}
-w.run(req)
-print(json.dumps({"type": sent[-1]["type"], "digest": sent[-1]["diagnostics"].get("output_digest"), **seen}))
+r = regress_case.run(req)
+print(json.dumps({"type": r["type"], "digest": r["diagnostics"].get("output_digest"), **seen}))
 "#,
     ) else {
         return;
@@ -119,10 +115,7 @@ fn a_cudagraph_mode_without_cuda_graphs_says_so() {
         r#"
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import torch, regress_worker as w
-w.torch = torch
-sent = []
-w.send = sent.append
+import torch, regress_case, regress_worker as w
 req = {"cmd": "run", "protocol": w.PROTOCOL_VERSION, "device": "cpu", "repeat": 0, "seed": 0,
        "model": {"kind": "builtin", "name": "mlp"}, "args": {}, "threads": None, "isa_checks": None,
        "case": {"id": "x", "label": "x", "precision": "fp32", "compile": "reduce-overhead", "phase": "forward",
@@ -133,8 +126,7 @@ req = {"cmd": "run", "protocol": w.PROTOCOL_VERSION, "device": "cpu", "repeat": 
        "l2": "warm", "cast": "dtype", "fp8": "scaled_mm",
        "compile_options": {"fullgraph": False, "dynamic": None, "backend": "inductor", "scope": "model", "cache": "cold"},
        "accuracy": {"check": True, "rtol": 1.3e-6, "atol": 1e-5, "rmse": 1e-4}}
-w.run(req)
-r = sent[-1]
+r = regress_case.run(req)
 print(json.dumps({"type": r["type"], "cudagraphs": r["diagnostics"].get("cudagraphs"), "compile": r.get("compile"),
                   "after_first": r["diagnostics"].get("compile_time_after_first_call"),
                   "compile_time": r.get("compile_time"), "first_call": r.get("first_call")}))

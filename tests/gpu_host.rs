@@ -237,7 +237,7 @@ done
     path.push(":");
     path.push(std::env::var_os("PATH").unwrap_or_default());
     let code = r#"
-import json, time, regress_worker as w
+import json, time, regress_gpu as w
 s = w.GpuSampler("00000000:18:00.0").start()
 time.sleep(0.5)
 print(json.dumps(s.stop()))

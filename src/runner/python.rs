@@ -10,11 +10,40 @@ use crate::spec::{defaults, Case, CompileMode, Pipeline};
 /// Environment variable naming the interpreter when the pipeline does not.
 pub const PYTHON_ENV: &str = "REGRESS_PYTHON";
 
-/// Worker sources shipped inside the binary: (file name, text).
-const WORKER_FILES: [(&str, &str); 2] = [
+/// Worker sources shipped inside the binary: (file name, text). The entry
+/// point is `regress_worker.py`; the others are its modules.
+const WORKER_FILES: [(&str, &str); 9] = [
     (
         "regress_worker.py",
         include_str!("../../python/regress_worker.py"),
+    ),
+    (
+        "regress_case.py",
+        include_str!("../../python/regress_case.py"),
+    ),
+    (
+        "regress_models.py",
+        include_str!("../../python/regress_models.py"),
+    ),
+    (
+        "regress_precision.py",
+        include_str!("../../python/regress_precision.py"),
+    ),
+    (
+        "regress_compile.py",
+        include_str!("../../python/regress_compile.py"),
+    ),
+    (
+        "regress_accuracy.py",
+        include_str!("../../python/regress_accuracy.py"),
+    ),
+    (
+        "regress_timing.py",
+        include_str!("../../python/regress_timing.py"),
+    ),
+    (
+        "regress_gpu.py",
+        include_str!("../../python/regress_gpu.py"),
     ),
     (
         "regress_zoo.py",

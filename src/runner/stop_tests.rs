@@ -174,7 +174,7 @@ fn python_stops(cases: &[(StopRule, Vec<(f64, Duration)>)]) -> Option<Vec<(usize
     let script = r#"
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import regress_worker as w
+import regress_timing as w
 out = []
 for case in json.load(sys.stdin):
     rule = w.StopRule(case["rule"])
@@ -275,7 +275,7 @@ fn the_worker_stops_at_max_time_when_every_iteration_recompiles() {
     let script = r#"
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import regress_worker as w
+import regress_timing as w
 
 class Watch:
     n = 0
@@ -290,7 +290,7 @@ class Phase:
         watch.n += 1
 
 budget = json.loads(sys.argv[2])
-samples, dropped, batch, stop = w.measure_host(Phase(), "cpu", budget, None, watch)
+samples, dropped, batch, stop = w.measure(Phase(), w.HostClock("cpu"), budget, None, watch)
 print(json.dumps([len(samples), dropped > 0, stop]))
 "#;
     let spec = serde_json::to_string(&MeasureSpec::of(&rule(3, 10, 50, 0.02))).unwrap();
