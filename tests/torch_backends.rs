@@ -210,7 +210,7 @@ fn spy_python(repo: &Repo, real: &std::path::Path) -> std::path::PathBuf {
     let wrapper = repo.write_executable(
         "spy/python",
         &format!(
-            "#!/bin/sh\nenv > \"$(dirname \"$0\")/env.txt\"\nread -r line\ncase \"$line\" in *'\"bf16\"'*) sleep 300 ;; esac\nprintf '%s\\n' \"$line\" | exec {} \"$@\"\n",
+            "#!/bin/sh\ncase \"$2\" in --fork-server) exec {0} \"$@\" ;; esac\nenv > \"$(dirname \"$0\")/env.txt\"\nread -r line\ncase \"$line\" in *'\"bf16\"'*) sleep 300 ;; esac\nprintf '%s\\n' \"$line\" | exec {0} \"$@\"\n",
             real.display()
         ),
     );
@@ -792,5 +792,138 @@ fn settings_are_read_after_the_factory_and_survive_the_new_tf32_api() {
     assert_eq!(
         settings["env"]["CUBLAS_WORKSPACE_CONFIG"], ":4096:8",
         "{settings}"
+    );
+}
+
+/// The pipeline of the fork-server tests: one eager fp32 case, `processes`
+/// of it, on a user model that writes its process id and hangs when asked.
+fn fork_pipeline(processes: u32, timeout: &str) -> String {
+    format!(
+        "version: 1
+name: forked
+model:
+  entrypoint: models/pid.py:build
+runner:
+  backend: python
+  device: cpu
+  processes: {processes}
+  warmup: {{min_iters: 2, min_time: 0s}}
+  measure: {{min_iters: 5, min_time: 1ms, max_time: 100ms}}
+  timeout: {timeout}
+matrix:
+  hang: [0]
+compare: {{threshold: 50%, alpha: 0.01}}
+"
+    )
+}
+
+const PID_MODEL: &str = "import os, time, torch
+
+
+def build(params):
+    with open(os.path.join('pids', str(os.getpid())), 'w') as f:
+        f.write(str(os.getpgrp()))
+    if params['hang']:
+        time.sleep(600)
+    return torch.nn.Linear(4, 4), (torch.randn(2, 4),)
+";
+
+/// The process ids the model wrote, each with its process group.
+fn model_pids(repo: &Repo) -> Vec<(u32, u32)> {
+    let mut pids: Vec<(u32, u32)> = std::fs::read_dir(repo.path().join("pids"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let pid = e.file_name().to_string_lossy().parse().unwrap();
+            let group = std::fs::read_to_string(e.path()).unwrap().parse().unwrap();
+            (pid, group)
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// Every process of a python case is a child forked from the run's fork
+/// server (a process of its own, in the process group regress started for
+/// it), unless `REGRESS_FORK_SERVER_ENABLED=0` asks for an interpreter per
+/// process; the records say which.
+#[test]
+fn python_processes_are_forked_from_one_server_unless_switched_off() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let repo = Repo::new();
+    repo.write("models/pid.py", PID_MODEL);
+    repo.write("p.yaml", &fork_pipeline(3, "5m"));
+    repo.commit("c");
+    for (switch, how) in [("1", "forked"), ("0", "interpreter")] {
+        let _ = std::fs::remove_dir_all(repo.path().join("pids"));
+        std::fs::create_dir(repo.path().join("pids")).unwrap();
+        let before = repo.record_files();
+        let (code, stdout, stderr) = output(
+            repo.regress()
+                .args(["run", "p.yaml"])
+                .env("REGRESS_PYTHON", &python)
+                .env("REGRESS_FORK_SERVER_ENABLED", switch),
+        );
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        let file = repo
+            .record_files()
+            .into_iter()
+            .find(|f| !before.contains(f))
+            .expect("a new record");
+        let record = regress::store::read_record(&file).unwrap();
+        let maps = record.cases[0].diagnostics.maps();
+        assert_eq!(maps.len(), 3);
+        for d in &maps {
+            assert_eq!(d["process_start"]["how"], how, "{d:?}");
+            assert!(d
+                .get("process_start")
+                .unwrap()
+                .get("fork_server_unused")
+                .is_none());
+        }
+        // Three processes, each the leader's child in its own group.
+        let pids = model_pids(&repo);
+        assert_eq!(pids.len(), 3, "{pids:?}");
+        let groups: std::collections::BTreeSet<u32> = pids.iter().map(|p| p.1).collect();
+        assert_eq!(groups.len(), 3, "one process group per repeat: {pids:?}");
+    }
+}
+
+/// A forked child that hangs is killed with the process regress started
+/// for it when the case times out: nothing is left running.
+#[test]
+fn a_forked_child_that_hangs_dies_with_its_timeout() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let repo = Repo::new();
+    repo.write("models/pid.py", PID_MODEL);
+    std::fs::create_dir(repo.path().join("pids")).unwrap();
+    repo.write(
+        "p.yaml",
+        &fork_pipeline(1, "15s").replace("hang: [0]", "hang: [1]"),
+    );
+    repo.commit("c");
+    let (code, stdout, stderr) = output(
+        repo.regress()
+            .args(["run", "p.yaml"])
+            .env("REGRESS_PYTHON", &python),
+    );
+    assert_eq!(code, 1, "a timed-out case fails the run:\n{stdout}{stderr}");
+    assert!(stdout.contains("timeout"), "{stdout}");
+    let pids = model_pids(&repo);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pids[0].0));
+    // Killed at the timeout; reaped by the server or, once it is gone, init.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while proc_dir.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !proc_dir.exists(),
+        "the hung child {} still runs",
+        pids[0].0
     );
 }

@@ -6,6 +6,7 @@
 pub mod blocks;
 mod command;
 mod env;
+mod fork_server;
 pub mod gpus;
 mod machine;
 mod mock;

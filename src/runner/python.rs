@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::fork_server::{self, ForkServer};
 use super::worker::Worker;
 use super::{Backend, Environment, Outcome, RunContext, RunnerError};
 use crate::spec::{defaults, Case, CompileMode, Pipeline};
@@ -74,8 +75,22 @@ pub fn interpreter(configured: Option<&str>, workdir: &Path) -> PathBuf {
 
 pub struct PythonBackend {
     worker: Worker,
+    /// The fork server, from the probe on (see `fork_server`).
+    server: Server,
+    /// Whether a case compiles: the server then imports inductor too.
+    compiles: bool,
     /// Holds the worker sources for as long as the backend lives.
     _dir: tempfile::TempDir,
+}
+
+/// Where the backend's fork server stands.
+enum Server {
+    /// Not started yet, or not wanted.
+    None,
+    /// Importing torch while the probe runs.
+    Starting(ForkServer),
+    /// Listening: the workers go through it (held until the backend ends).
+    Ready { _server: ForkServer },
 }
 
 impl PythonBackend {
@@ -100,7 +115,7 @@ impl PythonBackend {
             .then(|| ctx.scratch.path().join("isa-checks.json"));
         let python = interpreter(pipeline.runner.python.as_deref(), &ctx.venv_root);
         let script = dir.path().join("regress_worker.py").into_os_string();
-        let worker = Worker::new(
+        let mut worker = Worker::new(
             "python",
             python,
             vec![script],
@@ -109,18 +124,74 @@ impl PythonBackend {
             ctx,
             isa_checks,
         );
-        Ok(PythonBackend { worker, _dir: dir })
+        // Only regress points workers at a server.
+        worker.set_env(fork_server::SOCKET_ENV, None);
+        Ok(PythonBackend {
+            worker,
+            server: Server::None,
+            compiles,
+            _dir: dir,
+        })
+    }
+
+    /// Starts the fork server (it imports torch while the probe does).
+    fn start_server(&mut self) {
+        if !fork_server::enabled() {
+            return;
+        }
+        let started = ForkServer::start(
+            &self.worker.program,
+            Path::new(&self.worker.args[0]),
+            self.worker.env(),
+            &self.worker.ctx().workdir,
+            self._dir.path().join("fork-server.sock"),
+            self.compiles,
+        );
+        match started {
+            Ok(server) => self.server = Server::Starting(server),
+            Err(e) => eprintln!(
+                "regress: cannot start the fork server ({e}); every process imports torch itself"
+            ),
+        }
+    }
+
+    /// Once the server listens, the workers go through it; a server that
+    /// failed is dropped, with a word, and every process starts its own
+    /// interpreter as before.
+    fn await_server(&mut self) {
+        if !matches!(self.server, Server::Starting(_)) {
+            return;
+        }
+        let Server::Starting(mut server) = std::mem::replace(&mut self.server, Server::None) else {
+            unreachable!("matched above");
+        };
+        let stop = self.worker.ctx().stop.clone();
+        match server.ready(fork_server::START_TIMEOUT, &stop) {
+            Ok(()) => {
+                let socket = server.socket().as_os_str().to_owned();
+                self.worker.set_env(fork_server::SOCKET_ENV, Some(socket));
+                self.server = Server::Ready { _server: server };
+            }
+            Err(why) if !stop.is_set() => eprintln!(
+                "regress: the fork server did not start ({why}); every process imports torch itself"
+            ),
+            Err(_) => {}
+        }
     }
 }
 
 impl Backend for PythonBackend {
     fn environment(&mut self) -> Result<Environment, RunnerError> {
+        if matches!(self.server, Server::None) {
+            self.start_server();
+        }
         let python = self.worker.name();
         self.worker
             .probe(|source| RunnerError::PythonMissing { python, source })
     }
 
     fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome {
+        self.await_server();
         self.worker.run(case, repeat)
     }
 }

@@ -151,6 +151,24 @@ impl Worker {
         self.program.display().to_string()
     }
 
+    /// The run this worker serves.
+    pub fn ctx(&self) -> &RunContext {
+        &self.ctx
+    }
+
+    /// The environment every process of this worker starts with.
+    pub fn env(&self) -> &[(OsString, OsString)] {
+        &self.env
+    }
+
+    /// Sets (or with `None` removes) one variable of that environment.
+    pub fn set_env(&mut self, key: &str, value: Option<OsString>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.into(), value));
+        }
+    }
+
     /// The request for one process of a case.
     pub fn request(&self, case: &Case, repeat: u32) -> Request {
         let precision = case.precision.unwrap_or(Precision::Fp32);
