@@ -17,7 +17,7 @@ export VIRTUAL_ENV          := $(CURDIR)/$(VENV)
 export PATH                 := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REGRESS_PYTHON       := $(CURDIR)/$(PYTHON)
 
-.PHONY: demo test build venv actionlint lint pytest bench-timer bench-overhead bench-compare gpu-check gpu-check-dry
+.PHONY: demo test build venv actionlint lint pytest bench-timer bench-overhead bench-fork bench-compare gpu-check gpu-check-dry
 
 # Where torch's wheel comes from. Empty: PyPI, whose Linux wheel of 2.11.0
 # is the CUDA 13 build (it needs an NVIDIA driver >= 580; fine on CPU).
@@ -92,6 +92,12 @@ gpu-check-dry: venv
 bench-overhead: venv
 	$(CARGO) build --release --locked --bin regress
 	$(PYTHON) benches/overhead.py --regress target/release/regress
+
+# Not a test: the spread between process medians of one case, processes
+# forked from the fork server against an interpreter per process.
+bench-fork: venv
+	$(CARGO) build --release --locked --bin regress
+	$(PYTHON) benches/fork_independence.py --regress target/release/regress
 
 # Not a test: the worker's median against torch.utils.benchmark's on fixed
 # CPU workloads (see the script's docstring).

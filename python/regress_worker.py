@@ -243,12 +243,19 @@ def fork_server(path, preload):
     import socket
     import threading
 
-    import torch  # noqa: F401 - imported once, for every child
-    import regress_case  # noqa: F401
+    # A CUDA driver initialised before a fork cannot be used in the child.
+    # Should anything ask torch.cuda.is_available() while importing, it
+    # asks NVML instead of initialising the driver (the children get the
+    # clients' environment back, without this).
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+    import torch
+    import regress_case  # noqa: F401 - imported once, for every child
 
     if "inductor" in preload:
         import torch._dynamo  # noqa: F401
         import torch._inductor.compile_fx  # noqa: F401
+    if torch.cuda.is_initialized():
+        sys.exit("regress fork server: importing torch initialised CUDA, so forked children could not use it")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(16)

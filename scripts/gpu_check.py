@@ -22,6 +22,9 @@ case over the worker protocol, and checks what comes back:
   memory     the peak of a model with a 1 GiB output is < 1.5x the output
              (and the reserved peak < 2x); eager vs reduce-overhead peaks
   native     with --regress: the native backend on CUDA, beside python's
+  forked     with --regress: python cases (eager and compiled) run by
+             regress through its fork server on CUDA: every process is a
+             forked child, and CUDA works in it
   gpus       with several GPUs: CUDA_VISIBLE_DEVICES=1 measures GPU 1
 
 Budgets are tiny (warm-up 5 iterations, sampling 20 iterations or 0.1 s,
@@ -491,6 +494,22 @@ runner:
 matrix:
   batch: [64]
   precision: [fp32, bf16]
+---
+version: 1
+name: gpu-check-forked
+model:
+  builtin: mlp
+  args: FORKED_SHAPE
+runner:
+  backend: python
+  device: DEVICE
+  processes: 2
+  warmup: {min_iters: 5, min_time: 20ms}
+  measure: {min_iters: 20, min_time: 100ms, max_time: 500ms}
+matrix:
+  batch: [64]
+  precision: [bf16]
+  compile: [eager, default]
 """
 
 
@@ -505,7 +524,9 @@ def native(res, regress, torch, python_medians, device="cuda"):
     lib = os.path.join(os.path.dirname(torch.__file__), "lib")
     with tempfile.TemporaryDirectory(prefix="regress-gpu-check-") as repo:
         with open(os.path.join(repo, "p.yaml"), "w") as f:
-            f.write(NATIVE_PIPELINE.replace("DEVICE", device))
+            # Small on the CPU (a dry run), where compiling costs most.
+            shape = "{dim: 1024, hidden: 4096}" if device == "cuda" else "{dim: 32, hidden: 64}"
+            f.write(NATIVE_PIPELINE.replace("DEVICE", device).replace("FORKED_SHAPE", shape))
         git = ["git", "-C", repo, "-c", "user.name=gpu-check", "-c", "user.email=gpu-check@localhost"]
         subprocess.run(git[:3] + ["init", "-q"], check=True)
         subprocess.run(git + ["add", "-A"], check=True)
@@ -515,11 +536,13 @@ def native(res, regress, torch, python_medians, device="cuda"):
         out = subprocess.run([os.path.abspath(regress), "run", "p.yaml"], cwd=repo, env=env, capture_output=True,
                              text=True, timeout=WORKER_TIMEOUT_S)
         tail = "" if out.returncode == 0 else "\n".join((out.stdout + out.stderr).strip().splitlines()[-6:])
-        if not res.check(step, f"regress run (native, {device})", out.returncode == 0, tail):
+        if not res.check(step, f"regress run (native and python, {device})", out.returncode == 0, tail):
             return
-        records = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(repo, ".regress", "records"))
-                   for f in fs if f.endswith(".json")]
-        record = json.load(open(records[0]))
+        records = {os.path.basename(d): os.path.join(d, f)
+                   for d, _, fs in os.walk(os.path.join(repo, ".regress", "records")) for f in fs
+                   if f.endswith(".json")}
+        forked(res, json.load(open(records["gpu-check-forked"])), device)
+        record = json.load(open(records["gpu-check-native"]))
         used = record["machine"]["software"].get("device")
         res.check(step, f"the native record says {device}", used == device, f"device {used}")
         for case in record["cases"]:
@@ -530,6 +553,28 @@ def native(res, regress, torch, python_medians, device="cuda"):
                 py = python_medians.get(f"mlp {precision} eager forward")
                 res.add(step, f"python vs native, {precision} (read by eye)", "pass",
                         f"native {med * 1e3:.3f} ms, python {py * 1e3:.3f} ms" if py else f"native {med * 1e3:.3f} ms")
+
+
+def forked(res, record, device):
+    """The python cases regress ran through its fork server: on the device,
+    every process a child forked from the server (which imported torch and
+    inductor but initialised no CUDA, or the children could not use it)."""
+    step = "forked"
+    used = record["machine"]["software"].get("device")
+    res.check(step, f"the python record says {device}", used == device, f"device {used}")
+    for case in record["cases"]:
+        if not res.check(step, f"{case['label']} through the fork server", case["status"] == "ok",
+                         case.get("reason") or ""):
+            continue
+        diagnostics = case["diagnostics"]
+        if isinstance(diagnostics, dict):  # factored: common and per process
+            maps = [dict(diagnostics.get("common", {}), **own) for own in diagnostics.get("processes", [])]
+        else:
+            maps = diagnostics
+        starts = [d.get("process_start", {}) for d in maps]
+        res.check(step, f"{case['label']}: every process forked", starts and all(s.get("how") == "forked"
+                                                                                 for s in starts),
+                  json.dumps(starts))
 
 
 def several_gpus(res, torch):
