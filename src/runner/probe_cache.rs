@@ -118,8 +118,8 @@ struct Shared {
 
 impl ProbeCache {
     /// The cache of this user: `$REGRESS_CACHE_DIR`, else
-    /// `$XDG_CACHE_HOME/regress`, else `~/.cache/regress`; refreshed when
-    /// `REGRESS_REFRESH_PROBE` is set.
+    /// `$XDG_CACHE_HOME/regress`, else `~/.cache/regress` (made absolute);
+    /// refreshed when `REGRESS_REFRESH_PROBE` is set.
     pub fn from_env() -> ProbeCache {
         let var = |name| std::env::var_os(name).filter(|v: &OsString| !v.is_empty());
         let root = var(CACHE_DIR_ENV)
@@ -130,7 +130,10 @@ impl ProbeCache {
                     .filter(|p| p.is_absolute())
                     .map(|p| p.join("regress"))
             })
-            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/regress")));
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/regress")))
+            // Workers run in the checkout measured (a worktree, for `ab`)
+            // and are handed paths in the cache: never relative ones.
+            .and_then(|p| std::path::absolute(p).ok());
         let refresh = var(REFRESH_PROBE_ENV).is_some_and(|v| v != "0");
         ProbeCache {
             root,
