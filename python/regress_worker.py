@@ -111,9 +111,6 @@ def handle(req):
 
 def main():
     global _proto
-    if sys.argv[1:2] == ["--fork-server"]:
-        fork_server(sys.argv[2], sys.argv[3:])
-        return
     _proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -129,6 +126,9 @@ def main():
             f"regress sent protocol {req.get('protocol')}, this worker speaks {PROTOCOL_VERSION}: "
             "the worker and the binary come from different builds",
         )
+    if req.get("cmd") == "serve":
+        fork_server(req["socket"], req.get("preload") or [])
+        return
     server = os.environ.get(FORK_SERVER_ENV)
     if server and req.get("cmd") == "run":
         through_fork_server(server, req)
@@ -236,8 +236,9 @@ def through_fork_server(path, req):
 
 def fork_server(path, preload):
     """Serves run requests on the Unix socket `path` until regress closes
-    this process's stdin; `preload` names what to import beforehand
-    ("inductor": dynamo and inductor, for compiled cases)."""
+    this process's stdin (it says `{"type": "ready"}` once it listens);
+    `preload` names what to import beforehand ("inductor": dynamo and
+    inductor, for compiled cases)."""
     import gc
     import select
     import socket
@@ -263,7 +264,7 @@ def fork_server(path, preload):
     # writing to every shared page (copy-on-write) in each of them.
     gc.collect()
     gc.freeze()
-    print("ready", flush=True)
+    send({"type": "ready"})
     while True:
         readable, _, _ = select.select([server, sys.stdin], [], [])
         if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1 << 10):

@@ -128,6 +128,13 @@ pub struct RunArgs {
     /// each pipeline's `runner.processes`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub processes: Option<u32>,
+    /// Probe the interpreter, torch and device anew (and make inductor's
+    /// vector-ISA checks again) instead of reusing the answer an earlier
+    /// run cached, then keep the new one; also $REGRESS_REFRESH_PROBE=1.
+    /// The cache is in $REGRESS_CACHE_DIR, else $XDG_CACHE_HOME/regress
+    /// or ~/.cache/regress.
+    #[arg(long)]
+    pub refresh_probe: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }

@@ -85,6 +85,9 @@ impl Lane {
         };
         let mut backend = runner::select(pipeline, &cases, ctx).map_err(backend_error)?;
         let env = backend.environment().map_err(backend_error)?;
+        if let Some(note) = backend.probe_note() {
+            anstream::eprintln!("{note}");
+        }
         Lane::with_backend(pipeline, cases, shard, commit, backend, &env, store)
     }
 

@@ -14,6 +14,7 @@ mod git_store;
 mod github_api;
 mod github_flow;
 mod gpu_host;
+mod probe_cache;
 mod record_format;
 mod report_formats;
 mod report_limits;

@@ -210,7 +210,7 @@ fn spy_python(repo: &Repo, real: &std::path::Path) -> std::path::PathBuf {
     let wrapper = repo.write_executable(
         "spy/python",
         &format!(
-            "#!/bin/sh\ncase \"$2\" in --fork-server) exec {0} \"$@\" ;; esac\nenv > \"$(dirname \"$0\")/env.txt\"\nread -r line\ncase \"$line\" in *'\"bf16\"'*) sleep 300 ;; esac\nprintf '%s\\n' \"$line\" | exec {0} \"$@\"\n",
+            "#!/bin/sh\nenv > \"$(dirname \"$0\")/env.txt\"\nread -r line\ncase \"$line\" in *'\"bf16\"'*) sleep 300 ;; esac\n{{ printf '%s\\n' \"$line\"; cat; }} | exec {0} \"$@\"\n",
             real.display()
         ),
     );

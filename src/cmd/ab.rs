@@ -114,8 +114,9 @@ pub fn ab(args: &AbArgs) -> anyhow::Result<Exit> {
     let head_selected = select(load(&guard.trees[1])?, args.run.filter.as_deref())?;
 
     // One context for the command: both sides share its scratch directory.
-    let shared = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
+    let mut shared = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
         .context("cannot create a temporary directory")?;
+    shared.probe_cache.refresh |= args.run.refresh_probe;
     let ctx = |wt: &Worktree| RunContext {
         workdir: wt.path.clone(),
         ..shared.clone()

@@ -42,8 +42,9 @@ pub fn run(command: &RunCommand) -> anyhow::Result<Exit> {
     mark_uncommitted_files(&repo, &selected, &mut commit);
     let store = store_for(&repo, &args.store)?;
     let stop = install_stop_handler(true)?;
-    let ctx = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
+    let mut ctx = RunContext::new(repo.workdir(), repo.workdir(), stop.clone(), SEED)
         .context("cannot create a temporary directory")?;
+    ctx.probe_cache.refresh |= args.refresh_probe;
     let mut failed = 0;
     for ((pipeline, _), (cases, plan)) in selected.iter().zip(shares) {
         if cases.is_empty() {

@@ -14,13 +14,16 @@
 //! cannot be forked, falls back to a fresh interpreter per process.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use super::process::{describe_exit, Supervised};
+use super::protocol::PROTOCOL_VERSION;
 use super::StopFlag;
 
 /// Where the worker looks for the server's socket (set by regress only).
@@ -55,8 +58,9 @@ pub struct ForkServer {
 }
 
 impl ForkServer {
-    /// Starts `python script --fork-server socket [inductor]` in `workdir`
-    /// with the workers' environment; returns without waiting for it.
+    /// Starts `python script` in `workdir` with the workers' environment,
+    /// as a worker is started, and asks it to serve on `socket` (with
+    /// inductor imported too when `inductor`); returns without waiting.
     pub fn start(
         python: &Path,
         script: &Path,
@@ -67,9 +71,6 @@ impl ForkServer {
     ) -> std::io::Result<ForkServer> {
         let mut cmd = Command::new(python);
         cmd.arg(script)
-            .arg("--fork-server")
-            .arg(&socket)
-            .args(inductor.then_some("inductor"))
             .current_dir(workdir)
             .env_clear()
             .envs(env.iter().cloned())
@@ -77,7 +78,14 @@ impl ForkServer {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut proc = Supervised::spawn(cmd)?;
-        let stdin = proc.child.stdin.take().expect("stdin is piped");
+        let mut stdin = proc.child.stdin.take().expect("stdin is piped");
+        let request = json!({
+            "cmd": "serve",
+            "protocol": PROTOCOL_VERSION,
+            "socket": socket,
+            "preload": if inductor { vec!["inductor"] } else { vec![] },
+        });
+        writeln!(stdin, "{request}")?;
         let stdout = proc.child.stdout.take().expect("stdout is piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -119,10 +127,10 @@ impl ForkServer {
                 .lines
                 .recv_timeout((deadline - now).min(Duration::from_millis(100)))
             {
-                Ok(line) if line.trim() == "ready" => return Ok(()),
+                Ok(line) if is_ready(&line) => return Ok(()),
                 Ok(line) => {
                     self.proc.kill();
-                    return Err(format!("it said `{line}` instead of `ready`"));
+                    return Err(format!("it answered `{line}` instead of ready"));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -135,6 +143,12 @@ impl ForkServer {
             }
         }
     }
+}
+
+/// Whether a line is the server's `{"type": "ready"}`.
+fn is_ready(line: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line)
+        .is_ok_and(|v| v["type"] == "ready" && v["protocol"] == PROTOCOL_VERSION)
 }
 
 #[cfg(test)]
@@ -185,8 +199,16 @@ mod tests {
     fn a_server_is_ready_when_it_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("server.sh");
-        // Says ready, then waits for its stdin to close, as the worker does.
-        std::fs::write(&script, "echo ready\ncat >/dev/null\n").unwrap();
+        // Reads the request, says ready, then waits for its stdin to close,
+        // as the worker does.
+        std::fs::write(
+            &script,
+            format!(
+                "read -r request\ncase \"$request\" in *'\"cmd\":\"serve\"'*) ;; *) exit 9 ;; esac\n\
+                 echo '{{\"type\": \"ready\", \"protocol\": {PROTOCOL_VERSION}}}'\ncat >/dev/null\n"
+            ),
+        )
+        .unwrap();
         let mut server = ForkServer::start(
             Path::new("sh"),
             &script,

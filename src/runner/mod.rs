@@ -11,6 +11,7 @@ pub mod gpus;
 mod machine;
 mod mock;
 mod native;
+pub mod probe_cache;
 mod process;
 pub mod protocol;
 mod python;
@@ -31,6 +32,7 @@ use crate::spec::{BackendKind, Case, Pipeline};
 pub use env::{is_secret_name, scrubbed_env};
 pub use machine::{fingerprint, Fingerprint, FingerprintKey, Load, Machine};
 pub use native::NATIVE_WORKER_ENV;
+pub use probe_cache::ProbeCache;
 pub use python::{interpreter, PYTHON_ENV};
 
 /// Set when the user asks regress to stop (Ctrl-C, SIGTERM); backends check
@@ -64,10 +66,13 @@ pub struct RunContext {
     /// A directory that lives as long as the command, shared by every
     /// backend of it (for answers worth computing once per run).
     pub scratch: Arc<tempfile::TempDir>,
+    /// Where probe answers are kept between runs (`probe_cache`).
+    pub probe_cache: ProbeCache,
 }
 
 impl RunContext {
-    /// A context for measuring the checkout at `workdir`.
+    /// A context for measuring the checkout at `workdir`, with the user's
+    /// probe cache (`ProbeCache::from_env`).
     pub fn new(
         workdir: PathBuf,
         venv_root: PathBuf,
@@ -81,6 +86,7 @@ impl RunContext {
             stop,
             seed,
             scratch: Arc::new(scratch),
+            probe_cache: ProbeCache::from_env(),
         })
     }
 }
@@ -204,6 +210,12 @@ pub trait Backend {
 
     /// Runs one independent repeat (`repeat` counts from 0) of a case.
     fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome;
+
+    /// A line on where `environment`'s answer came from (a cache, and how
+    /// to refresh it) or why it could not be kept, when worth showing.
+    fn probe_note(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Chooses the backend a pipeline asks for, to run `cases` (the ones

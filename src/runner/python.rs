@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use super::fork_server::{self, ForkServer};
+use super::gpus;
+use super::probe_cache::{self, Entry, KeyInputs, Lookup, Miss, ProbeCache};
 use super::worker::Worker;
 use super::{Backend, Environment, Outcome, RunContext, RunnerError};
+use crate::id::fnv_hex;
 use crate::spec::{defaults, Case, CompileMode, Pipeline};
 
 /// Environment variable naming the interpreter when the pipeline does not.
@@ -73,6 +76,18 @@ pub fn interpreter(configured: Option<&str>, workdir: &Path) -> PathBuf {
     PathBuf::from("python3")
 }
 
+/// A digest of the worker's sources, for the probe cache's key.
+fn worker_digest() -> String {
+    let mut all = String::new();
+    for (name, text) in WORKER_FILES {
+        all.push_str(name);
+        all.push('\0');
+        all.push_str(text);
+        all.push('\0');
+    }
+    fnv_hex(all.as_bytes())
+}
+
 pub struct PythonBackend {
     worker: Worker,
     /// The fork server, from the probe on (see `fork_server`).
@@ -81,6 +96,11 @@ pub struct PythonBackend {
     compiles: bool,
     /// Holds the worker sources for as long as the backend lives.
     _dir: tempfile::TempDir,
+    /// Whether inductor's vector-ISA answers are wanted (a case compiles).
+    wants_isa: bool,
+    cache: ProbeCache,
+    /// Where the probe's answer came from, when that is worth a line.
+    note: Option<String>,
 }
 
 /// Where the backend's fork server stands.
@@ -108,11 +128,13 @@ impl PythonBackend {
         let compiles = cases
             .iter()
             .any(|c| c.compile.is_some_and(|m| m != CompileMode::Eager));
-        // Inductor's CPU vector-ISA checks, kept for the run, so the probe
-        // makes them once instead of every worker (none when nothing compiles).
-        let isa_checks = (compiles
-            && pipeline.compile_options.backend == defaults::COMPILE_BACKEND)
-            .then(|| ctx.scratch.path().join("isa-checks.json"));
+        // Inductor's CPU vector-ISA checks, shared so that the probe makes
+        // them once instead of every worker (none when nothing compiles):
+        // kept across runs in the probe cache where it can be written
+        // (`environment`), else for this run in its scratch directory.
+        let wants_isa = compiles && pipeline.compile_options.backend == defaults::COMPILE_BACKEND;
+        let isa_checks = wants_isa.then(|| ctx.scratch.path().join("isa-checks.json"));
+        let cache = ctx.probe_cache.clone();
         let python = interpreter(pipeline.runner.python.as_deref(), &ctx.venv_root);
         let script = dir.path().join("regress_worker.py").into_os_string();
         let mut worker = Worker::new(
@@ -131,6 +153,9 @@ impl PythonBackend {
             server: Server::None,
             compiles,
             _dir: dir,
+            wants_isa,
+            cache,
+            note: None,
         })
     }
 
@@ -178,16 +203,85 @@ impl PythonBackend {
             Err(_) => {}
         }
     }
+
+    /// This worker's entry of the probe cache, or why there is none (a
+    /// line to show, when there is one worth showing).
+    fn cache_entry(&self) -> Result<Entry, Option<String>> {
+        let smi = gpus::nvidia_smi();
+        let key = probe_cache::probe_key(&KeyInputs {
+            program: &self.worker.program,
+            env: self.worker.env(),
+            workdir: self.worker.workdir(),
+            device: self.worker.device(),
+            worker: &worker_digest(),
+            gpus: &smi,
+        })
+        .map_err(|e| Some(format!("probe: not cached ({e})")))?;
+        self.cache.entry(&key)
+    }
 }
 
 impl Backend for PythonBackend {
+    /// The probe's answer: cached from an earlier run when everything it
+    /// depends on is unchanged, else asked of a worker (and kept). Whether
+    /// torch can use the host's GPUs is checked either way.
     fn environment(&mut self) -> Result<Environment, RunnerError> {
         if matches!(self.server, Server::None) {
             self.start_server();
         }
-        let python = self.worker.name();
-        self.worker
-            .probe(|source| RunnerError::PythonMissing { python, source })
+        let entry = match self.cache_entry() {
+            Ok(entry) => Some(entry),
+            Err(note) => {
+                self.note = note;
+                None
+            }
+        };
+        if let (Some(entry), true) = (&entry, self.wants_isa) {
+            self.worker.set_isa_checks(Some(entry.isa_checks()));
+        }
+        let found = entry.as_ref().map(|e| (e, e.lookup(self.wants_isa)));
+        let env = match found {
+            Some((entry, Lookup::Hit(env))) => {
+                self.note = Some(format!(
+                    "probe: reused the answer cached in {} (torch {}, Python {}); --refresh-probe asks again",
+                    entry.dir().display(),
+                    env.torch.as_deref().unwrap_or("?"),
+                    env.python.as_deref().unwrap_or("?"),
+                ));
+                *env
+            }
+            found => {
+                let miss = found.map(|(_, lookup)| lookup);
+                let python = self.worker.name();
+                let env = self
+                    .worker
+                    .ask_probe(|source| RunnerError::PythonMissing { python, source })?;
+                if let Some(entry) = &entry {
+                    self.note = match (entry.store(&env), miss) {
+                        (Err(e), _) => Some(format!(
+                            "warning: cannot keep the probe's answer in {} ({e}); the next run probes again",
+                            entry.file().display()
+                        )),
+                        (Ok(()), Some(Lookup::Miss(Miss::Refresh))) => Some(format!(
+                            "probe: asked anew and kept in {}",
+                            entry.dir().display()
+                        )),
+                        (Ok(()), Some(Lookup::Miss(Miss::Unreadable(why)))) => Some(format!(
+                            "warning: ignored the cached probe {} ({why}); probed again and replaced it",
+                            entry.file().display()
+                        )),
+                        _ => None,
+                    };
+                }
+                env
+            }
+        };
+        self.worker.check_cuda(&env)?;
+        Ok(env)
+    }
+
+    fn probe_note(&self) -> Option<String> {
+        self.note.clone()
     }
 
     fn run_process(&mut self, case: &Case, repeat: u32) -> Outcome {

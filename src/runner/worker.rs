@@ -156,11 +156,6 @@ impl Worker {
         &self.ctx
     }
 
-    /// The environment every process of this worker starts with.
-    pub fn env(&self) -> &[(OsString, OsString)] {
-        &self.env
-    }
-
     /// Sets (or with `None` removes) one variable of that environment.
     pub fn set_env(&mut self, key: &str, value: Option<OsString>) {
         self.env.retain(|(k, _)| k != key);
@@ -229,9 +224,48 @@ impl Worker {
         })
     }
 
-    /// Asks a worker for the software and device it will measure with.
+    /// The environment every process of this worker is started with.
+    pub fn env(&self) -> &[(OsString, OsString)] {
+        &self.env
+    }
+
+    /// The directory workers run in.
+    pub fn workdir(&self) -> &std::path::Path {
+        &self.ctx.workdir
+    }
+
+    /// The device the pipeline asks for.
+    pub fn device(&self) -> DeviceChoice {
+        self.template.device
+    }
+
+    /// Where inductor's vector-ISA answers are shared (python only).
+    pub fn set_isa_checks(&mut self, path: Option<PathBuf>) {
+        self.template.isa_checks = path;
+    }
+
+    /// Asks a worker for the software and device it will measure with,
+    /// and checks that a GPU the host has is one torch can use.
     /// `cannot_start` turns a failure to spawn into the backend's own error.
     pub fn probe(
+        &self,
+        cannot_start: impl FnOnce(std::io::Error) -> RunnerError,
+    ) -> Result<Environment, RunnerError> {
+        let env = self.ask_probe(cannot_start)?;
+        self.check_cuda(&env)?;
+        Ok(env)
+    }
+
+    /// `cuda_usable` against the GPUs nvidia-smi lists now: cheap, so run
+    /// on every start, also when the probe's answer was cached.
+    pub fn check_cuda(&self, env: &Environment) -> Result<(), RunnerError> {
+        let visible = std::env::var(CUDA_VISIBLE_DEVICES).ok();
+        let seen = gpus::visible(&gpus::nvidia_smi(), visible.as_deref());
+        cuda_usable(self.kind, self.template.device, env, &seen)
+    }
+
+    /// The probe's answer, unchecked.
+    pub fn ask_probe(
         &self,
         cannot_start: impl FnOnce(std::io::Error) -> RunnerError,
     ) -> Result<Environment, RunnerError> {
@@ -251,7 +285,7 @@ impl Worker {
         for message in x.messages.map_err(|e| probe_error(e.to_string()))? {
             match message {
                 Message::Probe(p) => {
-                    let env = Environment {
+                    return Ok(Environment {
                         torch: p.torch,
                         python: p.python,
                         device: p.device,
@@ -265,11 +299,7 @@ impl Worker {
                         torch_cuda: p.torch_cuda,
                         cuda_unavailable: p.cuda_unavailable,
                         settings: p.settings,
-                    };
-                    let visible = std::env::var(CUDA_VISIBLE_DEVICES).ok();
-                    let seen = gpus::visible(&gpus::nvidia_smi(), visible.as_deref());
-                    cuda_usable(self.kind, self.template.device, &env, &seen)?;
-                    return Ok(env);
+                    });
                 }
                 Message::Error { kind, message, .. } if kind == "no_torch" => {
                     return Err(RunnerError::NoTorch {

@@ -95,12 +95,15 @@ impl Repo {
         self.git(&["rev-parse", "HEAD"])
     }
 
-    /// `regress` with its working directory in this repository, and none
-    /// of the variables that choose a store or hold a token.
+    /// `regress` with its working directory in this repository, none of
+    /// the variables that choose a store or hold a token, and a probe
+    /// cache of its own (in `.git`, outside the work tree), so that no
+    /// test reuses another's answer or the user's.
     pub fn regress(&self) -> Command {
         let mut cmd = Command::cargo_bin("regress").unwrap();
         cmd.current_dir(self.path())
             .env("NO_COLOR", "1")
+            .env("REGRESS_CACHE_DIR", self.path().join(".git/regress-cache"))
             .env_remove("REGRESS_STORE")
             .env_remove("REGRESS_STORE_REF")
             .env_remove("GITHUB_TOKEN");
