@@ -90,7 +90,7 @@ gpu-check-dry: venv
 # Not a test: how much of `regress run` is spent in timed iterations and
 # compilation, for the quickstart and a CPU seed pipeline (see the script).
 bench-overhead: venv
-	$(CARGO) build --release --locked --bin regress
+	$(CARGO) build --release --locked --bins
 	$(PYTHON) benches/overhead.py --regress target/release/regress
 
 # Not a test: the spread between process medians of one case, processes

@@ -5,7 +5,8 @@ Runs each pipeline with `regress run` in a scratch git repository (a copy of
 
 - wall: the command, end to end;
 - measured: the time inside timed iterations, summed over every case and
-  process (count × mean of the latency samples);
+  process (count × mean of the latency samples, × the calls per sample
+  where the worker timed blocks of calls);
 - compile: the compile time the cases measured (their `compile_time`
   metric: the first call of a compiled mode);
 - runs: the records' own spans (first process started to last finished),
@@ -43,20 +44,33 @@ def parse_time(text):
     return datetime.datetime.fromisoformat(text)
 
 
+def process_diagnostics(case):
+    """Each process's diagnostics (stored whole, or factored into what all
+    processes share and what is each one's own)."""
+    d = case.get("diagnostics") or []
+    if isinstance(d, dict):
+        return [dict(d.get("common", {}), **own) for own in d.get("processes", [])]
+    return d
+
+
 def metric_seconds(case, name):
-    """Σ count × mean over the processes of a case's metric, in seconds."""
+    """Σ count × mean over the processes of a case's metric, in seconds. A
+    latency sample of a batched process is the mean of `batch` calls, so
+    its process spent count × batch × mean timing them."""
     metric = case.get("metrics", {}).get(name)
     if not metric or metric.get("unit") != "s":
         return 0.0
     # One value per process (compile time) is stored as a plain list.
     total = sum(metric.get("values") or [])
-    for p in metric.get("processes") or []:
+    batches = [d.get("batch") or 1 for d in process_diagnostics(case)] if name == "latency" else []
+    for i, p in enumerate(metric.get("processes") or []):
+        batch = batches[i] if i < len(batches) else 1
         if isinstance(p, dict):
-            total += p.get("n", 0) * p.get("mean", 0.0)
+            total += p.get("n", 0) * p.get("mean", 0.0) * batch
         elif isinstance(p, list):
-            total += sum(p)
+            total += sum(p) * batch
         else:
-            total += float(p)
+            total += float(p) * batch
     return total
 
 
