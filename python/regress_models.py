@@ -160,11 +160,12 @@ class Phase:
         trainable = [p for p in model.parameters() if p.requires_grad]
         if name == "backward":
             # Without parameters the gradient flows to the inputs instead.
-            # The timed backward returns it (torch.autograd.grad) rather
-            # than accumulating it into the inputs' .grad: an accumulation
-            # would add a kernel per input, and under CUDA graphs read a
-            # freed graph output. Their .grad (set by the first call) is
-            # cleared before every iteration like a parameter's.
+            # Their .grad is cleared before every iteration like a
+            # parameter's: left alone, each timed backward would also add
+            # into it (an extra kernel per input, and under CUDA graphs a
+            # read of a freed graph output). The timed backward takes it
+            # with torch.autograd.grad and sets it on them, so that no
+            # AccumulateGrad node runs at all.
             leaves = []
             if not trainable:
                 leaves = [x.requires_grad_(True) for x in inputs if torch.is_tensor(x) and x.is_floating_point()]
@@ -181,10 +182,11 @@ class Phase:
 
             def body():
                 loss = pending.pop("loss")
-                if leaves:
-                    torch.autograd.grad(loss, leaves, allow_unused=True)
-                else:
+                if not leaves:
                     loss.backward()
+                    return
+                for leaf, grad in zip(leaves, torch.autograd.grad(loss, leaves, allow_unused=True)):
+                    leaf.grad = grad
 
             def first():
                 clear_grads()

@@ -64,6 +64,35 @@ def fail(kind, message, diagnostics=None):
     sys.exit(3)
 
 
+# The helpers this file held before they moved to modules of their own,
+# still reachable from it for scripts written against it; imported (with
+# torch) on first use, so that importing this file imports no torch.
+_MOVED = {
+    "Phase": "regress_models", "build_model": "regress_models", "outputs_of": "regress_models",
+    "Skip": "regress_models", "place": "regress_precision", "to_fp8": "regress_precision",
+    "compile_model": "regress_compile", "CompileWatch": "regress_compile",
+    "check_accuracy": "regress_accuracy", "AccuracyFail": "regress_accuracy",
+    "StopRule": "regress_timing", "rel_iqr": "regress_timing", "cache_flusher": "regress_timing",
+    "GpuSampler": "regress_gpu",
+}
+
+
+def __getattr__(name):
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def run(req):
+    """Measures the case of `req` in this process and sends the result."""
+    import regress_case
+
+    send(regress_case.run(req))
+
+
 def handle(req):
     """Answers one request whose protocol version was checked."""
     cache_dir = None
@@ -311,6 +340,19 @@ def fork_server(path, preload):
                 pass
 
 
+def reseed():
+    """Seeds Python's and numpy's global generators from the OS, as a fresh
+    interpreter does at start: forked children would otherwise all draw
+    the server's numbers. (torch's default generator starts from a fixed
+    seed in every process anyway.)"""
+    import random
+
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
 def forked_child(conn, msg, fds):
     """The child: joins the client's process group, takes its descriptors,
     environment and directory, answers the request and exits (never
@@ -339,6 +381,7 @@ def forked_child(conn, msg, fds):
         os.environ.clear()
         os.environ.update(msg["env"])
         os.chdir(msg["cwd"])
+        reseed()
         try:
             handle(msg["request"])
             code = 0

@@ -85,7 +85,9 @@ impl ForkServer {
             "socket": socket,
             "preload": if inductor { vec!["inductor"] } else { vec![] },
         });
-        writeln!(stdin, "{request}")?;
+        // A server that already exited cannot read it: `ready` then says
+        // how it ended, with its stderr.
+        let _ = writeln!(stdin, "{request}");
         let stdout = proc.child.stdout.take().expect("stdout is piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

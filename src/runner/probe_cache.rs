@@ -746,7 +746,7 @@ mod tests {
     fn every_setting_the_probe_reports_from_the_environment_is_in_the_key() {
         // The worker's SPEED_ENV, read from its source, so that a variable
         // added there cannot be forgotten here.
-        let source = include_str!("../../python/regress_worker.py");
+        let source = include_str!("../../python/regress_case.py");
         let start = source
             .find("SPEED_ENV = (")
             .expect("SPEED_ENV in the worker");
