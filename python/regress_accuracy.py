@@ -9,7 +9,7 @@ import torch
 
 from regress_compile import compile_model
 from regress_models import build_model, outputs_of
-from regress_precision import place, reference_precision
+from regress_precision import autocast_context, place, reference_precision
 
 
 class AccuracyFail(Exception):
@@ -61,12 +61,8 @@ DROPOUT_HINT = ("the model draws random numbers in training mode (dropout, most 
 
 def reference_forward(model, inputs, autocast):
     """The model's output tensors under no_grad, detached copies."""
-    with torch.no_grad():
-        if autocast:
-            with torch.autocast(device_type=autocast[0], dtype=autocast[1]):
-                out = model(*inputs)
-        else:
-            out = model(*inputs)
+    with torch.no_grad(), autocast_context(autocast):
+        out = model(*inputs)
     return [t.detach().clone() for t in outputs_of(out)]
 
 
@@ -107,12 +103,8 @@ def check_drawing_the_same_numbers(req, params, device, precision, mode, options
     model.train(True)
     with inductor_config.patch(fallback_random=True):
         compiled = compile_model(model, mode, options)
-        with torch.no_grad():
-            if autocast:
-                with torch.autocast(device_type=autocast[0], dtype=autocast[1]):
-                    out = compiled(*inputs)
-            else:
-                out = compiled(*inputs)
+        with torch.no_grad(), autocast_context(autocast):
+            out = compiled(*inputs)
     try:
         report = check_accuracy(out, ref, tolerance(req), ref_name)
     except AccuracyFail as exc:

@@ -3,6 +3,8 @@ fp8 layers (`torch._scaled_mm` or torchao), and what a precision needs
 of the device.
 """
 
+import contextlib
+
 import torch
 
 from regress_models import Skip
@@ -94,6 +96,13 @@ def reference_precision(precision, mode):
     """The precision of the eager reference: the case's own for compiled
     cases (what compilation changes), fp32 for fp8 and eager ones."""
     return precision if (mode != "eager" and precision in ("fp32", "bf16", "fp16")) else "fp32"
+
+
+def autocast_context(autocast):
+    """The autocast region of `place`'s (device, dtype), or no region."""
+    if autocast:
+        return torch.autocast(device_type=autocast[0], dtype=autocast[1])
+    return contextlib.nullcontext()
 
 
 def unsupported(precision, device, phase, fp8_recipe):

@@ -230,7 +230,7 @@ class CudaClock:
 
     def seconds(self, tokens):
         tokens[-1][1].synchronize()
-        return [b.elapsed_time(e) / 1e3 for b, e in tokens]
+        return self.elapsed(tokens)
 
     def full(self, kept):
         return "max_events" if kept >= MAX_CUDA_EVENTS else None
@@ -239,6 +239,11 @@ class CudaClock:
         import torch
 
         torch.cuda.synchronize()
+        return self.elapsed(tokens)
+
+    @staticmethod
+    def elapsed(tokens):
+        """Seconds between each pair's events, once they have happened."""
         return [b.elapsed_time(e) / 1e3 for b, e in tokens]
 
 

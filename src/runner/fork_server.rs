@@ -174,20 +174,25 @@ mod tests {
         assert!(enabled());
     }
 
-    #[test]
-    fn a_server_that_exits_at_once_says_how_and_why() {
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("server.sh");
-        std::fs::write(&script, "echo 'no torch here' >&2\nexit 7\n").unwrap();
-        let mut server = ForkServer::start(
+    /// A server that is the shell script `text`, started in `dir`.
+    fn server(dir: &Path, text: &str) -> ForkServer {
+        let script = dir.join("server.sh");
+        std::fs::write(&script, text).unwrap();
+        ForkServer::start(
             Path::new("sh"),
             &script,
             &[(OsString::from("PATH"), std::env::var_os("PATH").unwrap())],
-            dir.path(),
-            dir.path().join("s.sock"),
+            dir,
+            dir.join("s.sock"),
             false,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_server_that_exits_at_once_says_how_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = server(dir.path(), "echo 'no torch here' >&2\nexit 7\n");
         let err = server
             .ready(Duration::from_secs(30), &StopFlag::default())
             .unwrap_err();
@@ -200,26 +205,15 @@ mod tests {
     #[test]
     fn a_server_is_ready_when_it_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("server.sh");
         // Reads the request, says ready, then waits for its stdin to close,
         // as the worker does.
-        std::fs::write(
-            &script,
-            format!(
+        let mut server = server(
+            dir.path(),
+            &format!(
                 "read -r request\ncase \"$request\" in *'\"cmd\":\"serve\"'*) ;; *) exit 9 ;; esac\n\
                  echo '{{\"type\": \"ready\", \"protocol\": {PROTOCOL_VERSION}}}'\ncat >/dev/null\n"
             ),
-        )
-        .unwrap();
-        let mut server = ForkServer::start(
-            Path::new("sh"),
-            &script,
-            &[(OsString::from("PATH"), std::env::var_os("PATH").unwrap())],
-            dir.path(),
-            dir.path().join("s.sock"),
-            false,
-        )
-        .unwrap();
+        );
         assert_eq!(
             server.ready(Duration::from_secs(30), &StopFlag::default()),
             Ok(())

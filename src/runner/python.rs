@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::fork_server::{self, ForkServer};
-use super::gpus;
+use super::gpus::{self, GpuInfo};
 use super::probe_cache::{self, Entry, KeyInputs, Lookup, Miss, ProbeCache};
 use super::worker::Worker;
 use super::{Backend, Environment, Outcome, RunContext, RunnerError};
@@ -206,15 +206,14 @@ impl PythonBackend {
 
     /// This worker's entry of the probe cache, or why there is none (a
     /// line to show, when there is one worth showing).
-    fn cache_entry(&self) -> Result<Entry, Option<String>> {
-        let smi = gpus::nvidia_smi();
+    fn cache_entry(&self, smi: &[GpuInfo]) -> Result<Entry, Option<String>> {
         let key = probe_cache::probe_key(&KeyInputs {
             program: &self.worker.program,
             env: self.worker.env(),
             workdir: self.worker.workdir(),
             device: self.worker.device(),
             worker: &worker_digest(),
-            gpus: &smi,
+            gpus: smi,
         })
         .map_err(|e| Some(format!("probe: not cached ({e})")))?;
         self.cache.entry(&key)
@@ -229,7 +228,9 @@ impl Backend for PythonBackend {
         if matches!(self.server, Server::None) {
             self.start_server();
         }
-        let entry = match self.cache_entry() {
+        // nvidia-smi once: for the cache's key and for the GPU check.
+        let smi = gpus::nvidia_smi();
+        let entry = match self.cache_entry(&smi) {
             Ok(entry) => Some(entry),
             Err(note) => {
                 self.note = note;
@@ -276,7 +277,7 @@ impl Backend for PythonBackend {
                 env
             }
         };
-        self.worker.check_cuda(&env)?;
+        self.worker.check_cuda(&env, &smi)?;
         Ok(env)
     }
 

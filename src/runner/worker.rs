@@ -252,15 +252,15 @@ impl Worker {
         cannot_start: impl FnOnce(std::io::Error) -> RunnerError,
     ) -> Result<Environment, RunnerError> {
         let env = self.ask_probe(cannot_start)?;
-        self.check_cuda(&env)?;
+        self.check_cuda(&env, &gpus::nvidia_smi())?;
         Ok(env)
     }
 
-    /// `cuda_usable` against the GPUs nvidia-smi lists now: cheap, so run
-    /// on every start, also when the probe's answer was cached.
-    pub fn check_cuda(&self, env: &Environment) -> Result<(), RunnerError> {
+    /// `cuda_usable` against `smi`, the GPUs nvidia-smi lists now: cheap,
+    /// so run on every start, also when the probe's answer was cached.
+    pub fn check_cuda(&self, env: &Environment, smi: &[GpuInfo]) -> Result<(), RunnerError> {
         let visible = std::env::var(CUDA_VISIBLE_DEVICES).ok();
-        let seen = gpus::visible(&gpus::nvidia_smi(), visible.as_deref());
+        let seen = gpus::visible(smi, visible.as_deref());
         cuda_usable(self.kind, self.template.device, env, &seen)
     }
 
